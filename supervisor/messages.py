@@ -1,0 +1,126 @@
+"""Messages of the supervision protocol: small immutable dataclasses.
+
+Every supervised actor speaks this protocol with its parent supervisor:
+
+    parent -> child   Start(name, config)      first message; the child replies Started
+    parent -> child   Ping(seq)                heartbeat; the child replies Pong at once
+    child  -> parent  ChildFailed(name, error) an unexpected exception; the child then exits
+    child  -> parent  StatusUpdate(name, ...)  published state (shown as the actor tree)
+    sup    -> parent  SubtreeReport(...)       a supervisor's children, for the tree view
+    sup    -> parent  Escalate(name, reason)   too many restarts: the parent must act
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Start:
+    """Sent by a supervisor to a freshly created child: its name and configuration."""
+
+    name: str
+    config: Any = None
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Started:
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Ping:
+    seq: int
+
+
+@dataclass(frozen=True)
+class Pong:
+    seq: int
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class ChildFailed:
+    """A child's handler raised: the child reports why, then exits to be restarted fresh."""
+
+    name: str
+    error: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """State an actor publishes about itself (e.g. `unavailable`, a device's last values).
+
+    `state` overrides the record's state when given; `info` is free-form JSON-able data.
+    """
+
+    name: str
+    state: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubtreeReport:
+    """A supervisor's current view of its children, pushed to its parent on every change."""
+
+    name: str
+    records: tuple
+
+
+@dataclass(frozen=True)
+class Escalate:
+    """Restart intensity exceeded: the supervisor gives up and hands the problem upwards."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GetTree:
+    """Ask a supervisor for its subtree (the root's answer is the whole actor tree)."""
+
+
+@dataclass(frozen=True)
+class Tree:
+    records: tuple
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Ask for the current address of the actor at `path` (e.g. "harvest", "devices/inv1").
+
+    Addresses change on every restart, so actors look each other up instead of caching
+    addresses across restarts. Supervisors answer from their subtree or forward upwards.
+    """
+
+    path: str
+    requester: Any = None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    path: str
+    address: Any
+
+
+@dataclass(frozen=True)
+class StartChild:
+    """Add a dynamic child (e.g. a charger on connect) to a supervisor at run time."""
+
+    spec: Any
+
+
+@dataclass(frozen=True)
+class StopChild:
+    """Stop and remove a child; it is not restarted."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ChildStopped:
+    name: str
