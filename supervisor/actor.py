@@ -57,6 +57,11 @@ class SupervisedActor(ActorTypeDispatcher):
         if self.parent is not None:
             self.send(self.parent, StatusUpdate(self.name, state, info))
 
+    def stop(self) -> None:
+        """End this actor normally: a transient child stopped this way is not restarted."""
+        self.publish("stopped")
+        self.send(self.myAddress, ActorExitRequest())
+
     # -------------------------------------------------------------- plumbing
     def receiveMessage(self, msg: Any, sender: Any) -> Any:  # noqa: N802 (thespian API)
         if self._failed:
@@ -83,8 +88,8 @@ class SupervisedActor(ActorTypeDispatcher):
 
     def _start(self, msg: Start, sender: Any) -> None:
         self.name, self.config, self.parent = msg.name, msg.config, sender
-        self.path = msg.path or msg.name
-        self.log = ActorLog(self.path)
+        self.path = msg.path if msg.path is not None else msg.name
+        self.log = ActorLog(self.path or self.name)
         if in_forked_actor():
             harden_process()
         self.on_start(msg.config)

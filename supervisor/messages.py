@@ -22,7 +22,7 @@ class Start:
 
     name: str
     config: Any = None
-    path: str = ""
+    path: str | None = None  # "devices/inv1"; "" for the root supervisor; None: just the name
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class Lookup:
 
     path: str
     requester: Any = None
+    rest: str | None = None  # the part of `path` still to resolve, while forwarded downwards
 
 
 @dataclass(frozen=True)

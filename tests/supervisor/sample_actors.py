@@ -1,0 +1,62 @@
+"""Small actors with controllable misbehaviour, used to exercise the supervisor for real."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.actor import SupervisedActor
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Ask an actor to identify itself: answered with WhoAmI."""
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    name: str
+    pid: int
+    started: float
+    handled: int
+
+
+@dataclass(frozen=True)
+class Raise:
+    """Make the actor's handler raise."""
+
+
+@dataclass(frozen=True)
+class Segfault:
+    """Make the actor dereference NULL."""
+
+
+@dataclass(frozen=True)
+class Block:
+    seconds: float
+
+
+class Echo(SupervisedActor):
+    """Answers Hello with its identity; misbehaves on request."""
+
+    def on_start(self, config: Any) -> None:
+        self.started = time.time()
+        self.handled = 0
+        if isinstance(config, dict) and config.get("fail_on_start"):
+            raise RuntimeError("configured to fail on start")
+
+    def receiveMsg_Hello(self, msg: Hello, sender: Any) -> None:  # noqa: N802
+        self.handled += 1
+        self.send(sender, WhoAmI(self.name, os.getpid(), self.started, self.handled))
+
+    def receiveMsg_Raise(self, msg: Raise, sender: Any) -> None:  # noqa: N802
+        raise RuntimeError("asked to fail")
+
+    def receiveMsg_Segfault(self, msg: Segfault, sender: Any) -> None:  # noqa: N802
+        ctypes.string_at(0)
+
+    def receiveMsg_Block(self, msg: Block, sender: Any) -> None:  # noqa: N802
+        time.sleep(msg.seconds)  # a stand-in for a blocking driver call that never returns
