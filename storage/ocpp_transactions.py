@@ -1,0 +1,403 @@
+"""Charging sessions: transactions, meter values, reservations, and their export queue.
+
+Why the details look the way they do:
+
+* Transaction ids come from a counter persisted in SQLite, bumped in the same
+  transaction that inserts the session, so ids stay unique across gateway restarts.
+* A charger that lost its connection re-sends StartTransaction; the replay has the same
+  connector, idTag, meterStart and timestamp, and gets the id already assigned (a unique
+  index finds it) instead of a second session.
+* Chargers that were offline replay old messages. Everything is stored under the
+  charger's own timestamps, and queries order by timestamp, so the history reads in
+  the order things happened, not the order they arrived.
+* Finished sessions and meter samples are also queued in `ocpp_export` in the same
+  SQLite transaction that stores them; the charger actor forwards that queue to the
+  harvest actor and deletes rows only after the harvest actor acknowledged them. The
+  queue is bounded: the oldest rows go first when it is full, and the count of dropped
+  rows is kept so the gap is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from storage.db import migrate, transaction
+
+COMPONENT = "ocpp_transactions"
+
+#: Reasons a reservation ends, plus ReserveNow's reply statuses while it is pending.
+RESERVATION_STATUSES = ("Requested", "Accepted", "Faulted", "Occupied", "Rejected", "Unavailable", "Cancelled", "Used", "Expired")
+
+#: Rows the export queue may hold before the oldest are dropped.
+EXPORT_QUEUE_LIMIT = 50_000
+
+MIGRATIONS = [
+    """
+    CREATE TABLE ocpp_counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    CREATE TABLE transactions (
+        transaction_id  INTEGER PRIMARY KEY,
+        charge_point_id TEXT NOT NULL,
+        connector_id    INTEGER NOT NULL,
+        id_tag          TEXT NOT NULL,
+        meter_start     INTEGER NOT NULL,
+        start_time      REAL NOT NULL,
+        reservation_id  INTEGER,
+        meter_stop      INTEGER,
+        stop_time       REAL,
+        stop_reason     TEXT,
+        stop_id_tag     TEXT,
+        last_meter_wh   REAL,
+        last_power_w    REAL,
+        last_meter_time REAL,
+        payment_ref     TEXT,
+        status          TEXT NOT NULL,
+        unknown_start   INTEGER NOT NULL DEFAULT 0,
+        received        REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX transactions_identity ON transactions(charge_point_id, connector_id, start_time, id_tag, meter_start);
+    CREATE INDEX transactions_charger ON transactions(charge_point_id, start_time);
+    CREATE INDEX transactions_id_tag ON transactions(id_tag, start_time);
+    CREATE TABLE meter_values (
+        id              INTEGER PRIMARY KEY,
+        charge_point_id TEXT NOT NULL,
+        connector_id    INTEGER NOT NULL,
+        transaction_id  INTEGER,
+        timestamp       REAL NOT NULL,
+        measurand       TEXT NOT NULL,
+        phase           TEXT NOT NULL DEFAULT '',
+        location        TEXT NOT NULL DEFAULT '',
+        context         TEXT NOT NULL DEFAULT '',
+        unit            TEXT NOT NULL DEFAULT '',
+        value           TEXT NOT NULL,
+        received        REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX meter_values_identity ON meter_values(charge_point_id, connector_id, timestamp, measurand, phase, location, context);
+    CREATE INDEX meter_values_tx ON meter_values(transaction_id, timestamp);
+    CREATE TABLE reservations (
+        reservation_id  INTEGER PRIMARY KEY,
+        charge_point_id TEXT NOT NULL,
+        connector_id    INTEGER NOT NULL,
+        id_tag          TEXT NOT NULL,
+        parent_id_tag   TEXT,
+        expiry          REAL NOT NULL,
+        status          TEXT NOT NULL,
+        created         REAL NOT NULL
+    );
+    CREATE TABLE ocpp_export (
+        id              INTEGER PRIMARY KEY,
+        charge_point_id TEXT NOT NULL,
+        wall_time       REAL NOT NULL,
+        values_json     TEXT NOT NULL
+    );
+    CREATE INDEX ocpp_export_charger ON ocpp_export(charge_point_id, id);
+    """,
+]
+
+
+def init(conn: sqlite3.Connection) -> None:
+    """Create or upgrade this component's tables."""
+    migrate(conn, COMPONENT, MIGRATIONS)
+
+
+def _next(conn: sqlite3.Connection, name: str, floor: int = 0) -> int:
+    """Bump and return a persisted counter; call inside a transaction."""
+    row = conn.execute("SELECT value FROM ocpp_counters WHERE name = ?", (name,)).fetchone()
+    value = max(row[0] if row else 0, floor) + 1
+    conn.execute(
+        "INSERT INTO ocpp_counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
+    return value
+
+
+# --------------------------------------------------------------- transactions
+def start_transaction(
+    conn: sqlite3.Connection,
+    charge_point_id: str,
+    *,
+    connector_id: int,
+    id_tag: str,
+    meter_start: int,
+    start_time: float,
+    received: float,
+    reservation_id: int | None = None,
+) -> tuple[int, bool]:
+    """Store a StartTransaction; return (transaction id, True if new / False if a replay)."""
+    with transaction(conn):
+        row = conn.execute(
+            "SELECT transaction_id FROM transactions WHERE charge_point_id = ? AND connector_id = ?"
+            " AND start_time = ? AND id_tag = ? AND meter_start = ?",
+            (charge_point_id, connector_id, start_time, id_tag, meter_start),
+        ).fetchone()
+        if row:
+            return row[0], False
+        floor = conn.execute("SELECT COALESCE(MAX(transaction_id), 0) FROM transactions").fetchone()[0]
+        transaction_id = _next(conn, "transaction_id", floor)
+        conn.execute(
+            "INSERT INTO transactions (transaction_id, charge_point_id, connector_id, id_tag, meter_start, start_time,"
+            " reservation_id, last_meter_wh, last_meter_time, status, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Active', ?)",
+            (transaction_id, charge_point_id, connector_id, id_tag, meter_start, start_time, reservation_id, meter_start, start_time, received),
+        )
+        if reservation_id is not None:
+            conn.execute(
+                "UPDATE reservations SET status = 'Used' WHERE reservation_id = ? AND charge_point_id = ?",
+                (reservation_id, charge_point_id),
+            )
+    return transaction_id, True
+
+
+def stop_transaction(
+    conn: sqlite3.Connection,
+    charge_point_id: str,
+    transaction_id: int,
+    *,
+    meter_stop: int,
+    stop_time: float,
+    received: float,
+    reason: str | None = None,
+    id_tag: str | None = None,
+    export: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Finish a session. An id the gateway never issued is recorded as an unknown-start session.
+
+    A repeated StopTransaction for a finished session changes nothing. `export`, when
+    given, is queued for upload in the same SQLite transaction.
+    """
+    with transaction(conn):
+        row = conn.execute("SELECT status FROM transactions WHERE transaction_id = ?", (transaction_id,)).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO transactions (transaction_id, charge_point_id, connector_id, id_tag, meter_start, start_time,"
+                " meter_stop, stop_time, stop_reason, stop_id_tag, last_meter_wh, last_meter_time, status, unknown_start, received)"
+                " VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Finished', 1, ?)",
+                (transaction_id, charge_point_id, id_tag or "", meter_stop, stop_time, meter_stop, stop_time, reason, id_tag, meter_stop, stop_time, received),
+            )
+            _next(conn, "transaction_id", transaction_id)  # never hand this id out later
+        elif row[0] == "Active":
+            conn.execute(
+                "UPDATE transactions SET meter_stop = ?, stop_time = ?, stop_reason = ?, stop_id_tag = ?, status = 'Finished',"
+                " last_meter_wh = CASE WHEN last_meter_time IS NULL OR last_meter_time <= ? THEN ? ELSE last_meter_wh END,"
+                " last_meter_time = MAX(COALESCE(last_meter_time, 0), ?) WHERE transaction_id = ?",
+                (meter_stop, stop_time, reason, id_tag, stop_time, meter_stop, stop_time, transaction_id),
+            )
+        else:
+            return get_transaction(conn, transaction_id)  # type: ignore[return-value]
+        if export is not None:
+            _queue_export(conn, charge_point_id, stop_time, export)
+    return get_transaction(conn, transaction_id)  # type: ignore[return-value]
+
+
+def get_transaction(conn: sqlite3.Connection, transaction_id: int) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM transactions WHERE transaction_id = ?", (transaction_id,)).fetchone()
+    return _tx(row) if row else None
+
+
+def active_transactions(conn: sqlite3.Connection, charge_point_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT * FROM transactions WHERE charge_point_id = ? AND status = 'Active' ORDER BY start_time", (charge_point_id,)
+    )
+    return [_tx(row) for row in rows]
+
+
+def transactions_for_id_tag(conn: sqlite3.Connection, id_tag: str, limit: int = 100) -> list[dict[str, Any]]:
+    return list_transactions(conn, id_tag=id_tag, limit=limit)
+
+
+def transactions_for_charger(conn: sqlite3.Connection, charge_point_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    return list_transactions(conn, charger=charge_point_id, limit=limit)
+
+
+def attach_payment_reference(conn: sqlite3.Connection, transaction_id: int, payment_ref: str) -> bool:
+    with transaction(conn):
+        cursor = conn.execute("UPDATE transactions SET payment_ref = ? WHERE transaction_id = ?", (payment_ref, transaction_id))
+    return cursor.rowcount > 0
+
+
+def update_meter(
+    conn: sqlite3.Connection, transaction_id: int, *, energy_wh: float | None, power_w: float | None, timestamp: float
+) -> bool:
+    """Update a session's live figures, unless a newer sample is already there (replays arrive late)."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "UPDATE transactions SET last_meter_wh = COALESCE(?, last_meter_wh), last_power_w = COALESCE(?, last_power_w),"
+            " last_meter_time = ? WHERE transaction_id = ? AND (last_meter_time IS NULL OR last_meter_time <= ?)",
+            (energy_wh, power_w, timestamp, transaction_id, timestamp),
+        )
+    return cursor.rowcount > 0
+
+
+def _tx(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["unknown_start"] = bool(data["unknown_start"])
+    stop = data["meter_stop"] if data["meter_stop"] is not None else data["last_meter_wh"]
+    data["energy_wh"] = None if stop is None else stop - data["meter_start"]
+    return data
+
+
+# --------------------------------------------------------------- meter values
+def add_meter_values(
+    conn: sqlite3.Connection,
+    charge_point_id: str,
+    connector_id: int,
+    transaction_id: int | None,
+    samples: list[dict[str, Any]],
+    *,
+    received: float,
+    exports: list[tuple[float, dict[str, Any]]] = (),  # type: ignore[assignment]
+) -> int:
+    """Store sampled values (`timestamp`, `measurand`, `value`, optional phase/location/context/unit).
+
+    Duplicates of an already stored sample (a charger re-sending after a lost reply)
+    are ignored. Returns the number of new rows. `exports` are queued for upload in the
+    same SQLite transaction.
+    """
+    inserted = 0
+    with transaction(conn):
+        for s in samples:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO meter_values (charge_point_id, connector_id, transaction_id, timestamp, measurand,"
+                " phase, location, context, unit, value, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    charge_point_id, connector_id, transaction_id, s["timestamp"], s.get("measurand") or "Energy.Active.Import.Register",
+                    s.get("phase") or "", s.get("location") or "", s.get("context") or "", s.get("unit") or "", str(s["value"]), received,
+                ),
+            )
+            inserted += cursor.rowcount
+        if inserted:
+            for wall_time, values in exports:
+                _queue_export(conn, charge_point_id, wall_time, values)
+    return inserted
+
+
+def meter_values(
+    conn: sqlite3.Connection, *, transaction_id: int | None = None, charge_point_id: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Samples in the order they were taken (the charger's timestamps), oldest first."""
+    clauses, params = [], []
+    if transaction_id is not None:
+        clauses.append("transaction_id = ?")
+        params.append(transaction_id)
+    if charge_point_id is not None:
+        clauses.append("charge_point_id = ?")
+        params.append(charge_point_id)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(f"SELECT * FROM meter_values {where} ORDER BY timestamp, id LIMIT ?", (*params, limit))
+    return [dict(row) for row in rows]
+
+
+# --------------------------------------------------------------- reservations
+def create_reservation(
+    conn: sqlite3.Connection,
+    charge_point_id: str,
+    *,
+    connector_id: int,
+    id_tag: str,
+    expiry: float,
+    now: float,
+    parent_id_tag: str | None = None,
+) -> int:
+    """Record a reservation about to be requested with ReserveNow; returns its new id."""
+    with transaction(conn):
+        floor = conn.execute("SELECT COALESCE(MAX(reservation_id), 0) FROM reservations").fetchone()[0]
+        reservation_id = _next(conn, "reservation_id", floor)
+        conn.execute(
+            "INSERT INTO reservations (reservation_id, charge_point_id, connector_id, id_tag, parent_id_tag, expiry, status, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'Requested', ?)",
+            (reservation_id, charge_point_id, connector_id, id_tag, parent_id_tag, expiry, now),
+        )
+    return reservation_id
+
+
+def set_reservation_status(conn: sqlite3.Connection, reservation_id: int, status: str) -> None:
+    if status not in RESERVATION_STATUSES:
+        raise ValueError(f"reservation status must be one of {RESERVATION_STATUSES}, not {status!r}")
+    with transaction(conn):
+        conn.execute("UPDATE reservations SET status = ? WHERE reservation_id = ?", (status, reservation_id))
+
+
+def get_reservation(conn: sqlite3.Connection, reservation_id: int) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM reservations WHERE reservation_id = ?", (reservation_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def reservations_for_charger(conn: sqlite3.Connection, charge_point_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM reservations WHERE charge_point_id = ? ORDER BY reservation_id", (charge_point_id,))
+    return [dict(row) for row in rows]
+
+
+# -------------------------------------------------------------- export queue
+def _queue_export(conn: sqlite3.Connection, charge_point_id: str, wall_time: float, values: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO ocpp_export (charge_point_id, wall_time, values_json) VALUES (?, ?, ?)",
+        (charge_point_id, wall_time, json.dumps(values, sort_keys=True)),
+    )
+    count = conn.execute("SELECT COUNT(*) FROM ocpp_export WHERE charge_point_id = ?", (charge_point_id,)).fetchone()[0]
+    if count > EXPORT_QUEUE_LIMIT:
+        dropped = count - EXPORT_QUEUE_LIMIT
+        conn.execute(
+            "DELETE FROM ocpp_export WHERE id IN (SELECT id FROM ocpp_export WHERE charge_point_id = ? ORDER BY id LIMIT ?)",
+            (charge_point_id, dropped),
+        )
+        conn.execute(
+            "INSERT INTO ocpp_counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (f"export_dropped:{charge_point_id}", dropped),
+        )
+
+
+def pending_exports(conn: sqlite3.Connection, charge_point_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The oldest queued rows for one charger: `id`, `wall_time`, `values`."""
+    rows = conn.execute(
+        "SELECT id, wall_time, values_json FROM ocpp_export WHERE charge_point_id = ? ORDER BY id LIMIT ?",
+        (charge_point_id, limit),
+    )
+    return [{"id": r["id"], "wall_time": r["wall_time"], "values": json.loads(r["values_json"])} for r in rows]
+
+
+def ack_exports(conn: sqlite3.Connection, charge_point_id: str, up_to_id: int) -> int:
+    """Delete rows the harvest actor has committed (all ids up to and including `up_to_id`)."""
+    with transaction(conn):
+        cursor = conn.execute("DELETE FROM ocpp_export WHERE charge_point_id = ? AND id <= ?", (charge_point_id, up_to_id))
+    return cursor.rowcount
+
+
+def exports_dropped(conn: sqlite3.Connection, charge_point_id: str) -> int:
+    row = conn.execute("SELECT value FROM ocpp_counters WHERE name = ?", (f"export_dropped:{charge_point_id}",)).fetchone()
+    return row[0] if row else 0
+
+
+# ------------------------------------------------------- read-only for the API
+def list_transactions(
+    conn: sqlite3.Connection,
+    *,
+    charger: str | None = None,
+    id_tag: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Sessions, newest first, filtered by charger, idTag and start time (epoch seconds)."""
+    clauses, params = [], []
+    if charger is not None:
+        clauses.append("charge_point_id = ?")
+        params.append(charger)
+    if id_tag is not None:
+        clauses.append("id_tag = ?")
+        params.append(id_tag)
+    if since is not None:
+        clauses.append("start_time >= ?")
+        params.append(since)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(f"SELECT * FROM transactions {where} ORDER BY start_time DESC, transaction_id DESC LIMIT ?", (*params, max(1, min(limit, 1000))))
+    return [_tx(row) for row in rows]
+
+
+def transaction_with_meter_values(conn: sqlite3.Connection, transaction_id: int) -> dict[str, Any] | None:
+    """One session with its samples in timestamp order."""
+    tx = get_transaction(conn, transaction_id)
+    if tx is not None:
+        tx["meter_values"] = meter_values(conn, transaction_id=transaction_id)
+    return tx

@@ -1,0 +1,129 @@
+"""The charger and transaction store against a real SQLite file."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import chargers as store
+from storage import ocpp_transactions as txs
+from storage.db import connect
+
+
+@pytest.fixture
+def db(tmp_path):
+    conn = connect(tmp_path / "gw.db")
+    store.init(conn)
+    txs.init(conn)
+    yield conn
+    conn.close()
+
+
+def test_charger_crud_and_lookup_by_serial(db):
+    store.add_charger(db, "CP1", auth_key="secret-key-0001", serial_number="SN-1")
+    store.add_charger(db, "CP2")
+    assert store.get_charger(db, "CP1")["serial_number"] == "SN-1"
+    assert "auth_key_hash" not in store.get_charger(db, "CP1")
+    assert store.get_charger_by_serial(db, "SN-1")["charge_point_id"] == "CP1"
+    assert [c["charge_point_id"] for c in store.list_chargers(db)] == ["CP1", "CP2"]
+    assert store.check_auth_key(store.get_auth_key_hash(db, "CP1"), "secret-key-0001")
+    assert not store.check_auth_key(store.get_auth_key_hash(db, "CP1"), "wrong")
+    assert not store.check_auth_key(store.get_auth_key_hash(db, "CP2"), "")
+    store.update_charger_status(db, "CP1", "Faulted")
+    assert store.get_charger(db, "CP1")["status"] == "Faulted"
+    with pytest.raises(ValueError):
+        store.update_charger_status(db, "CP1", "broken")
+    assert store.remove_charger(db, "CP2")
+    assert store.get_charger(db, "CP2") is None
+
+
+def test_available_needs_connected_accepted_and_an_available_connector(db):
+    store.record_boot(db, "CP1", vendor="V", model="M", serial_number=None, firmware_version=None, registration_status="Accepted", now=10)
+    store.record_boot(db, "CP2", vendor="V", model="M", serial_number=None, firmware_version=None, registration_status="Accepted", now=10)
+    store.record_status(db, "CP1", 1, status="Available", error_code="NoError", timestamp=11, received=11)
+    store.record_status(db, "CP2", 1, status="Charging", error_code="NoError", timestamp=11, received=11)
+    assert [c["charge_point_id"] for c in store.list_available_chargers(db)] == ["CP1"]
+    store.set_connected(db, "CP1", False, 12)
+    assert store.list_available_chargers(db) == []
+
+
+def test_older_status_goes_to_history_but_not_current(db):
+    store.add_charger(db, "CP1")
+    assert store.record_status(db, "CP1", 1, status="Charging", error_code="NoError", timestamp=200, received=300)
+    assert not store.record_status(db, "CP1", 1, status="Preparing", error_code="NoError", timestamp=100, received=301)
+    assert store.list_connectors(db, "CP1")[0]["status"] == "Charging"
+    assert [h["status"] for h in store.status_history(db, "CP1")] == ["Charging", "Preparing"]
+    listing = store.list_chargers_with_connectors(db)
+    assert listing[0]["connectors"][0]["status"] == "Charging"
+
+
+def test_transaction_ids_persist_across_reopen_and_replays_keep_their_id(tmp_path):
+    path = tmp_path / "gw.db"
+    conn = connect(path)
+    txs.init(conn)
+    first, new = txs.start_transaction(conn, "CP1", connector_id=1, id_tag="TAG", meter_start=100, start_time=1000.0, received=1000.0)
+    assert new
+    again, new_again = txs.start_transaction(conn, "CP1", connector_id=1, id_tag="TAG", meter_start=100, start_time=1000.0, received=1001.0)
+    assert (again, new_again) == (first, False)
+    conn.close()
+    conn = connect(path)
+    txs.init(conn)
+    second, _ = txs.start_transaction(conn, "CP1", connector_id=1, id_tag="TAG", meter_start=500, start_time=2000.0, received=2000.0)
+    assert second > first
+    conn.close()
+
+
+def test_stop_unknown_transaction_is_recorded_and_its_id_never_reissued(db):
+    tx = txs.stop_transaction(db, "CP1", 77, meter_stop=900, stop_time=50.0, received=60.0, reason="PowerLoss")
+    assert tx["unknown_start"] and tx["status"] == "Finished" and tx["stop_reason"] == "PowerLoss"
+    new_id, _ = txs.start_transaction(db, "CP1", connector_id=1, id_tag="T", meter_start=0, start_time=70.0, received=70.0)
+    assert new_id > 77
+
+
+def test_session_lifecycle_filters_and_payment(db):
+    tid, _ = txs.start_transaction(db, "CP1", connector_id=1, id_tag="ALICE", meter_start=1000, start_time=100.0, received=100.0)
+    txs.start_transaction(db, "CP2", connector_id=1, id_tag="BOB", meter_start=0, start_time=200.0, received=200.0)
+    assert txs.update_meter(db, tid, energy_wh=1500, power_w=7000, timestamp=150.0)
+    assert not txs.update_meter(db, tid, energy_wh=1200, power_w=1, timestamp=120.0)  # late replay
+    assert txs.get_transaction(db, tid)["energy_wh"] == 500
+    done = txs.stop_transaction(db, "CP1", tid, meter_stop=2000, stop_time=300.0, received=300.0, reason="Local", export={"energy_wh": 1000})
+    assert done["energy_wh"] == 1000 and done["status"] == "Finished"
+    assert txs.attach_payment_reference(db, tid, "pay-42")
+    assert txs.get_transaction(db, tid)["payment_ref"] == "pay-42"
+    assert [t["id_tag"] for t in txs.transactions_for_id_tag(db, "ALICE")] == ["ALICE"]
+    assert [t["charge_point_id"] for t in txs.list_transactions(db, since=150.0)] == ["CP2"]
+    assert [t["transaction_id"] for t in txs.transactions_for_charger(db, "CP1")] == [tid]
+    assert txs.pending_exports(db, "CP1")[0]["values"] == {"energy_wh": 1000}
+
+
+def test_meter_values_deduplicated_and_ordered_by_timestamp(db):
+    tid, _ = txs.start_transaction(db, "CP1", connector_id=1, id_tag="T", meter_start=0, start_time=1.0, received=1.0)
+    late = [{"timestamp": 30.0, "measurand": "Energy.Active.Import.Register", "value": "30", "unit": "Wh"}]
+    early = [{"timestamp": 10.0, "measurand": "Energy.Active.Import.Register", "value": "10", "unit": "Wh"}]
+    assert txs.add_meter_values(db, "CP1", 1, tid, late, received=100.0, exports=[(30.0, {"energy_wh": 30})]) == 1
+    assert txs.add_meter_values(db, "CP1", 1, tid, early, received=101.0) == 1
+    assert txs.add_meter_values(db, "CP1", 1, tid, late, received=102.0, exports=[(30.0, {"energy_wh": 30})]) == 0
+    assert [m["value"] for m in txs.transaction_with_meter_values(db, tid)["meter_values"]] == ["10", "30"]
+    assert len(txs.pending_exports(db, "CP1")) == 1  # the duplicate queued nothing
+
+
+def test_export_queue_is_bounded_and_counts_drops(db, monkeypatch):
+    monkeypatch.setattr(txs, "EXPORT_QUEUE_LIMIT", 3)
+    for i in range(5):
+        txs.stop_transaction(db, "CP1", 100 + i, meter_stop=i, stop_time=float(i), received=float(i), export={"n": i})
+    pending = txs.pending_exports(db, "CP1")
+    assert [p["values"]["n"] for p in pending] == [2, 3, 4]
+    assert txs.exports_dropped(db, "CP1") == 2
+    assert txs.ack_exports(db, "CP1", pending[1]["id"]) == 2
+    assert [p["values"]["n"] for p in txs.pending_exports(db, "CP1")] == [4]
+
+
+def test_reservations_and_authorization_list(db):
+    rid = txs.create_reservation(db, "CP1", connector_id=1, id_tag="T", expiry=500.0, now=1.0)
+    txs.set_reservation_status(db, rid, "Accepted")
+    txs.start_transaction(db, "CP1", connector_id=1, id_tag="T", meter_start=0, start_time=2.0, received=2.0, reservation_id=rid)
+    assert txs.get_reservation(db, rid)["status"] == "Used"
+    assert txs.create_reservation(db, "CP1", connector_id=1, id_tag="U", expiry=500.0, now=3.0) == rid + 1
+    store.set_authorization(db, "TAG1", "Blocked")
+    assert store.get_authorization(db, "TAG1")["status"] == "Blocked"
+    store.remove_authorization(db, "TAG1")
+    assert store.get_authorization(db, "TAG1") is None
