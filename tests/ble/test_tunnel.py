@@ -1,0 +1,232 @@
+"""The EGWTTP tunnel protocol, driven directly (no BLE): reassembly, errors, paging, auth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from actors.ble.dispatch import HttpDispatcher
+from actors.ble.tunnel import DispatchResult, Limits, Tunnel, TunnelRequest
+from tests.ble.conftest import parse_page
+
+
+class RecordingDispatcher:
+    """Answers every request with a fixed body and counts executions."""
+
+    def __init__(self, body: bytes = b'{"ok": true}', status: int = 200) -> None:
+        self.body = body
+        self.status = status
+        self.calls: list[tuple[str, str, dict, bytes]] = []
+
+    async def dispatch(self, method, path, headers, body):
+        self.calls.append((method, path, dict(headers), body))
+        return DispatchResult(self.status, {"Content-Type": "application/json; charset=utf-8"}, self.body)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_tunnel(dispatcher=None, window=True, token="secret-token", limits=None, clock=None):
+    state = {"open": window}
+    tunnel = Tunnel(dispatcher or RecordingDispatcher(), lambda: state["open"], lambda: token, limits or Limits(), clock or Clock())
+    return tunnel, state
+
+
+async def roundtrip(tunnel: Tunnel, *writes: bytes):
+    result = None
+    for data in writes:
+        result = tunnel.feed(data)
+        if isinstance(result, bytes):
+            return parse_page(result)
+    assert isinstance(result, TunnelRequest), f"request not complete after all writes: {result!r}"
+    return parse_page(await tunnel.handle(result))
+
+
+async def test_get_in_one_write_is_forwarded_and_answered():
+    dispatcher = RecordingDispatcher(b'{"state": "running"}')
+    tunnel, _ = make_tunnel(dispatcher)
+    page = await roundtrip(tunnel, b"GET /api/health EGWTTP/1.1\r\n\r\n")
+    assert page.status == 200 and page.reason == "OK"
+    assert page.headers["location"] == "/api/health" and page.headers["method"] == "GET"
+    assert page.headers["content-type"] == "application/json"
+    assert page.headers["content-length"] == str(len(b'{"state": "running"}'))
+    assert page.body == b'{"state": "running"}'
+    assert dispatcher.calls == [("GET", "/api/health", {}, b"")]
+
+
+async def test_request_split_across_writes_is_reassembled():
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher)
+    body = json.dumps({"name": "x" * 300}).encode()
+    raw = b"POST /api/settings EGWTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer t\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    chunks = [raw[i : i + 20] for i in range(0, len(raw), 20)]
+    page = await roundtrip(tunnel, *chunks)
+    assert page.status == 200
+    assert dispatcher.calls == [("POST", "/api/settings", {"content-type": "application/json", "authorization": "Bearer t"}, body)]
+
+
+async def test_large_response_is_paged_and_a_post_runs_once():
+    body = json.dumps({"items": list(range(200))}).encode()
+    dispatcher = RecordingDispatcher(body)
+    tunnel, _ = make_tunnel(dispatcher)
+    request = b'POST /api/thing EGWTTP/1.1\r\nContent-Length: 2\r\nOffset: %d\r\n\r\n{}'
+    collected = b""
+    while True:
+        page = await roundtrip(tunnel, request % len(collected))
+        assert page.status == 200 and int(page.headers["offset"]) == len(collected)
+        assert len(page.raw) <= tunnel.limits.page_size
+        collected += page.body
+        if len(collected) >= int(page.headers["content-length"]):
+            break
+    assert collected == body
+    assert len(dispatcher.calls) == 1
+
+
+async def test_offset_without_a_cached_response_is_refused():
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher)
+    page = await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\nContent-Length: 0\r\nOffset: 10\r\n\r\n")
+    assert page.status == 409
+    assert dispatcher.calls == []
+
+
+async def test_offset_beyond_the_body_is_416():
+    tunnel, _ = make_tunnel(RecordingDispatcher(b"{}"))
+    await roundtrip(tunnel, b"GET /api/x EGWTTP/1.1\r\n\r\n")
+    page = await roundtrip(tunnel, b"GET /api/x EGWTTP/1.1\r\nOffset: 99\r\n\r\n")
+    assert page.status == 416
+
+
+async def test_request_id_makes_a_retransmitted_post_idempotent():
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher)
+    raw = b"POST /api/x EGWTTP/1.1\r\nRequest-Id: 7\r\nContent-Length: 0\r\n\r\n"
+    assert (await roundtrip(tunnel, raw)).status == 200
+    assert (await roundtrip(tunnel, raw)).status == 200
+    assert len(dispatcher.calls) == 1
+    # without Request-Id, a repeated POST is a new request and runs again
+    await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert len(dispatcher.calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("writes", "status", "detail_part"),
+    [
+        ([b"\x00\x01garbage\xff"], 400, "not an EGWTTP/1.1 request"),
+        ([b"hello world\r\n\r\n"], 400, "not an EGWTTP/1.1 request"),
+        ([b"GET /api/x EGWTTP/1.1\r\nName: caf\xc3\r\n\r\n"], 400, "head is not valid UTF-8"),
+        ([b"POST /api/x EGWTTP/1.1\r\nContent-Length: 2\r\n\r\n\xff\xfe"], 400, "body is not valid UTF-8"),
+        ([b"BREW /api/x EGWTTP/1.1\r\n\r\n"], 501, "unknown method 'BREW'"),
+        ([b"GET /api/x HTTP/1.1\r\n\r\n"], 505, "not supported"),
+        ([b"GET api/x EGWTTP/1.1\r\n\r\n"], 400, "path must start with '/'"),
+        ([b"GET /api/x\r\n\r\n"], 400, "malformed request line"),
+        ([b"POST /api/x EGWTTP/1.1\r\n\r\n{}"], 411, "missing header Content-Length"),
+        ([b"POST /api/x EGWTTP/1.1\r\nContent-Length: abc\r\n\r\n"], 400, "Content-Length must be"),
+        ([b"GET /api/x EGWTTP/1.1\r\nno colon here\r\n\r\n"], 400, "malformed header line"),
+        ([b"GET /api/x EGWTTP/1.1\r\nOffset: -1\r\n\r\n"], 400, "Offset must be"),
+        ([b"GET /api/x EGWTTP/1.1\r\nA: 1\r\na: 2\r\n\r\n"], 400, "duplicate header"),
+        ([b"POST /api/x EGWTTP/1.1\r\nContent-Length: 1\r\n\r\n{}"], 400, "body longer than Content-Length 1"),
+        ([b"POST /api/x EGWTTP/1.1\r\nContent-Length: 999999\r\n\r\n"], 413, "body exceeds 16384 bytes"),
+        ([b"GET /api/x EGWTTP/1.1\r\nX: " + b"a" * 3000], 431, "head exceeds 2048 bytes"),
+        ([b"GET /api/" + b"a" * 100 + b" EGWTTP/1.1\r\n\r\n"], 414, "path longer than 62 bytes"),
+    ],
+)
+async def test_malformed_requests_get_precise_errors_and_nothing_is_dispatched(writes, status, detail_part):
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher)
+    page = await roundtrip(tunnel, *writes)
+    assert page.status == status
+    assert detail_part in page.body.decode()
+    assert len(page.body) == int(page.headers["content-length"]), "an error must fit in one page"
+    assert dispatcher.calls == []
+    # the tunnel is ready for the next request straight away
+    assert (await roundtrip(tunnel, b"GET /api/ok EGWTTP/1.1\r\n\r\n")).status == 200
+
+
+async def test_rest_of_an_oversize_body_is_skipped_not_reported_as_garbage():
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher, limits=Limits(max_body=100))
+    head = b"POST /api/x EGWTTP/1.1\r\nContent-Length: 300\r\n\r\n"
+    first = tunnel.feed(head + b"a" * 50)
+    assert parse_page(first).status == 413
+    assert tunnel.feed(b"a" * 200) is None
+    assert tunnel.feed(b"a" * 50) is None
+    assert (await roundtrip(tunnel, b"GET /api/ok EGWTTP/1.1\r\n\r\n")).status == 200
+
+
+async def test_abandoned_partial_request_does_not_prefix_the_next_one():
+    clock = Clock()
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher, clock=clock)
+    assert tunnel.feed(b"POST /api/x EGWTTP/1.1\r\nContent-Length: 10\r\n\r\nabc") is None
+    clock.now += 60
+    assert (await roundtrip(tunnel, b"GET /api/y EGWTTP/1.1\r\n\r\n")).status == 200
+    assert [c[1] for c in dispatcher.calls] == ["/api/y"]
+
+
+async def test_token_only_inside_the_window():
+    dispatcher = RecordingDispatcher()
+    tunnel, window = make_tunnel(dispatcher, token="tok-123")
+    page = await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\n\r\n")
+    assert page.status == 200 and json.loads(page.body) == {"token": "tok-123"}
+    window["open"] = False
+    page = await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\n\r\n")
+    assert page.status == 403 and b"tok-123" not in page.raw
+    # paging a response cached while the window was open is refused too
+    page = await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\nOffset: 1\r\n\r\n")
+    assert page.status == 403
+    assert dispatcher.calls == []
+
+
+async def test_writes_refused_outside_the_window_reads_still_served():
+    dispatcher = RecordingDispatcher()
+    tunnel, window = make_tunnel(dispatcher)
+    window["open"] = False
+    page = await roundtrip(tunnel, b"POST /api/wifi EGWTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+    assert page.status == 403
+    page = await roundtrip(tunnel, b"DELETE /api/wifi EGWTTP/1.1\r\n\r\n")
+    assert page.status == 403
+    assert dispatcher.calls == []
+    assert (await roundtrip(tunnel, b"GET /api/health EGWTTP/1.1\r\n\r\n")).status == 200
+
+
+async def test_token_not_created_yet_is_503():
+    tunnel, _ = make_tunnel(token=None)
+    assert (await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\n\r\n")).status == 503
+
+
+async def test_cache_is_bounded():
+    dispatcher = RecordingDispatcher(b"x" * 1000)
+    tunnel, _ = make_tunnel(dispatcher, limits=Limits(cache_entries=2))
+    for i in range(3):
+        await roundtrip(tunnel, b"GET /api/%d EGWTTP/1.1\r\n\r\n" % i)
+    assert (await roundtrip(tunnel, b"GET /api/0 EGWTTP/1.1\r\nOffset: 100\r\n\r\n")).status == 409
+    assert (await roundtrip(tunnel, b"GET /api/2 EGWTTP/1.1\r\nOffset: 100\r\n\r\n")).status == 200
+
+
+# ------------------------------------------------------------ the HTTP dispatcher
+async def test_http_dispatcher_forwards_to_a_real_api_with_status_and_auth(aiohttp_api):
+    tunnel = Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: "t")
+    page = await roundtrip(tunnel, b"GET /api/echo EGWTTP/1.1\r\n\r\n")
+    assert page.status == 200 and json.loads(page.body) == {"echo": "hello"}
+    page = await roundtrip(tunnel, b"POST /api/count EGWTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+    assert page.status == 401  # the API's own token check applies to tunnelled requests
+    page = await roundtrip(tunnel, b"POST /api/count EGWTTP/1.1\r\nAuthorization: Bearer " + aiohttp_api.token.encode() + b"\r\nContent-Length: 2\r\n\r\n{}")
+    assert page.status == 201 and aiohttp_api.count == 1
+    page = await roundtrip(tunnel, b"GET /api/missing EGWTTP/1.1\r\n\r\n")
+    assert page.status == 404
+    await tunnel.dispatcher.close()
+
+
+async def test_http_dispatcher_reports_an_unreachable_api_as_502(unused_tcp_port):
+    tunnel = Tunnel(HttpDispatcher(unused_tcp_port), lambda: True, lambda: "t")
+    page = await roundtrip(tunnel, b"GET /api/health EGWTTP/1.1\r\n\r\n")
+    assert page.status == 502 and page.body == b"local API unreachable"
+    await tunnel.dispatcher.close()
