@@ -1,0 +1,292 @@
+"""The aiohttp application: route table + handlers + uniform JSON errors.
+
+`build_app(backend, token=...)` is all a server needs; the API actor serves it, tests
+and benchmarks serve it over an in-memory backend. Design rules, and why:
+
+* Every answer is JSON (except `/metrics`), errors included: 400 names the field, 401
+  asks for a bearer token, 404/405/413 come from the middleware, 503 carries
+  `Retry-After`. A malformed request can never reach an unhandled exception.
+* Handlers never wait on a device or charger: every backend call is bounded by
+  `backend_timeout`, after which the client gets 503 instead of a hanging request.
+* Bodies are limited to `max_body` bytes, read once, before any parsing.
+* The token is checked before the body is even read, so an unauthenticated client
+  cannot make the gateway parse anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from typing import Any
+
+from aiohttp import web
+
+from actors.api import metrics as prometheus
+from actors.api.backend import ApiBackend, ApiError, UnavailableError
+from actors.api.openapi import build_document
+from actors.api.redact import redact
+from actors.api.routes import ROUTES, Route
+from actors.api.token import token_matches
+from actors.api.validation import parse_json_body, parse_params, parse_since
+
+log = logging.getLogger("egw.api")
+
+MAX_BODY = 64 * 1024
+BACKEND_TIMEOUT = 5.0
+
+CHARGER_COMMANDS = {
+    "charger_remote_start": "RemoteStartTransaction",
+    "charger_remote_stop": "RemoteStopTransaction",
+    "charger_reserve": "ReserveNow",
+    "charger_cancel_reservation": "CancelReservation",
+    "charger_availability": "ChangeAvailability",
+    "charger_reset": "Reset",
+    "charger_trigger": "TriggerMessage",
+    "charger_configuration": "ChangeConfiguration",
+    "charger_get_configuration": "GetConfiguration",
+}
+"""Route operation -> the OCPP 1.6 action the charger actor is asked to send."""
+
+_KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
+
+
+def gateway_version() -> str:
+    try:
+        return metadata.version("egw")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+class ApiState:
+    """Per-app state: the token, limits, the OpenAPI document and request counters."""
+
+    def __init__(self, backend: ApiBackend, token: str | None, version: str, backend_timeout: float, max_body: int) -> None:
+        self.backend = backend
+        self.max_body = max_body
+        self.token = token
+        self.version = version
+        self.backend_timeout = backend_timeout
+        self.document = build_document(version)
+        self.document_bytes = json.dumps(self.document).encode()
+        self.requests: Counter = Counter()  # (method, route template, status) -> count; bounded by the route table
+
+    async def call(self, what: str, coro: Awaitable[Any]) -> Any:
+        """Await a backend call, turning a slow part into 503 rather than a hanging request."""
+        try:
+            return await asyncio.wait_for(coro, self.backend_timeout)
+        except TimeoutError:
+            raise UnavailableError(f"{what}: no answer within {self.backend_timeout:g} s", retry_after=max(1, math.ceil(self.backend_timeout))) from None
+
+
+STATE_KEY = web.AppKey("egw_api_state", ApiState)
+
+
+# ------------------------------------------------------------------ responses
+def _dumps(data: Any) -> str:
+    try:
+        return json.dumps(data, allow_nan=False, default=str)
+    except ValueError:  # NaN/Infinity from a device value: not JSON, send null instead
+        return json.dumps(_finite(data), allow_nan=False, default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=_dumps(data), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return json_response(body, status=status, headers=headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "bad_request", 411: "length_required", 415: "unsupported_media_type"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every failure as a JSON body with a stable `error` code; unexpected ones logged as bugs."""
+    state: ApiState = request.app[STATE_KEY]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource is not None else "unmatched"
+    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, UnavailableError) else None
+        if exc.status == 400:
+            log.info("bad request", extra={"fields": {"path": request.path, "field": exc.field, "reason": exc.message}})
+        response = json_response(exc.body(), status=exc.status, headers=headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow",)}
+        message = exc.reason if exc.status != 413 else f"request body larger than {state.max_body} bytes"
+        response = error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), message, headers=headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - a bug: answer 500 JSON, log with traceback
+        log.exception("unhandled error in API handler", extra={"fields": {"path": request.path, "method": request.method}})
+        response = error_response(500, "internal_error", "internal error; see the gateway log")
+    state.requests[(method, route, response.status)] += 1
+    return response
+
+
+# -------------------------------------------------------------- handler glue
+def _endpoint(route: Route, handler: Callable[..., Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a handler: token check, body size check and parsing, parameter parsing."""
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        state: ApiState = request.app[STATE_KEY]
+        if route.protected and (state.token is None or not token_matches(state.token, request.headers.get("Authorization"))):
+            return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>' (see `egw token`)",
+                                  field="header.Authorization", headers={"WWW-Authenticate": 'Bearer realm="egw"'})
+        params = parse_params(route, dict(request.match_info), request.query)
+        body = None
+        if route.body is not None:
+            limit = state.max_body
+            if request.content_length is not None and request.content_length > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+            body = parse_json_body(await request.read(), route.body)
+        return await handler(state, params, body)
+
+    endpoint.__name__ = route.operation
+    return endpoint
+
+
+def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
+    async def health(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response(await s.call("health", s.backend.health()))
+
+    async def actors(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response({"actors": await s.call("actor tree", s.backend.tree())})
+
+    async def list_devices(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response({"devices": await s.call("devices", s.backend.devices())})
+
+    async def get_device(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response(await s.call(f"device {p['id']}", s.backend.device(p["id"])))
+
+    async def add_device(s: ApiState, p: dict, body: dict) -> web.StreamResponse:
+        device = await s.call("device supervisor", s.backend.add_device(body))
+        return json_response({"id": body["id"], "status": "added", "device": device}, status=201)
+
+    async def remove_device(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        device = await s.call("device supervisor", s.backend.remove_device(p["id"]))
+        return json_response({"id": p["id"], "status": "removed", "device": device})
+
+    async def outbox(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response(await s.call("outbox", s.backend.outbox_status()))
+
+    async def update_transport(s: ApiState, p: dict, body: dict) -> web.StreamResponse:
+        transport = await s.call(f"transport {p['name']}", s.backend.update_transport(p["name"], body))
+        return json_response({"name": p["name"], "status": "updated", "transport": transport})
+
+    async def list_chargers(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response({"chargers": await s.call("chargers", s.backend.chargers())})
+
+    async def get_charger(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response(await s.call(f"charger {p['id']}", s.backend.charger(p["id"])))
+
+    def charger_command(operation: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+        action = CHARGER_COMMANDS[operation]
+
+        async def command(s: ApiState, p: dict, body: dict | None) -> web.StreamResponse:
+            if body is None:  # GetConfiguration: keys come from the query string
+                body = {"key": p["key"].split(",")} if "key" in p else {}
+            result = await s.call(f"charger {p['id']}", s.backend.charger_command(p["id"], action, body))
+            return json_response({"charger": p["id"], "command": action, "status": str(result.get("status", "Accepted")), "result": result})
+
+        return command
+
+    async def list_transactions(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        since = parse_since(p["since"]) if "since" in p else None
+        rows = await s.call("transactions", s.backend.transactions(charger=p.get("charger"), id_tag=p.get("idTag"), since=since, limit=p["limit"]))
+        return json_response({"transactions": rows})
+
+    async def get_transaction(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response(await s.call(f"transaction {p['id']}", s.backend.transaction(p["id"])))
+
+    async def crypto(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        identity = dict(await s.call("identity", s.backend.crypto()))
+        identity.setdefault("available", identity.get("public_key") is not None)
+        for key in ("serial", "public_key", "key_id", "algorithm"):
+            identity.setdefault(key, None)
+        identity["serialNumber"] = identity["serial"]
+        identity["deviceName"] = identity.pop("device_name", None) or (f"egw-{identity['serial']}" if identity["serial"] else None)
+        identity["publicKey"] = identity.pop("public_key_hex", None)
+        return json_response(identity)
+
+    async def config(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response(redact(await s.call("configuration", s.backend.config())))
+
+    async def uptime(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        health = await s.call("health", s.backend.health())
+        return json_response({"msek": int(max(0.0, float(health.get("uptime_s") or 0.0)) * 1000)})
+
+    async def version(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response({"version": s.version})
+
+    async def hello(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response({"message": "hello from the egw gateway"})
+
+    async def openapi(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return web.Response(body=s.document_bytes, content_type="application/json")
+
+    async def metrics(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        async def best_effort(what: str, coro: Awaitable[Any], empty: Any) -> Any:
+            try:
+                return await s.call(what, coro)
+            except ApiError:
+                return empty
+
+        tree, devices, outbox_state, chargers, health = await asyncio.gather(
+            best_effort("actor tree", s.backend.tree(), []),
+            best_effort("devices", s.backend.devices(), []),
+            best_effort("outbox", s.backend.outbox_status(), {}),
+            best_effort("chargers", s.backend.chargers(), []),
+            best_effort("health", s.backend.health(), {}),
+        )
+        text = prometheus.render(tree=tree, devices=devices, outbox=outbox_state, chargers=chargers, requests=s.requests, uptime_s=float(health.get("uptime_s") or 0.0))
+        return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"})
+
+    handlers = {name: fn for name, fn in locals().items() if callable(fn) and name != "charger_command"}
+    handlers.update({op: charger_command(op) for op in CHARGER_COMMANDS})
+    return handlers
+
+
+def build_app(backend: ApiBackend, *, token: str | None, version: str | None = None, max_body: int = MAX_BODY, backend_timeout: float = BACKEND_TIMEOUT) -> web.Application:
+    """The API as an aiohttp application over `backend`.
+
+    `token` guards the protected routes; None makes every protected route answer 401
+    (a gateway that could not create its token must not become writable by anyone).
+    """
+    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
+    app[STATE_KEY] = ApiState(backend, token, version or gateway_version(), backend_timeout, max_body)
+    handlers = _handlers()
+    missing = {r.operation for r in ROUTES} - set(handlers)
+    if missing:
+        raise RuntimeError(f"routes without handlers: {sorted(missing)}")
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, _endpoint(route, handlers[route.operation]), name=route.operation)
+    return app
+
+
+def uptime_since(start_monotonic: float) -> float:
+    """Seconds since `start_monotonic` (a time.monotonic() value), never negative."""
+    return max(0.0, time.monotonic() - start_monotonic)

@@ -1,0 +1,134 @@
+"""What the REST handlers need from the rest of the gateway, as a small Protocol.
+
+The HTTP layer (`actors.api.app`) knows nothing about actors, thespian or SQLite: it
+calls these async methods and turns their answers and exceptions into HTTP. The API
+actor implements the Protocol by asking supervisors and reading storage; tests and
+benchmarks implement it over in-memory state and real SQLite stores. Keeping the
+boundary this narrow is what lets the same handlers be fuzzed without a gateway and
+served by the actor unchanged.
+
+Every method returns plain JSON-able data shaped as the OpenAPI document says
+(`actors.api.schemas`). Failures are raised as the `ApiError` subclasses below, each
+of which maps to exactly one HTTP status; anything else is a bug (500, logged).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+class ApiError(Exception):
+    """A failure the client should see as a precise JSON error, not as a 500."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class BadInputError(ApiError):
+    """The request itself is wrong; `field` names the offending part (e.g. "port", "query.since")."""
+
+    status = 400
+    code = "bad_request"
+
+
+class NotFoundError(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(ApiError):
+    """The request is well-formed but clashes with current state (e.g. a device id in use)."""
+
+    status = 409
+    code = "conflict"
+
+
+class UnavailableError(ApiError):
+    """The part that must answer is restarting or not running: try again after `retry_after` s.
+
+    Handlers never wait for a device or a charger that is down; they answer this at once.
+    """
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
+
+
+class NotSupportedError(ApiError):
+    """The gateway build has no part that could carry out this request."""
+
+    status = 501
+    code = "not_implemented"
+
+
+class RejectedError(ApiError):
+    """A charger or device answered, and said no (e.g. RemoteStart `Rejected`)."""
+
+    status = 409
+    code = "rejected"
+
+
+@runtime_checkable
+class ApiBackend(Protocol):
+    """The gateway as the REST API sees it. All methods are coroutines and must not block."""
+
+    # ------------------------------------------------------------------ reads
+    async def health(self) -> dict[str, Any]:
+        """status ("ok"/"degraded"), reasons, uptime_s, version, boot_id, started_at."""
+
+    async def tree(self) -> list[dict[str, Any]]:
+        """The supervision tree as nested records (name, kind, pid, state, restarts, ...)."""
+
+    async def devices(self) -> list[dict[str, Any]]:
+        """Every configured device with its latest published state."""
+
+    async def device(self, device_id: str) -> dict[str, Any]:
+        """One device; raises NotFoundError."""
+
+    async def outbox_status(self) -> dict[str, Any]:
+        """Pending/acknowledged counts, bytes, budget use, gaps and per-transport state."""
+
+    async def chargers(self) -> list[dict[str, Any]]:
+        """Known chargers with connectors and status."""
+
+    async def charger(self, charger_id: str) -> dict[str, Any]:
+        """One charger; raises NotFoundError."""
+
+    async def transactions(self, *, charger: str | None, id_tag: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+        """Charging transactions, newest first, filtered."""
+
+    async def transaction(self, transaction_id: int) -> dict[str, Any]:
+        """One transaction; raises NotFoundError."""
+
+    async def crypto(self) -> dict[str, Any]:
+        """The gateway identity: serial, public_key (PEM), key_id, algorithm."""
+
+    async def config(self) -> dict[str, Any]:
+        """The effective configuration (the app redacts secrets before answering)."""
+
+    # ----------------------------------------------------------------- writes
+    async def charger_command(self, charger_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send an OCPP central-initiated command; returns the charger's answer."""
+
+    async def add_device(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Persist a device and start its actor; raises ConflictError if the id is in use."""
+
+    async def remove_device(self, device_id: str) -> dict[str, Any]:
+        """Stop a device's actor and forget it; raises NotFoundError."""
+
+    async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Change an upload transport's settings; raises NotFoundError."""

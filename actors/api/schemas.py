@@ -1,0 +1,307 @@
+"""JSON Schemas (2020-12, as OpenAPI 3.1 uses them) for every request and response.
+
+One source of truth: the OpenAPI document embeds these under `components/schemas`, and
+the handlers validate request bodies and parameters against the very same objects, so
+the document can never promise a check the server does not make (or the reverse).
+Response schemas leave `additionalProperties` open so the gateway can add fields
+without breaking clients; request schemas are closed so a typo is a 400 that names it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""Device, charger and transport ids: safe in URLs, logs, file names and metric labels."""
+
+IdentifierSchema: dict[str, Any] = {"type": "string", "pattern": ID_PATTERN, "maxLength": 64}
+IdTagSchema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 20, "description": "OCPP IdToken (CiString20)"}
+DateTime: dict[str, Any] = {"type": "string", "format": "date-time"}
+NullableDateTime: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+Count: dict[str, Any] = {"type": "integer", "minimum": 0}
+NullableCount: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0}
+NullableNumber: dict[str, Any] = {"type": ["number", "null"]}
+NullableString: dict[str, Any] = {"type": ["string", "null"]}
+ConnectorId: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 100}
+
+# ---------------------------------------------------------------- responses
+Error = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "machine-readable code: bad_request, unauthorized, not_found, method_not_allowed, payload_too_large, conflict, rejected, unavailable, not_implemented"},
+        "message": {"type": "string"},
+        "field": {"type": "string", "description": "the offending input: a body field (dotted path), query.<name>, path.<name>, header.<name> or body"},
+    },
+}
+
+Health = {
+    "type": "object",
+    "required": ["status", "reasons", "uptime_s", "version", "boot_id"],
+    "properties": {
+        "status": {"enum": ["ok", "degraded"]},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "uptime_s": {"type": "number", "minimum": 0},
+        "version": {"type": "string"},
+        "boot_id": NullableString,
+        "started_at": NullableDateTime,
+    },
+}
+
+ActorRecord = {
+    "type": "object",
+    "required": ["name", "kind", "state", "restarts"],
+    "properties": {
+        "name": {"type": "string"},
+        "path": {"type": "string"},
+        "kind": {"type": "string", "description": "worker or supervisor"},
+        "pid": {"type": ["integer", "null"]},
+        "state": {"type": "string", "description": "e.g. starting, running, restarting, stopped, failed, or a state the actor published"},
+        "restarts": Count,
+        "last_error": NullableString,
+        "since": {"type": ["number", "string", "null"], "description": "when the actor entered its state (epoch seconds or RFC 3339)"},
+        "info": {"type": "object", "description": "what the actor published about itself"},
+        "children": {"type": "array", "items": {"$ref": "#/components/schemas/ActorRecord"}},
+    },
+}
+
+ActorTree = {"type": "object", "required": ["actors"], "properties": {"actors": {"type": "array", "items": {"$ref": "#/components/schemas/ActorRecord"}}}}
+
+Device = {
+    "type": "object",
+    "required": ["id", "state", "online", "values"],
+    "properties": {
+        "id": {"type": "string"},
+        "profile": NullableString,
+        "connection": {"type": "object", "description": "how the gateway reaches the device (host/port/unit_id or serial settings)"},
+        "state": {"type": "string", "description": "online, offline, restarting, starting, unknown, ..."},
+        "online": {"type": "boolean"},
+        "serial": NullableString,
+        "last_poll": NullableDateTime,
+        "values": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}, "description": "latest normalized quantities by name (ac_power_w, energy_total_wh, ...)"},
+        "polls": NullableCount,
+        "errors": NullableCount,
+        "gaps": NullableCount,
+        "poll_latency_ms": NullableNumber,
+        "last_error": NullableString,
+        "restarts": NullableCount,
+    },
+}
+
+DeviceList = {"type": "object", "required": ["devices"], "properties": {"devices": {"type": "array", "items": {"$ref": "#/components/schemas/Device"}}}}
+
+Transport = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string"},
+        "url": NullableString,
+        "enabled": {"type": ["boolean", "null"]},
+        "state": NullableString,
+        "last_success": NullableDateTime,
+        "last_error": NullableString,
+        "backoff_s": NullableNumber,
+        "next_attempt": NullableDateTime,
+        "acked_seq": {"type": ["object", "integer", "null"], "description": "highest acknowledged sequence (per device when an object)"},
+        "dead_letters": NullableCount,
+        "uploaded_readings": NullableCount,
+        "uploaded_batches": NullableCount,
+        "upload_errors": NullableCount,
+    },
+}
+
+Outbox = {
+    "type": "object",
+    "required": ["available", "transports"],
+    "properties": {
+        "available": {"type": "boolean", "description": "false while no outbox store exists (counts are then null)"},
+        "pending_readings": NullableCount,
+        "acknowledged_readings": NullableCount,
+        "bytes": NullableCount,
+        "oldest_pending": NullableDateTime,
+        "gaps": NullableCount,
+        "budget_bytes": NullableCount,
+        "budget_used": {"type": ["number", "null"], "minimum": 0, "description": "fraction of the byte budget in use"},
+        "transports": {"type": "array", "items": {"$ref": "#/components/schemas/Transport"}},
+    },
+}
+
+Connector = {
+    "type": "object",
+    "required": ["id", "status"],
+    "properties": {
+        "id": ConnectorId,
+        "status": {"type": "string", "description": "OCPP ChargePointStatus as the spec names it"},
+        "error_code": NullableString,
+        "transaction_id": {"type": ["integer", "null"]},
+        "updated_at": NullableDateTime,
+    },
+}
+
+Charger = {
+    "type": "object",
+    "required": ["id", "connected", "connectors"],
+    "properties": {
+        "id": {"type": "string"},
+        "vendor": NullableString,
+        "model": NullableString,
+        "serial": NullableString,
+        "firmware": NullableString,
+        "connected": {"type": "boolean"},
+        "registration": NullableString,
+        "last_seen": NullableDateTime,
+        "connectors": {"type": "array", "items": {"$ref": "#/components/schemas/Connector"}},
+        "messages": {"type": "object", "additionalProperties": Count, "description": "OCPP messages handled, by action"},
+    },
+}
+
+ChargerList = {"type": "object", "required": ["chargers"], "properties": {"chargers": {"type": "array", "items": {"$ref": "#/components/schemas/Charger"}}}}
+
+Transaction = {
+    "type": "object",
+    "required": ["id", "charger"],
+    "properties": {
+        "id": {"type": "integer"},
+        "charger": {"type": "string"},
+        "connector": {"type": ["integer", "null"]},
+        "id_tag": NullableString,
+        "start": NullableDateTime,
+        "stop": NullableDateTime,
+        "meter_start_wh": NullableNumber,
+        "meter_stop_wh": NullableNumber,
+        "energy_wh": NullableNumber,
+        "stop_reason": NullableString,
+        "state": NullableString,
+    },
+}
+
+TransactionList = {"type": "object", "required": ["transactions"], "properties": {"transactions": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}}
+
+Crypto = {
+    "type": "object",
+    "required": ["available", "serial", "public_key", "key_id", "deviceName", "serialNumber", "publicKey"],
+    "properties": {
+        "available": {"type": "boolean", "description": "false until the gateway key exists"},
+        "serial": NullableString,
+        "public_key": {"type": ["string", "null"], "description": "PEM (SubjectPublicKeyInfo)"},
+        "key_id": NullableString,
+        "algorithm": NullableString,
+        "deviceName": NullableString,
+        "serialNumber": NullableString,
+        "publicKey": {"type": ["string", "null"], "description": "hex of the uncompressed P-256 point, as the Sourceful gateway reports it"},
+    },
+}
+
+Config = {"type": "object", "description": "the effective configuration; secrets are replaced by \"***\""}
+
+Uptime = {"type": "object", "required": ["msek"], "properties": {"msek": {"type": "integer", "minimum": 0}}}
+Version = {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}}
+Hello = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}, "serial": NullableString}}
+
+CommandResult = {
+    "type": "object",
+    "required": ["charger", "command", "status"],
+    "properties": {
+        "charger": {"type": "string"},
+        "command": {"type": "string"},
+        "status": {"type": "string", "description": "the charger's answer status (Accepted, Rejected, ...)"},
+        "result": {"type": "object"},
+    },
+}
+
+DeviceChange = {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"enum": ["added", "removed"]}, "device": {"type": "object"}}}
+TransportChange = {"type": "object", "required": ["name", "status"], "properties": {"name": {"type": "string"}, "status": {"const": "updated"}, "transport": {"type": "object"}}}
+
+# ----------------------------------------------------------------- requests
+DeviceSettings = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "profile"],
+    "properties": {
+        "id": IdentifierSchema,
+        "profile": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.-]+$"},
+        "name": {"type": "string", "maxLength": 128},
+        "kind": {"enum": ["inverter", "meter", "battery"]},
+        "host": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9.:\[\]-]+$"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "unit_id": {"type": "integer", "minimum": 0, "maximum": 255},
+        "poll_interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "serial_port": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^/dev/[A-Za-z0-9_./-]+$"},
+        "baudrate": {"enum": [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]},
+        "parity": {"enum": ["N", "E", "O"]},
+        "stopbits": {"enum": [1, 2]},
+        "bytesize": {"enum": [7, 8]},
+        "enabled": {"type": "boolean"},
+    },
+}
+
+TransportSettings = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "url": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": r"^https?://[^\s]+$"},
+        "enabled": {"type": "boolean"},
+        "batch_max_readings": {"type": "integer", "minimum": 1, "maximum": 100000},
+        "batch_max_bytes": {"type": "integer", "minimum": 1024, "maximum": 64 * 1024 * 1024},
+        "upload_interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
+    },
+}
+
+RemoteStart = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["idTag"],
+    "properties": {"idTag": IdTagSchema, "connectorId": {"type": "integer", "minimum": 1, "maximum": 100}},
+}
+RemoteStop = {"type": "object", "additionalProperties": False, "required": ["transactionId"], "properties": {"transactionId": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}}}
+Reserve = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["connectorId", "expiryDate", "idTag", "reservationId"],
+    "properties": {
+        "connectorId": ConnectorId,
+        "expiryDate": DateTime,
+        "idTag": IdTagSchema,
+        "parentIdTag": IdTagSchema,
+        "reservationId": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    },
+}
+CancelReservation = {"type": "object", "additionalProperties": False, "required": ["reservationId"], "properties": {"reservationId": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}}}
+Availability = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["connectorId", "type"],
+    "properties": {"connectorId": ConnectorId, "type": {"enum": ["Inoperative", "Operative"]}},
+}
+Reset = {"type": "object", "additionalProperties": False, "required": ["type"], "properties": {"type": {"enum": ["Hard", "Soft"]}}}
+Trigger = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["requestedMessage"],
+    "properties": {
+        "requestedMessage": {"enum": ["BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification", "Heartbeat", "MeterValues", "StatusNotification"]},
+        "connectorId": ConnectorId,
+    },
+}
+ChangeConfiguration = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["key", "value"],
+    "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 50}, "value": {"type": "string", "maxLength": 500}},
+}
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    name: value
+    for name, value in dict(globals()).items()
+    if name[:1].isupper() and isinstance(value, dict) and name not in {"IdentifierSchema", "IdTagSchema", "DateTime", "NullableDateTime", "Count", "NullableCount", "NullableNumber", "NullableString", "ConnectorId"}
+}
+"""Every named schema, as it appears under `components/schemas` in the OpenAPI document."""
+
+
+def ref(name: str) -> dict[str, str]:
+    """A `$ref` to a component schema; raises KeyError for a name that does not exist."""
+    if name not in COMPONENTS:
+        raise KeyError(name)
+    return {"$ref": f"#/components/schemas/{name}"}
