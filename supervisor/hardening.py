@@ -19,6 +19,7 @@ import os
 import signal
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 _FATAL_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")
 
 
@@ -47,3 +48,12 @@ def set_parent_death_signal(sig: int) -> bool:
     if parent is not None and os.getppid() != parent.pid:
         os.kill(os.getpid(), sig)
     return True
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux): thespian's admin daemonizes itself with a double
+    fork, and as a subreaper the launcher still sees it, and everything below it, as family."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

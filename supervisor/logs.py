@@ -40,7 +40,9 @@ class JsonFormatter(logging.Formatter):
 
 def _actor_from_record(record: logging.LogRecord) -> str:
     address = getattr(record, "actorAddress", None)
-    return f"thespian{address}" if address else record.name or "launcher"
+    if address:
+        return f"thespian {address}"
+    return "thespian" if record.name in ("root", "", None) else record.name
 
 
 class ActorLog:

@@ -254,6 +254,10 @@ class Supervisor(SupervisedActor):
             self._stop(child)
         self.send(self.myAddress, ActorExitRequest())
 
+    def receiveMsg_PoisonMessage(self, msg: Any, sender: Any) -> None:  # noqa: N802
+        """A message to a child that could not be created or handle it; its exit is what counts."""
+        self.log.debug("message to a child was not delivered", type=type(msg.poisonMessage).__name__)
+
     # ------------------------------------------------------------- timers
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:  # noqa: N802
         payload = msg.payload

@@ -1,0 +1,96 @@
+"""The `egw` command line.
+
+    egw run --config gateway.toml      run the gateway on real devices
+    egw demo                           run it on simulated inverters, a charger and an ingest endpoint
+    egw config [--table]               show the effective configuration and where each value came from
+    egw sim inverter|charger|ingest    run one simulator on its own (for installers checking a site)
+    egw devices scan HOST[:PORT]       find Modbus devices and their profiles
+    egw status | token | watch TOPIC   ask a running gateway
+
+Settings come from built-in defaults, then the TOML file, then EGW_* environment
+variables, then flags; `egw config` shows the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from supervisor.config import ConfigError, load_config, settings_table
+
+# Subcommands that live with the part of the gateway they talk to: (name, module, help).
+# Each module offers add_arguments(parser) and run(args) -> int.
+PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = ()
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (optional)")
+    parser.add_argument("--data-dir", help="data directory (env EGW_DATA_DIR)")
+    parser.add_argument("--api-port", type=int, help="REST API port (env EGW_API_PORT)")
+    parser.add_argument("--ocpp-port", type=int, help="OCPP websocket port (env EGW_OCPP_PORT)")
+    parser.add_argument("--actor-port", type=int, help="loopback port of the actor system's admin (env EGW_ACTOR_PORT)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (env EGW_LOG_LEVEL)")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {key: getattr(args, key, None) for key in ("data_dir", "api_port", "ocpp_port", "actor_port", "log_level")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="egw", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the gateway", description="Run the gateway until SIGTERM/SIGINT (exit 0) or until its root supervisor gives up (exit 1).")
+    _common_flags(run)
+    demo = commands.add_parser("demo", help="run the gateway on simulated devices", description="Run the gateway with simulated inverters, a simulated charger and a local ingest endpoint, so data flows without hardware.")
+    _common_flags(demo)
+    show = commands.add_parser("config", help="show the effective configuration", description="Print the effective configuration as JSON (secrets redacted) with the source of each value.")
+    _common_flags(show)
+    show.add_argument("--table", action="store_true", help="print the table of EGW_* variables instead")
+
+    for name, module, help_text in PLUGGED_COMMANDS:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(sub)
+        sub.set_defaults(plugged=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if getattr(args, "plugged", None):
+        return int(importlib.import_module(args.plugged).run(args) or 0)
+    try:
+        if args.command == "config" and args.table:
+            print(settings_table())
+            return 0
+        if args.command == "demo":
+            from supervisor.demo import demo_config
+
+            config = demo_config(args.config, _overrides(args))
+        else:
+            config = load_config(args.config, overrides=_overrides(args))
+    except ConfigError as exc:
+        print(f"egw: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        print(json.dumps({"values": config.redacted(), "sources": dict(config.sources)}, indent=2))
+        return 0
+    from supervisor.launcher import Launcher
+
+    environment = None
+    if args.command == "demo":
+        from supervisor.demo import DemoEnvironment
+
+        environment = DemoEnvironment(config)
+    return Launcher(config, environment=environment).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

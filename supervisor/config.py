@@ -1,0 +1,220 @@
+"""Gateway configuration: built-in defaults < TOML file < EGW_* environment < command-line flags.
+
+Every setting is declared once in `SETTINGS` with its type, default and meaning; the
+file keys, the environment variable names (`EGW_` + upper-case key, which is how
+balena hands device and fleet variables to the container) and the README's table all
+come from that one list. Errors name the source and the key, e.g.
+`config.toml: api_port: expected an integer, got 'eighty'`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "EGW_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range; the message says where."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    type: type
+    default: Any
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("gateway_name", str, "egw", "Name shown in status and advertised over BLE"),
+    Setting("data_dir", str, "data", "Directory for the database, device key, API token and logs (a volume in containers: /data)"),
+    Setting("log_level", str, "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR"),
+    Setting("actor_port", int, 19000, "Loopback-only TCP port of the actor system's admin (never exposed)"),
+    Setting("api_host", str, "0.0.0.0", "Address the REST API listens on"),
+    Setting("api_port", int, 8080, "REST API port"),
+    Setting("api_max_body_kb", int, 64, "Largest accepted REST request body, in KiB (413 above)"),
+    Setting("ocpp_host", str, "0.0.0.0", "Address the OCPP central system listens on"),
+    Setting("ocpp_port", int, 9000, "OCPP 1.6-J websocket port (ws://host:port/ocpp/{chargePointId})"),
+    Setting("ocpp_unknown_chargers", str, "reject", "Unknown chargers: 'reject' or 'accept' (accept and register)"),
+    Setting("ocpp_heartbeat_interval", int, 300, "Heartbeat interval given to chargers in BootNotification, seconds"),
+    Setting("ocpp_tls_cert", str, "", "PEM certificate for OCPP over TLS (security profile 2); empty: plain ws"),
+    Setting("ocpp_tls_key", str, "", "PEM private key for OCPP over TLS", secret=True),
+    Setting("live_metrics_db_interval", float, 10.0, "Seconds between live-session database updates from MeterValues"),
+    Setting("devices", list, [], "Inverters and meters: list of {id, profile|sunspec, host, port, unit_id, poll_interval, ...} (JSON in the environment)"),
+    Setting("uploads", list, [], "Upload endpoints: list of {name, url} (JSON in the environment)"),
+    Setting("upload_batch_max", int, 1000, "Most readings in one upload batch"),
+    Setting("upload_batch_max_kb", int, 512, "Largest upload batch, KiB"),
+    Setting("outbox_budget_mb", int, 512, "Outbox byte budget before old data is downsampled, then dropped"),
+    Setting("outbox_min_free_pct", float, 5.0, "Free-disk watermark (percent) that triggers the same degradation"),
+    Setting("ble_enabled", bool, True, "Run the BLE provisioning service (reports 'unavailable' without an adapter)"),
+    Setting("ble_window_minutes", int, 15, "Minutes after boot (or after a trigger) during which BLE provisioning is open"),
+    Setting("restart_max", int, 5, "Root supervisor: at most this many restarts ..."),
+    Setting("restart_period", float, 60.0, "... within this many seconds, else the gateway exits non-zero"),
+    Setting("heartbeat_interval", float, 1.0, "Seconds between supervisor heartbeats to each actor"),
+    Setting("heartbeat_timeout", float, 10.0, "An actor silent this long is killed and restarted"),
+    Setting("extra_children", list, [], "Additional actors under the root supervisor: list of {name, actor, config} (plugins, diagnostics)"),
+)
+_BY_KEY = {s.key: s for s in SETTINGS}
+_SIMULATION_KEYS = {"demo"}  # sections some files carry for `egw demo`; not settings
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The effective configuration; `values` holds every setting, `sources` where each came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as shown by the API: secrets replaced by '***' when set."""
+        shown = {}
+        for setting in SETTINGS:
+            value = self.values[setting.key]
+            shown[setting.key] = "***" if setting.secret and value else value
+        return shown
+
+    def with_values(self, **changes: Any) -> GatewayConfig:
+        values = dict(self.values)
+        values.update(changes)
+        sources = dict(self.sources)
+        sources.update({k: "runtime" for k in changes})
+        return GatewayConfig(values, sources)
+
+
+def coerce(setting: Setting, raw: Any, source: str) -> Any:
+    """Convert `raw` (from TOML, the environment or a flag) to the setting's type."""
+    where = f"{source}: {setting.key}"
+    kind = setting.type
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}")
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}") from None
+        if isinstance(raw, float) and raw != value:
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}")
+        if key_is_port(setting.key) and not 0 <= value <= 65535:
+            raise ConfigError(f"{where}: port {value} is outside 0-65535")
+        return value
+    if kind is float:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected a number, got {raw!r}")
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {raw!r}") from None
+    if kind is list:
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: expected a JSON list: {exc}") from None
+        if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+            raise ConfigError(f"{where}: expected a list of tables/objects, got {type(raw).__name__}")
+        return raw
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where}: expected a string, got {raw!r}")
+    return raw
+
+
+def key_is_port(key: str) -> bool:
+    return key.endswith("_port")
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> GatewayConfig:
+    """Merge the layers. `base` replaces the built-in defaults (the demo uses it)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+    sources = {s.key: "default" for s in SETTINGS}
+    for key, raw in (base or {}).items():
+        values[key], sources[key] = coerce(_setting(key, "built-in"), raw, "built-in"), "built-in"
+    if path is not None:
+        name = str(path)
+        try:
+            document = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{name}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+        for key, raw in document.items():
+            if key in _SIMULATION_KEYS:
+                continue
+            values[key], sources[key] = coerce(_setting(key, name), raw, name), name
+    for setting in SETTINGS:
+        var = ENV_PREFIX + setting.key.upper()
+        if var in env and env[var] != "":
+            values[setting.key], sources[setting.key] = coerce(setting, env[var], var), var
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        values[key], sources[key] = coerce(_setting(key, flag), raw, flag), flag
+    _check(values)
+    return GatewayConfig(values, sources)
+
+
+def _setting(key: str, source: str) -> Setting:
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        close = [k for k in _BY_KEY if k.split("_")[0] == key.split("_")[0]]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"{source}: {key}: unknown setting{hint}") from None
+
+
+def _check(values: Mapping[str, Any]) -> None:
+    if values["ocpp_unknown_chargers"] not in ("reject", "accept"):
+        raise ConfigError(f"ocpp_unknown_chargers: must be 'reject' or 'accept', got {values['ocpp_unknown_chargers']!r}")
+    if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"log_level: must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
+    for key in ("restart_max",):
+        if values[key] < 0:
+            raise ConfigError(f"{key}: must not be negative")
+    for key in ("restart_period", "heartbeat_interval", "heartbeat_timeout", "live_metrics_db_interval"):
+        if values[key] <= 0:
+            raise ConfigError(f"{key}: must be positive")
+    seen: set[str] = set()
+    for index, child in enumerate(values["extra_children"]):
+        for field in ("name", "actor"):
+            if not isinstance(child.get(field), str) or not child.get(field):
+                raise ConfigError(f"extra_children[{index}].{field}: required string")
+        if child["name"] in seen:
+            raise ConfigError(f"extra_children[{index}].name: duplicate {child['name']!r}")
+        seen.add(child["name"])
+
+
+def settings_table() -> str:
+    """The Markdown table of EGW_* variables (README's 'Settings' section is generated from it)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = json.dumps(s.default) if isinstance(s.default, list) else str(s.default)
+        rows.append(f"| `{ENV_PREFIX}{s.key.upper()}` | `{default}` | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,34 @@
+"""Keep the actor system's sockets off the network.
+
+Every thespian socket (admin, each actor, the logger) accepts pickled objects, so
+anyone who can connect can run code in the gateway. Thespian binds them to all
+interfaces; this module makes them bind to 127.0.0.1 only. It must run before the
+actor system starts: forked actor processes inherit the patched class.
+"""
+
+from __future__ import annotations
+
+import os
+
+LOOPBACK = "127.0.0.1"
+_patched = False
+
+
+def confine_actor_sockets_to_loopback() -> None:
+    """Advertise and bind every thespian TCP address on 127.0.0.1 (idempotent)."""
+    global _patched
+    os.environ["THESPIAN_BASE_IPADDR"] = LOOPBACK
+    if _patched:
+        return
+    from thespian.system.transport import IPBase
+
+    original_init = IPBase.IPActorAddress.__init__
+
+    def loopback_init(self: IPBase.IPActorAddress, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)
+        host, port = self.bindname[0], self.bindname[1]
+        if host in ("", "0.0.0.0", None):
+            self.bindname = (LOOPBACK, port)
+
+    IPBase.IPActorAddress.__init__ = loopback_init
+    _patched = True

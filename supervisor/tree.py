@@ -1,0 +1,49 @@
+"""The gateway's supervision tree, built from its configuration.
+
+Reading `root_spec()` top to bottom tells you what runs and in which order:
+
+    root (one_for_one)
+    ├── harvest        durable outbox writer
+    ├── transports     one upload actor per endpoint
+    ├── devices        one actor per inverter / meter
+    ├── chargers       one actor per connected charger (dynamic)
+    ├── ocpp           websocket front-end for chargers
+    ├── api            REST front-end
+    └── ble            BLE provisioning front-end
+
+Each family contributes its child specs through one function in its own package, so
+this module stays a table of contents rather than a place where logic accumulates.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from supervisor.config import GatewayConfig
+from supervisor.spec import Backoff, ChildSpec, Heartbeat, Intensity, SupervisorSpec
+
+# (module, function): function(config_values: dict) -> list[ChildSpec], in start order.
+PARTS: tuple[tuple[str, str], ...] = ()
+
+
+def _part(module: str, function: str) -> Callable[[dict[str, Any]], list[ChildSpec]]:
+    return getattr(importlib.import_module(module), function)
+
+
+def root_spec(config: GatewayConfig, parts: tuple[tuple[str, str], ...] | None = None) -> SupervisorSpec:
+    """The root supervisor's spec: every part of the gateway, then any extra children."""
+    values = dict(config.values)
+    children: list[ChildSpec] = []
+    for module, function in PARTS if parts is None else parts:
+        children.extend(_part(module, function)(values))
+    for extra in values["extra_children"]:
+        children.append(ChildSpec(name=extra["name"], actor=extra["actor"], config=extra.get("config"), restart=extra.get("restart", "permanent")))
+    return SupervisorSpec(
+        strategy="one_for_one",
+        children=tuple(children),
+        intensity=Intensity(values["restart_max"], values["restart_period"]),
+        backoff=Backoff(),
+        heartbeat=Heartbeat(values["heartbeat_interval"], values["heartbeat_timeout"]),
+    )
