@@ -1,0 +1,205 @@
+"""One handler per charger-initiated OCPP 1.6 action, routed by action name.
+
+A handler gets the charger's protocol state, the schema-validated payload and the wall
+clock `now`; it stores what must be stored (each write one SQLite transaction, done before
+the reply is returned, so a reply always means "committed") and returns the CALLRESULT
+payload. A handler raises `FrameError` for a payload that is well-formed but unusable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from actors.ocpp.frames import FrameError, format_timestamp, parse_timestamp
+from actors.ocpp.messages import ConnectorStatus, LiveUpdate
+from storage import chargers as charger_store
+from storage import ocpp_transactions as tx_store
+
+if TYPE_CHECKING:
+    from actors.ocpp.protocol import ChargerProtocol
+
+Handler = Callable[["ChargerProtocol", dict, float], dict]
+HANDLERS: dict[str, Handler] = {}
+
+ENERGY = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+
+
+def handles(action: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[action] = fn
+        return fn
+
+    return register
+
+
+@handles("BootNotification")
+def boot_notification(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    existing = charger_store.get_charger(p.conn, p.charge_point_id)
+    status = existing["registration_status"] if existing else "Pending"
+    charger_store.record_boot(
+        p.conn, p.charge_point_id,
+        vendor=payload["chargePointVendor"], model=payload["chargePointModel"],
+        serial_number=payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber"),
+        firmware_version=payload.get("firmwareVersion"), registration_status=status, now=now,
+    )
+    p.booted(status)
+    interval = p.policy.heartbeat_interval if status == "Accepted" else p.policy.boot_retry_interval
+    return {"status": status, "currentTime": format_timestamp(now), "interval": interval}
+
+
+@handles("Heartbeat")
+def heartbeat(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    return {"currentTime": format_timestamp(now)}
+
+
+@handles("StatusNotification")
+def status_notification(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    connector_id = _connector(payload, p)
+    timestamp = parse_timestamp(payload["timestamp"]) if "timestamp" in payload else now
+    current = charger_store.record_status(
+        p.conn, p.charge_point_id, connector_id,
+        status=payload["status"], error_code=payload["errorCode"], timestamp=timestamp, received=now,
+        info=payload.get("info"), vendor_error_code=payload.get("vendorErrorCode"),
+    )
+    if current:
+        p.effects.live.append(ConnectorStatus(p.charge_point_id, connector_id, payload["status"], payload["errorCode"], timestamp))
+    return {}
+
+
+def id_tag_info(p: ChargerProtocol, id_tag: str, now: float) -> dict:
+    """The local authorization list decides; unknown tags follow the policy."""
+    entry = charger_store.get_authorization(p.conn, id_tag)
+    if entry is None:
+        return {"status": "Accepted" if p.policy.unknown_id_tags == "accept" else "Invalid"}
+    status = entry["status"]
+    if status == "Accepted" and entry["expiry"] is not None and entry["expiry"] < now:
+        status = "Expired"
+    info: dict[str, Any] = {"status": status}
+    if entry["expiry"] is not None:
+        info["expiryDate"] = format_timestamp(entry["expiry"])
+    if entry["parent_id_tag"]:
+        info["parentIdTag"] = entry["parent_id_tag"]
+    return info
+
+
+@handles("Authorize")
+def authorize(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    return {"idTagInfo": id_tag_info(p, payload["idTag"], now)}
+
+
+@handles("StartTransaction")
+def start_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    """Always recorded, even for a refused idTag: the charger may already be charging (offline start)."""
+    connector_id = _connector(payload, p, allow_zero=False)
+    transaction_id, new = tx_store.start_transaction(
+        p.conn, p.charge_point_id, connector_id=connector_id, id_tag=payload["idTag"],
+        meter_start=payload["meterStart"], start_time=parse_timestamp(payload["timestamp"]), received=now,
+        reservation_id=payload.get("reservationId"),
+    )
+    p.log.info("transaction started" if new else "replayed StartTransaction answered with its id",
+               transaction_id=transaction_id, connector_id=connector_id)
+    return {"transactionId": transaction_id, "idTagInfo": id_tag_info(p, payload["idTag"], now)}
+
+
+@handles("MeterValues")
+def meter_values(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    connector_id = _connector(payload, p)
+    p.store_meter_values(connector_id, payload.get("transactionId"), payload["meterValue"], now)
+    return {}
+
+
+@handles("StopTransaction")
+def stop_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    transaction_id = payload["transactionId"]
+    stop_time = parse_timestamp(payload["timestamp"])
+    before = tx_store.get_transaction(p.conn, transaction_id)
+    if before is not None and before["charge_point_id"] != p.charge_point_id:
+        raise FrameError("PropertyConstraintViolation", f"transaction {transaction_id} belongs to another charge point")
+    if payload.get("transactionData"):
+        p.store_meter_values(before["connector_id"] if before else 0, transaction_id, payload["transactionData"], now)
+    meter_start = before["meter_start"] if before else payload["meterStop"]
+    export = {
+        "values": {
+            "transaction_id": transaction_id,
+            "connector_id": before["connector_id"] if before else 0,
+            "energy_wh": payload["meterStop"],
+            "session_energy_wh": payload["meterStop"] - meter_start,
+            "start_time": before["start_time"] if before else stop_time,
+            "stop_time": stop_time,
+        },
+        "raw": {"event": "session_end", "stop_reason": payload.get("reason", "Local"), "unknown_start": before is None},
+    }
+    tx = tx_store.stop_transaction(
+        p.conn, p.charge_point_id, transaction_id, meter_stop=payload["meterStop"], stop_time=stop_time, received=now,
+        reason=payload.get("reason", "Local"), id_tag=payload.get("idTag"),
+        export=export if (before is None or before["status"] == "Active") else None,
+    )
+    p.exports_added = True
+    if before is None:
+        p.log.warning("StopTransaction for an unknown transaction recorded", transaction_id=transaction_id)
+    p.effects.live.append(LiveUpdate(p.charge_point_id, transaction_id, tx["connector_id"], stop_time, payload["meterStop"], 0.0, tx["energy_wh"]))
+    reply: dict[str, Any] = {}
+    if "idTag" in payload:
+        reply["idTagInfo"] = id_tag_info(p, payload["idTag"], now)
+    return reply
+
+
+@handles("DataTransfer")
+def data_transfer(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    """No vendor extensions are implemented: the spec's answer for that is UnknownVendorId."""
+    p.log.info("DataTransfer ignored", vendor_id=payload["vendorId"], message_id=payload.get("messageId"))
+    return {"status": "UnknownVendorId"}
+
+
+@handles("DiagnosticsStatusNotification")
+def diagnostics_status_notification(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    p.log.info("diagnostics status", status=payload["status"])
+    return {}
+
+
+@handles("FirmwareStatusNotification")
+def firmware_status_notification(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    p.log.info("firmware status", status=payload["status"])
+    return {}
+
+
+def _connector(payload: dict, p: ChargerProtocol, allow_zero: bool = True) -> int:
+    connector_id = payload["connectorId"]
+    if connector_id < (0 if allow_zero else 1):
+        raise FrameError("PropertyConstraintViolation", f"connectorId {connector_id} is out of range")
+    return connector_id
+
+
+def parse_samples(meter_value: list[dict]) -> list[dict]:
+    """Flatten OCPP meterValue entries into sample rows (epoch timestamps, spec defaults filled in)."""
+    rows = []
+    for entry in meter_value:
+        timestamp = parse_timestamp(entry["timestamp"])
+        for sv in entry["sampledValue"]:
+            measurand = sv.get("measurand", ENERGY)
+            rows.append({
+                "timestamp": timestamp, "measurand": measurand, "value": sv["value"],
+                "phase": sv.get("phase"), "location": sv.get("location"), "context": sv.get("context"),
+                "unit": sv.get("unit", "Wh" if measurand.startswith("Energy") else ""),
+                "format": sv.get("format", "Raw"),
+            })
+    return rows
+
+
+def energy_and_power(samples: list[dict]) -> dict[float, dict[str, float]]:
+    """Per timestamp: total imported energy in Wh and power in W (phase-less samples only)."""
+    figures: dict[float, dict[str, float]] = {}
+    for s in samples:
+        if s["phase"] or s["format"] == "SignedData" or s["location"] not in (None, "Outlet"):
+            continue
+        try:
+            value = float(s["value"])
+        except ValueError:
+            continue
+        if s["measurand"] == ENERGY:
+            figures.setdefault(s["timestamp"], {})["energy_wh"] = value * 1000 if s["unit"] == "kWh" else value
+        elif s["measurand"] == POWER:
+            figures.setdefault(s["timestamp"], {})["power_w"] = value * 1000 if s["unit"] == "kW" else value
+    return figures
