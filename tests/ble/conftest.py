@@ -90,3 +90,22 @@ async def aiohttp_api():
     api.port = runner.addresses[0][1]
     yield api
     await runner.cleanup()
+
+
+@pytest.fixture
+def dbus_daemon():
+    from tests.ble.dbus_daemon import PrivateDbusDaemon
+
+    daemon = PrivateDbusDaemon()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+async def fake_bluez(dbus_daemon):
+    from tests.ble.fake_bluez import FakeBlueZ
+
+    bluez = FakeBlueZ(dbus_daemon.address)
+    await bluez.start()
+    yield bluez
+    await bluez.stop()
