@@ -1,0 +1,47 @@
+"""The harvest family's place in the supervision tree, built from the gateway configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from actors.harvest.uplink import TransportConfig
+from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
+
+HARVEST_ACTOR = "actors.harvest.actor.HarvestActor"
+TRANSPORT_ACTOR = "actors.harvest.transport.TransportActor"
+DB_FILE = "egw.db"
+
+
+def harvest_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
+    """`harvest` (the outbox writer) and `transports` (a supervisor with one actor per upload endpoint).
+
+    Reads the gateway settings data_dir, uploads ([{name, url, ...}]), upload_batch_max,
+    upload_batch_max_kb, outbox_budget_mb, outbox_min_free_pct and, optionally,
+    gateway_id (default: the serial derived from the device key). Upload entries are
+    validated here, so a bad one fails at start-up with its name in the message.
+    """
+    data_dir = Path(config.get("data_dir", "data"))
+    db_path = str(Path(config.get("outbox_db") or data_dir / DB_FILE))
+    harvest = ChildSpec(
+        name="harvest",
+        actor=HARVEST_ACTOR,
+        config={
+            "db_path": db_path,
+            "budget_bytes": int(config.get("outbox_budget_mb", 512)) * 1024 * 1024,
+            "min_free_fraction": float(config.get("outbox_min_free_pct", 5.0)) / 100.0,
+        },
+    )
+    transports = []
+    for entry in config.get("uploads", []):
+        settings = {"max_count": int(config.get("upload_batch_max", 1000)), "max_bytes": int(config.get("upload_batch_max_kb", 512)) * 1024}
+        settings.update(entry)
+        transport = TransportConfig.from_dict(settings)
+        transports.append(
+            ChildSpec(
+                name=transport.name,
+                actor=TRANSPORT_ACTOR,
+                config={"db_path": db_path, "data_dir": str(data_dir), "gateway_id": config.get("gateway_id"), "transport": settings},
+            )
+        )
+    return [harvest, supervisor_child("transports", SupervisorSpec(children=tuple(transports)))]

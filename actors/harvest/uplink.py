@@ -1,0 +1,242 @@
+"""One upload endpoint's logic, free of actors: read oldest-first, sign, POST, release on ack.
+
+`Uploader.step()` does at most one HTTP request (bounded by a timeout well under the
+supervisor's heartbeat timeout) and returns how long to wait before the next step,
+so the transport actor stays responsive and tests can drive it with an injected
+clock and no actor system.
+
+Outcomes of one attempt, and what happens to the rows:
+
+    2xx + a valid ack covering the batch   rows released (cursor advanced), backoff reset
+    429                                    wait Retry-After (or the backoff), rows kept
+    408, 5xx, no/garbled/truncated reply   exponential backoff with jitter, rows kept
+    other 4xx (permanent)                  batch parked as a dead letter with the error,
+                                           cursor moves past it; status shows it
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+from actors.harvest.signing import SignedBatch, build_signed_batch
+from storage.identity import Signer
+from storage.outbox import Outbox
+
+MAX_RETRY_AFTER_S = 3600.0
+
+
+class Clock(Protocol):
+    def wall(self) -> float: ...
+
+    def mono(self) -> float: ...
+
+
+class SystemClock:
+    def wall(self) -> float:
+        return time.time()
+
+    def mono(self) -> float:
+        return time.monotonic()
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+Post = Callable[[str, bytes, float], HttpReply]
+
+
+def http_post(url: str, body: bytes, timeout: float) -> HttpReply:
+    """POST with a hard timeout and no redirects; raises OSError/HTTPException on transport failure."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"upload URL must be http(s)://host[:port]/path, got {url!r}")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("POST", parts.path or "/", body=body, headers={"Content-Type": "application/jose", "Connection": "close"})
+        response = conn.getresponse()
+        data = response.read()
+        return HttpReply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    name: str
+    url: str
+    max_count: int = 1000
+    max_bytes: int = 512 * 1024
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 300.0
+    jitter: float = 0.2  # +/- fraction of each backoff delay
+    timeout_s: float = 3.0
+    idle_poll_s: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransportConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"transport {data.get('name')!r}: unknown settings {unknown}")
+        config = cls(**known)
+        if not config.name or not config.url.startswith(("http://", "https://")):
+            raise ValueError(f"transport needs a name and an http(s) url, got {data!r}")
+        if config.max_count < 1 or config.max_bytes < 1024 or config.timeout_s <= 0 or config.backoff_min_s <= 0:
+            raise ValueError(f"transport {config.name!r}: limits must be positive (max_bytes >= 1024)")
+        return config
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: str  # idle | sent | waiting | retry | throttled | dead_lettered
+    delay_s: float  # when to step again
+    items: int = 0
+    error: str | None = None
+
+
+class TransientError(Exception):
+    """Worth retrying: the batch may or may not have arrived."""
+
+
+class PermanentError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class Uploader:
+    def __init__(
+        self,
+        outbox: Outbox,
+        signer: Signer,
+        gateway_id: str,
+        config: TransportConfig,
+        *,
+        clock: Clock | None = None,
+        post: Post = http_post,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.outbox, self.signer, self.gateway_id, self.config = outbox, signer, gateway_id, config
+        self.clock = clock or SystemClock()
+        self.post = post
+        self.rng = rng or random.Random()
+        outbox.register_transport(config.name, config.max_count)
+        cursor = outbox.cursor(config.name)
+        self.failures = int(cursor["failures"])
+        self.backoff_s = float(cursor["backoff_s"])
+        self.next_attempt_mono = self.clock.mono()
+        if cursor["retry_at"] is not None:  # a backoff persisted by a previous incarnation
+            self.next_attempt_mono += max(0.0, min(cursor["retry_at"] - self.clock.wall(), config.backoff_max_s))
+        self._inflight: SignedBatch | None = None
+
+    def step(self) -> StepResult:
+        now_mono = self.clock.mono()
+        if now_mono < self.next_attempt_mono:
+            return StepResult("waiting", self.next_attempt_mono - now_mono)
+        cursor = self.outbox.cursor(self.config.name)
+        items = self.outbox.pending(self.config.name, self.config.max_count, self.config.max_bytes)
+        if not items:
+            return StepResult("idle", self.config.idle_poll_s)
+        batch = self._inflight
+        if batch is None or (batch.first_id, batch.last_id, batch.items) != (items[0].id, items[-1].id, len(items)):
+            batch = build_signed_batch(self.signer, self.gateway_id, cursor["last_hash"], items)
+            self._inflight = batch  # a retry re-sends the same bytes, so the receiver can spot the replay
+        try:
+            acked = self._send(batch)
+        except PermanentError as exc:
+            error = f"HTTP {exc.status}: {exc}"
+            self.outbox.dead_letter(self.config.name, items, exc.status, error, batch.batch_hash, batch.jws, self.clock.wall())
+            self._inflight = None
+            self._reset_backoff()
+            return StepResult("dead_lettered", 0.0, len(items), error)
+        except ThrottledError as exc:
+            if exc.retry_after is None:
+                delay = self._grow_backoff()
+            else:
+                delay, self.failures = exc.retry_after, self.failures + 1
+            return self._schedule_retry("throttled", delay, str(exc))
+        except TransientError as exc:
+            return self._schedule_retry("retry", self._grow_backoff(), str(exc))
+        self.outbox.release(self.config.name, batch.last_id, batch.batch_hash, acked, batch.items, self.clock.wall())
+        self._inflight = None
+        self._reset_backoff()
+        return StepResult("sent", 0.0, batch.items)
+
+    def _send(self, batch: SignedBatch) -> dict[str, int]:
+        try:
+            reply = self.post(self.config.url, batch.jws.encode("ascii"), self.config.timeout_s)
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+        if reply.status == 429:
+            raise ThrottledError(_retry_after(reply.headers.get("retry-after"), self.clock.wall()))
+        if 400 <= reply.status < 500 and reply.status != 408:
+            raise PermanentError(reply.status, _reason(reply.body))
+        if not 200 <= reply.status < 300:
+            raise TransientError(f"HTTP {reply.status}: {_reason(reply.body)}")
+        try:
+            ack = json.loads(reply.body)
+            acked = {str(k): int(v) for k, v in ack["acked"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise TransientError(f"unreadable acknowledgement: {reply.body[:80]!r}") from None
+        short = {s: (acked.get(s), q) for s, q in batch.max_seq.items() if acked.get(s, 0) < q}
+        if short:
+            raise TransientError(f"receiver acknowledged less than the batch holds (stream: (acked, sent)) {short}")
+        return {s: acked[s] for s in batch.max_seq}
+
+    def _grow_backoff(self) -> float:
+        self.failures += 1
+        base = min(self.config.backoff_max_s, self.config.backoff_min_s * 2 ** (self.failures - 1))
+        delay = base * (1 + self.rng.uniform(-self.config.jitter, self.config.jitter))
+        return min(self.config.backoff_max_s, max(self.config.backoff_min_s * (1 - self.config.jitter), delay))
+
+    def _reset_backoff(self) -> None:
+        self.failures = 0
+        self.backoff_s = 0.0
+        self.next_attempt_mono = self.clock.mono()
+
+    def _schedule_retry(self, outcome: str, delay: float, error: str) -> StepResult:
+        self.backoff_s = delay
+        self.next_attempt_mono = self.clock.mono() + delay
+        now = self.clock.wall()
+        self.outbox.record_failure(self.config.name, error, delay, now + delay, now)
+        return StepResult(outcome, delay, 0, error)
+
+
+class ThrottledError(TransientError):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(f"HTTP 429: throttled, retry after {retry_after if retry_after is not None else 'backoff'} s")
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None, now_wall: float) -> float | None:
+    """Retry-After as delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now_wall
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, min(seconds, MAX_RETRY_AFTER_S))
+
+
+def _reason(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["error"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return body[:120].decode("utf-8", "replace")
