@@ -1,0 +1,333 @@
+"""The poll loop of one endpoint as plain logic: schedules, backoff, gaps, counter events.
+
+Everything here takes time from an injected `Clock` and talks Modbus through a `Link`, so
+the whole behaviour (late slots, outages, resets) can be replayed exactly under a frozen
+clock without actors or sockets. The device actor only calls `run_due()` when its timer
+fires and ships what comes back.
+
+Rules it implements:
+
+* Polls run on absolute monotonic deadlines `anchor + k * interval`: no drift; when late,
+  the missed slots are skipped (never polled in a burst) and recorded as a gap.
+* A broken connection puts the endpoint offline; reconnects are spaced by exponential
+  backoff with jitter up to a cap; every poll slot missed meanwhile ends up in a gap.
+* A device answering with an exception code stays online; its failed slots become gaps.
+* A cumulative counter that goes down is a reset (or a wrap near the type's maximum):
+  reported as an event, never as negative production.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from actors.device.codec import lsb
+from actors.device.decode import PollPlan, decode_identity, decode_values, poll_plan
+from actors.device.link import DeviceError, Link, LinkDownError, LinkError, NoResponseError
+from actors.device.profile import Profile, load_profile
+from actors.device.quantities import QUANTITIES
+from actors.device.sunspec import SunSpecError, build_profile, discover
+from actors.harvest.messages import DeviceEvent, Gap, Reading
+
+MAX_GAP_SLOTS = 3600  # a long outage is reported in chunks, so gaps are visible while it lasts
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+
+class SystemClock:
+    """Reads the module attributes at call time, so freezegun's patches apply."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "unknown"
+
+
+class PollSchedule:
+    """Absolute deadlines anchor + k * interval; `take(now)` claims the current slot."""
+
+    def __init__(self, interval: float, anchor: float) -> None:
+        self.interval = interval
+        self.anchor = anchor
+        self.next_slot = 0
+
+    @property
+    def next_due(self) -> float:
+        return self.anchor + self.next_slot * self.interval
+
+    def take(self, now: float) -> int:
+        """Claim the latest slot due at `now`; returns how many earlier slots were skipped."""
+        current = math.floor((now - self.anchor) / self.interval + 1e-9)
+        skipped = max(0, current - self.next_slot)
+        self.next_slot = current + 1
+        return skipped
+
+
+class Backoff:
+    """Reconnect delays: initial * 2**n capped at `cap`, each scaled by 1 +/- jitter (<= cap)."""
+
+    def __init__(self, initial: float = 1.0, cap: float = 60.0, jitter: float = 0.2, rng: random.Random | None = None) -> None:
+        self.initial, self.cap, self.jitter = initial, cap, jitter
+        self.rng = rng or random.Random()
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        base = min(self.cap, self.initial * (2.0**self.failures))
+        self.failures += 1
+        return min(self.cap, base * (1.0 + self.rng.uniform(-self.jitter, self.jitter)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class CounterWatch:
+    """Checks cumulative counters: a decrease is a reset, or a wrap when it fell from near the top."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def check(self, quantity: str, value: float, span: float | None) -> tuple[str, dict[str, Any]] | None:
+        previous = self.last.get(quantity)
+        self.last[quantity] = value
+        if previous is None or value >= previous:
+            return None
+        kind = "counter_wrap" if span and previous > 0.9 * span and value < 0.1 * span else "counter_reset"
+        return kind, {"quantity": quantity, "previous": previous, "value": value}
+
+
+@dataclass
+class GapTracker:
+    """One open gap per device: consecutive missed slots with the same reason merge."""
+
+    device_id: str
+    start_wall: float | None = None
+    reason: str = ""
+    missed: int = 0
+
+    def miss(self, wall: float, reason: str, slots: int) -> list[Gap]:
+        closed = []
+        if self.start_wall is not None and (reason != self.reason or self.missed >= MAX_GAP_SLOTS):
+            closed = self.close(wall)
+        if self.start_wall is None:
+            self.start_wall, self.reason, self.missed = wall, reason, 0
+        self.missed += slots
+        return closed
+
+    def close(self, wall: float) -> list[Gap]:
+        if self.start_wall is None or self.missed == 0:
+            self.start_wall = None
+            return []
+        gap = Gap(self.device_id, self.start_wall, wall, self.reason, self.missed)
+        self.start_wall, self.missed = None, 0
+        return [gap]
+
+
+@dataclass
+class DeviceState:
+    """What the gateway shows about one device (published after every poll)."""
+
+    device_id: str
+    profile: str
+    online: bool = False
+    values: dict[str, Any] = field(default_factory=dict)
+    serial: str | None = None
+    model: str | None = None
+    last_poll: float | None = None
+    errors: int = 0
+    gaps: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class PollOutcome:
+    device_id: str
+    reading: Reading | None = None
+    gaps: list[Gap] = field(default_factory=list)
+    events: list[DeviceEvent] = field(default_factory=list)
+    error: str | None = None
+    reconnect: bool = False  # the link's framing is suspect: reopen it before the next request
+
+
+class DevicePoller:
+    """One device (unit id) on an endpoint: its plan, schedule, counters and gap tracker."""
+
+    def __init__(self, settings: dict[str, Any], clock: Clock, boot: str, anchor: float) -> None:
+        self.settings = settings
+        self.device_id: str = settings["id"]
+        self.unit: int = int(settings.get("unit_id", 1))
+        self.sunspec = bool(settings.get("sunspec")) or settings.get("profile") == "sunspec"
+        self.clock, self.boot = clock, boot
+        self.schedule = PollSchedule(float(settings.get("poll_interval", 10.0)), anchor)
+        self.plan: PollPlan | None = None
+        if not self.sunspec:
+            profile = load_profile(settings["profile"])
+            assert isinstance(profile, Profile)
+            self.plan = poll_plan(profile)
+        self.identity_read = False
+        self.counters = CounterWatch()
+        self.gap = GapTracker(self.device_id)
+        self.state = DeviceState(self.device_id, "sunspec" if self.sunspec else settings["profile"])
+
+    # ------------------------------------------------------------------ polling
+    def missed(self, now: float, reason: str) -> PollOutcome:
+        """The current slot (and any skipped before it) passed without a reading."""
+        slots = self.schedule.take(now) + 1
+        outcome = PollOutcome(self.device_id, gaps=self.gap.miss(self.clock.wall(), reason, slots), error=reason)
+        return outcome
+
+    def poll(self, link: Link, now: float) -> PollOutcome:
+        skipped = self.schedule.take(now)
+        wall = self.clock.wall()
+        outcome = PollOutcome(self.device_id)
+        if skipped:
+            outcome.gaps += self.gap.miss(wall, "late", skipped)
+        try:
+            plan = self._ensure_plan(link)
+            self._ensure_identity(link, plan)
+            data = [link.read(self.unit, b.function, b.start, b.count) for b in plan.blocks]
+        except LinkDownError:
+            raise
+        except (LinkError, SunSpecError) as exc:
+            reason = exc.reason if isinstance(exc, LinkError) else "sunspec_discovery"
+            outcome.gaps += self.gap.miss(wall, reason, 1)
+            outcome.error = f"{reason}: {exc}"
+            outcome.reconnect = isinstance(exc, NoResponseError)
+            self.state.errors += 1
+            self.state.last_error = outcome.error
+            return outcome
+        decoded = decode_values(plan, data)
+        outcome.gaps += self.gap.close(wall)
+        for quantity, value in decoded.values.items():
+            if value is not None and QUANTITIES[quantity].counter:
+                point = plan.profile.quantity_points()[quantity]
+                span = lsb(point) * (2 ** (16 * point.count)) if point.type != "F32" and not point.sf else None
+                found = self.counters.check(quantity, value, span)
+                if found:
+                    outcome.events.append(DeviceEvent(self.device_id, wall, found[0], found[1]))
+        outcome.reading = Reading(
+            device_id=self.device_id,
+            wall_time=wall,
+            mono_time=now,
+            boot_id=self.boot,
+            values=decoded.values,
+            raw=decoded.raw,
+            flags=decoded.flags,
+        )
+        self.state.values = {q: v for q, v in decoded.values.items() if q not in decoded.flags}
+        self.state.last_poll = wall
+        return outcome
+
+    def connection_lost(self) -> None:
+        self.identity_read = False
+        if self.sunspec:
+            self.plan = None  # the device may have been replaced: discover again
+
+    def _ensure_plan(self, link: Link) -> PollPlan:
+        if self.plan is None:
+            found = discover(lambda address, count: link.read(self.unit, 3, address, count), not_here=(DeviceError,))
+            self.plan = poll_plan(build_profile(found))
+        return self.plan
+
+    def _ensure_identity(self, link: Link, plan: PollPlan) -> None:
+        if self.identity_read:
+            return
+        self.identity_read = True
+        try:
+            identity = decode_identity(plan, [link.read(self.unit, b.function, b.start, b.count) for b in plan.identity_blocks])
+        except DeviceError as exc:
+            self.state.last_error = f"identity: {exc}"
+            return
+        self.state.serial = identity.get("serial")
+        self.state.model = identity.get("model")
+
+
+class EndpointPoller:
+    """All devices behind one endpoint, sharing one link, polled one request at a time."""
+
+    def __init__(
+        self,
+        devices: list[dict[str, Any]],
+        link: Link,
+        clock: Clock | None = None,
+        boot: str | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self.link = link
+        now = self.clock.monotonic()
+        boot = boot or boot_id()
+        self.devices = [DevicePoller(s, self.clock, boot, now) for s in devices]
+        first = devices[0]
+        self.backoff = backoff or Backoff(cap=float(first.get("backoff_cap", 60.0)))
+        self.connected = False
+        self.reconnect_at = now  # connect on the first run
+        self.connection_errors = 0
+
+    def next_wakeup(self) -> float:
+        due = min(d.schedule.next_due for d in self.devices)
+        return due if self.connected else max(due, self.reconnect_at)
+
+    def run_due(self) -> list[PollOutcome]:
+        """Poll every device whose slot has come; connect first when needed."""
+        now = self.clock.monotonic()
+        due = [d for d in self.devices if d.schedule.next_due <= now + 1e-9]
+        if not due:
+            return []
+        if not self.connected and now < self.reconnect_at:
+            return self._count([d.missed(now, "offline") for d in due])
+        outcomes: list[PollOutcome] = []
+        for index, device in enumerate(due):
+            try:
+                if not self.connected:
+                    self.link.connect()
+                    self.connected = True
+                    self.backoff.reset()
+                outcome = device.poll(self.link, self.clock.monotonic())
+            except LinkError as exc:  # cannot connect, or the connection broke mid-poll
+                return self._count(outcomes + self._went_down(self.clock.monotonic(), due[index:], exc))
+            outcomes.append(outcome)
+            device.state.online = outcome.reading is not None or (outcome.error or "").startswith("device_error")
+            if outcome.reconnect:
+                self.link.close()
+                self.connected = False
+                for d in self.devices:
+                    d.connection_lost()
+        return self._count(outcomes)
+
+    def _count(self, outcomes: list[PollOutcome]) -> list[PollOutcome]:
+        by_id = {d.device_id: d for d in self.devices}
+        for outcome in outcomes:
+            by_id[outcome.device_id].state.gaps += len(outcome.gaps)
+        return outcomes
+
+    def _went_down(self, now: float, due: list[DevicePoller], exc: Exception) -> list[PollOutcome]:
+        self.connected = False
+        self.connection_errors += 1
+        self.link.close()
+        self.reconnect_at = now + self.backoff.next_delay()
+        outcomes = []
+        for device in self.devices:
+            device.connection_lost()
+            device.state.online = False
+            device.state.last_error = f"offline: {exc}"
+        for device in due:
+            device.state.errors += 1
+            outcomes.append(device.missed(now, "offline"))
+            outcomes[-1].error = f"offline: {exc}"
+        return outcomes
