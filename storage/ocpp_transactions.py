@@ -350,12 +350,12 @@ def _queue_export(conn: sqlite3.Connection, charge_point_id: str, wall_time: flo
 
 
 def pending_exports(conn: sqlite3.Connection, charge_point_id: str, limit: int = 100) -> list[dict[str, Any]]:
-    """The oldest queued rows for one charger: `id`, `wall_time`, `values`."""
+    """The oldest queued rows for one charger: `id`, `wall_time`, `record` (the dict queued)."""
     rows = conn.execute(
         "SELECT id, wall_time, values_json FROM ocpp_export WHERE charge_point_id = ? ORDER BY id LIMIT ?",
         (charge_point_id, limit),
     )
-    return [{"id": r["id"], "wall_time": r["wall_time"], "values": json.loads(r["values_json"])} for r in rows]
+    return [{"id": r["id"], "wall_time": r["wall_time"], "record": json.loads(r["values_json"])} for r in rows]
 
 
 def ack_exports(conn: sqlite3.Connection, charge_point_id: str, up_to_id: int) -> int:

@@ -92,7 +92,7 @@ def test_session_lifecycle_filters_and_payment(db):
     assert [t["id_tag"] for t in txs.transactions_for_id_tag(db, "ALICE")] == ["ALICE"]
     assert [t["charge_point_id"] for t in txs.list_transactions(db, since=150.0)] == ["CP2"]
     assert [t["transaction_id"] for t in txs.transactions_for_charger(db, "CP1")] == [tid]
-    assert txs.pending_exports(db, "CP1")[0]["values"] == {"energy_wh": 1000}
+    assert txs.pending_exports(db, "CP1")[0]["record"] == {"energy_wh": 1000}
 
 
 def test_meter_values_deduplicated_and_ordered_by_timestamp(db):
@@ -111,10 +111,10 @@ def test_export_queue_is_bounded_and_counts_drops(db, monkeypatch):
     for i in range(5):
         txs.stop_transaction(db, "CP1", 100 + i, meter_stop=i, stop_time=float(i), received=float(i), export={"n": i})
     pending = txs.pending_exports(db, "CP1")
-    assert [p["values"]["n"] for p in pending] == [2, 3, 4]
+    assert [p["record"]["n"] for p in pending] == [2, 3, 4]
     assert txs.exports_dropped(db, "CP1") == 2
     assert txs.ack_exports(db, "CP1", pending[1]["id"]) == 2
-    assert [p["values"]["n"] for p in txs.pending_exports(db, "CP1")] == [4]
+    assert [p["record"]["n"] for p in txs.pending_exports(db, "CP1")] == [4]
 
 
 def test_reservations_and_authorization_list(db):

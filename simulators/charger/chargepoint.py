@@ -1,0 +1,251 @@
+"""A scriptable OCPP 1.6 charge point built on the `ocpp` package's client side.
+
+It answers every central-initiated request a real charger would (remote start/stop,
+reservations, availability, reset, unlock, trigger, configuration, cache, charging
+profiles, composite schedule) and records each one, so a script or a test can wait on
+`await cp.wait_for("RemoteStartTransaction")` instead of sleeping.
+
+Charger-initiated messages are plain coroutines (`boot`, `status`, `authorize`,
+`start_transaction`, `meter`, `stop_transaction`). While `offline` is set they are not sent but queued with
+their original timestamps, like a real charger's offline queue, and `replay()` sends
+them in order once connected again, mapping the transaction ids the gateway assigns
+to the sessions that started offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action
+
+
+def iso(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class SimulatedChargePoint(ChargePoint):
+    def __init__(self, charge_point_id: str, connection: Any, *, connectors: int = 1, response_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.time, auto_transactions: bool = True) -> None:
+        super().__init__(charge_point_id, connection, response_timeout=response_timeout)
+        self.connectors = connectors
+        self.clock = clock
+        self.auto_transactions = auto_transactions
+        self.received: dict[str, list[dict]] = defaultdict(list)
+        self._arrived = asyncio.Condition()
+        self.meter_wh = 0
+        self.transactions: dict[int, int] = {}  # connector -> transaction id
+        self.reservations: dict[int, dict] = {}
+        self.configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60", "NumberOfConnectors": str(connectors)}
+        self.offline = False
+        self.offline_queue: list[Callable[[], Awaitable[Any]]] = []
+        self._local_ids = itertools.count(-1, -1)
+        self._id_map: dict[int, int] = {}
+        self.heartbeat_interval: int | None = None
+        self.registration: str | None = None
+
+    # ---------------------------------------------------------- waiting
+    async def _note(self, action: str, payload: dict) -> None:
+        async with self._arrived:
+            self.received[action].append(payload)
+            self._arrived.notify_all()
+
+    async def wait_for(self, action: str, count: int = 1, timeout: float = 10.0) -> dict:
+        """Wait until `count` requests of `action` have arrived; return the last one."""
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.received[action]) >= count), timeout)
+            return self.received[action][count - 1]
+
+    # ------------------------------------------- charger-initiated (sent)
+    async def boot(self, vendor: str = "egw-sim", model: str = "SimCharger", serial: str | None = None) -> Any:
+        reply = await self.call(call.BootNotification(charge_point_model=model, charge_point_vendor=vendor,
+                                                      charge_point_serial_number=serial or f"SN-{self.id}", firmware_version="1.0"))
+        self.heartbeat_interval, self.registration = reply.interval, reply.status
+        return reply
+
+    async def heartbeat(self) -> Any:
+        return await self.call(call.Heartbeat())
+
+    async def status(self, connector_id: int, status: str, error_code: str = "NoError", timestamp: float | None = None) -> Any:
+        return await self._send_or_queue(lambda: self.call(call.StatusNotification(
+            connector_id=connector_id, error_code=error_code, status=status, timestamp=iso(timestamp or self.clock()))))
+
+    async def authorize(self, id_tag: str) -> Any:
+        return await self.call(call.Authorize(id_tag=id_tag))
+
+    async def start_transaction(self, connector_id: int, id_tag: str, meter_start: int | None = None, timestamp: float | None = None,
+                    reservation_id: int | None = None) -> int:
+        """Start a session; returns its transaction id (a negative placeholder while offline)."""
+        meter = self.meter_wh if meter_start is None else meter_start
+        stamp = iso(timestamp or self.clock())
+        local = next(self._local_ids)
+
+        async def send() -> Any:
+            reply = await self.call(call.StartTransaction(connector_id=connector_id, id_tag=id_tag, meter_start=meter,
+                                                          timestamp=stamp, reservation_id=reservation_id), suppress=False)
+            self._id_map[local] = reply.transaction_id
+            if self.transactions.get(connector_id) == local:
+                self.transactions[connector_id] = reply.transaction_id
+            return reply
+
+        self.transactions[connector_id] = local
+        if self.offline:
+            self.offline_queue.append(send)
+            return local
+        reply = await send()
+        return reply.transaction_id
+
+    async def meter(self, connector_id: int, transaction_id: int, energy_wh: float, power_w: float | None = None,
+                    timestamp: float | None = None) -> Any:
+        self.meter_wh = int(energy_wh)
+        stamp = iso(timestamp or self.clock())
+        sampled = [{"value": str(int(energy_wh)), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic"}]
+        if power_w is not None:
+            sampled.append({"value": f"{power_w:.1f}", "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"})
+        return await self._send_or_queue(lambda: self.call(call.MeterValues(
+            connector_id=connector_id, transaction_id=self._real(transaction_id),
+            meter_value=[{"timestamp": stamp, "sampledValue": sampled}])))
+
+    async def stop_transaction(self, transaction_id: int, meter_stop: int, reason: str = "Local", timestamp: float | None = None,
+                   id_tag: str | None = None) -> Any:
+        self.meter_wh = meter_stop
+        stamp = iso(timestamp or self.clock())
+        for connector, tx in list(self.transactions.items()):
+            if tx == transaction_id:
+                del self.transactions[connector]
+        return await self._send_or_queue(lambda: self.call(call.StopTransaction(
+            meter_stop=meter_stop, timestamp=stamp, transaction_id=self._real(transaction_id), reason=reason, id_tag=id_tag)))
+
+    def _real(self, transaction_id: int) -> int:
+        return self._id_map.get(transaction_id, transaction_id)
+
+    async def _send_or_queue(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        if self.offline:
+            self.offline_queue.append(send)
+            return None
+        return await send()
+
+    async def replay(self) -> int:
+        """Send the offline queue in order (after reconnecting); returns how many were sent."""
+        queue, self.offline_queue = self.offline_queue, []
+        for send in queue:
+            await send()
+        return len(queue)
+
+    # ------------------------------------------- central-initiated (answered)
+    @on(Action.remote_start_transaction)
+    async def on_remote_start(self, id_tag: str, connector_id: int | None = None, charging_profile: dict | None = None) -> Any:
+        await self._note("RemoteStartTransaction", {"id_tag": id_tag, "connector_id": connector_id})
+        busy = (connector_id or 1) in self.transactions
+        return call_result.RemoteStartTransaction(status="Rejected" if busy else "Accepted")
+
+    @after(Action.remote_start_transaction)
+    async def after_remote_start(self, id_tag: str, connector_id: int | None = None, charging_profile: dict | None = None) -> None:
+        if self.auto_transactions and (connector_id or 1) not in self.transactions:
+            await self.start_transaction(connector_id or 1, id_tag)
+
+    @on(Action.remote_stop_transaction)
+    async def on_remote_stop(self, transaction_id: int) -> Any:
+        await self._note("RemoteStopTransaction", {"transaction_id": transaction_id})
+        known = transaction_id in self.transactions.values()
+        return call_result.RemoteStopTransaction(status="Accepted" if known else "Rejected")
+
+    @after(Action.remote_stop_transaction)
+    async def after_remote_stop(self, transaction_id: int) -> None:
+        if self.auto_transactions and transaction_id in self.transactions.values():
+            await self.stop_transaction(transaction_id, self.meter_wh, reason="Remote")
+
+    @on(Action.reserve_now)
+    async def on_reserve_now(self, connector_id: int, expiry_date: str, id_tag: str, reservation_id: int, parent_id_tag: str | None = None) -> Any:
+        await self._note("ReserveNow", {"connector_id": connector_id, "id_tag": id_tag, "reservation_id": reservation_id, "expiry_date": expiry_date})
+        if connector_id in self.transactions:
+            return call_result.ReserveNow(status="Occupied")
+        self.reservations[reservation_id] = {"connector_id": connector_id, "id_tag": id_tag}
+        return call_result.ReserveNow(status="Accepted")
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int) -> Any:
+        await self._note("CancelReservation", {"reservation_id": reservation_id})
+        found = self.reservations.pop(reservation_id, None) is not None
+        return call_result.CancelReservation(status="Accepted" if found else "Rejected")
+
+    @on(Action.change_availability)
+    async def on_change_availability(self, connector_id: int, type: str) -> Any:  # noqa: A002 - OCPP field name
+        await self._note("ChangeAvailability", {"connector_id": connector_id, "type": type})
+        return call_result.ChangeAvailability(status="Scheduled" if connector_id in self.transactions else "Accepted")
+
+    @on(Action.reset)
+    async def on_reset(self, type: str) -> Any:  # noqa: A002
+        await self._note("Reset", {"type": type})
+        return call_result.Reset(status="Accepted")
+
+    @on(Action.unlock_connector)
+    async def on_unlock(self, connector_id: int) -> Any:
+        await self._note("UnlockConnector", {"connector_id": connector_id})
+        return call_result.UnlockConnector(status="Unlocked")
+
+    @on(Action.trigger_message)
+    async def on_trigger(self, requested_message: str, connector_id: int | None = None) -> Any:
+        await self._note("TriggerMessage", {"requested_message": requested_message, "connector_id": connector_id})
+        supported = requested_message in ("StatusNotification", "Heartbeat", "BootNotification", "MeterValues")
+        return call_result.TriggerMessage(status="Accepted" if supported else "NotImplemented")
+
+    @after(Action.trigger_message)
+    async def after_trigger(self, requested_message: str, connector_id: int | None = None) -> None:
+        if requested_message == "StatusNotification":
+            for connector in ([connector_id] if connector_id is not None else range(0, self.connectors + 1)):
+                await self.status(connector, "Charging" if connector in self.transactions else "Available")
+        elif requested_message == "Heartbeat":
+            await self.heartbeat()
+        elif requested_message == "BootNotification":
+            await self.boot()
+        elif requested_message == "MeterValues":
+            for connector, tx in self.transactions.items():
+                await self.meter(connector, tx, self.meter_wh)
+
+    @on(Action.get_configuration)
+    async def on_get_configuration(self, key: list | None = None) -> Any:
+        await self._note("GetConfiguration", {"key": key})
+        wanted = key or list(self.configuration)
+        known = [{"key": k, "readonly": False, "value": self.configuration[k]} for k in wanted if k in self.configuration]
+        unknown = [k for k in wanted if k not in self.configuration]
+        return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
+
+    @on(Action.change_configuration)
+    async def on_change_configuration(self, key: str, value: str) -> Any:
+        await self._note("ChangeConfiguration", {"key": key, "value": value})
+        if key not in self.configuration:
+            return call_result.ChangeConfiguration(status="NotSupported")
+        self.configuration[key] = value
+        return call_result.ChangeConfiguration(status="Accepted")
+
+    @on(Action.clear_cache)
+    async def on_clear_cache(self) -> Any:
+        await self._note("ClearCache", {})
+        return call_result.ClearCache(status="Accepted")
+
+    @on(Action.set_charging_profile)
+    async def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict) -> Any:
+        await self._note("SetChargingProfile", {"connector_id": connector_id, "cs_charging_profiles": cs_charging_profiles})
+        return call_result.SetChargingProfile(status="Accepted")
+
+    @on(Action.clear_charging_profile)
+    async def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,  # noqa: A002
+                                        charging_profile_purpose: str | None = None, stack_level: int | None = None) -> Any:
+        await self._note("ClearChargingProfile", {"id": id, "connector_id": connector_id})
+        return call_result.ClearChargingProfile(status="Accepted")
+
+    @on(Action.get_composite_schedule)
+    async def on_get_composite_schedule(self, connector_id: int, duration: int, charging_rate_unit: str | None = None) -> Any:
+        await self._note("GetCompositeSchedule", {"connector_id": connector_id, "duration": duration})
+        schedule = {"chargingRateUnit": charging_rate_unit or "W", "duration": duration,
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7400.0}]}
+        return call_result.GetCompositeSchedule(status="Accepted", connector_id=connector_id, schedule_start=iso(self.clock()), charging_schedule=schedule)
