@@ -77,9 +77,11 @@ def to_physical(point: Point, raw: int | float | None, sf: int | None = None) ->
         value = value * (10.0 ** sf)
     if point.quantity:
         value = value * (unit_factor(point.quantity, point.unit) or 1.0)
-    if point.type != "F32" and point.scale == 1.0 and (sf is None or sf >= 0) and value == int(value):
+    if point.type == "F32":
+        return value
+    if value == int(value) and point.scale == 1.0 and (sf is None or sf >= 0):
         return int(value)
-    return value
+    return round(value, 9)  # drop binary noise such as 228.70000000000002 from 2287 * 0.1
 
 
 def encode(point: Point, value: float | str | None, sf: int | None = None) -> list[int]:
