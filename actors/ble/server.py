@@ -62,6 +62,7 @@ class BleServer:
         adapter: str | None = None,
         queue_size: int = 4,
         start_timeout: float = 15.0,
+        stop_timeout: float = 2.0,
         log: Any = None,
     ) -> None:
         self.name = name
@@ -69,6 +70,7 @@ class BleServer:
         self.bus_address = bus_address
         self.adapter = adapter
         self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
         self.log = log
         self.advertising = False
         self.running = False
@@ -125,8 +127,9 @@ class BleServer:
         if self.running:
             self.running = False
             try:
-                await self.stop_advertising()
-                await self._bless.app.unregister(self._bless.adapter)
+                async with asyncio.timeout(self.stop_timeout):
+                    await self.stop_advertising()
+                    await self._bless.app.unregister(self._bless.adapter)
             except Exception as exc:  # noqa: BLE001 - BlueZ may be gone already; we are leaving anyway
                 self._log("unregister failed", error=_describe(exc))
         await self._disconnect()

@@ -1,0 +1,177 @@
+"""The BLE actor under the real supervisor, in a real multiprocess actor system.
+
+The fake BlueZ and the small API run in a background asyncio loop of the test
+process; the BLE actor runs in its own forked process and reaches them over the
+private D-Bus daemon and loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+import pytest
+from aiohttp import web
+from thespian.actors import ActorSystem
+
+from actors.ble.actor import BleSettings, ble_child_spec, ble_children
+from actors.ble.messages import BleStatus, CloseProvisioningWindow, GetBleStatus, OpenProvisioningWindow
+from actors.ble.server import REQUEST_UUID, RESPONSE_UUID
+from supervisor.messages import GetTree, Lookup, LookupResult, Start, Started, Tree
+from supervisor.spec import SUPERVISOR_ACTOR, ChildSpec, Heartbeat, SupervisorSpec
+from tests.ble.conftest import SmallApi, parse_page, wait_until_sync
+from tests.ble.dbus_daemon import PrivateDbusDaemon
+from tests.ble.fake_bluez import Central, FakeBlueZ
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class BackgroundLoop:
+    """An asyncio loop in a thread, so that sync thespian calls never block it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 15.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def actor_system():
+    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, transientUnique=True)
+    yield asys
+    asys.shutdown()
+
+
+@pytest.fixture
+def world():
+    """Private bus with fake BlueZ, and the small API, served from a background loop."""
+    daemon = PrivateDbusDaemon()
+    loop = BackgroundLoop()
+    bluez = FakeBlueZ(daemon.address)
+    api = SmallApi()
+
+    async def start():
+        await bluez.start()
+        runner = web.AppRunner(api.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        api.port = runner.addresses[0][1]
+        return runner
+
+    runner = loop.run(start())
+    yield daemon, loop, bluez, api
+    loop.run(runner.cleanup())
+    loop.run(bluez.stop())
+    loop.stop()
+    daemon.stop()
+
+
+def start_tree(asys, settings: BleSettings):
+    spec = SupervisorSpec(children=(ChildSpec("ble", "actors.ble.actor.BleActor", settings),), heartbeat=Heartbeat(0.5, 5.0))
+    root = asys.createActor(SUPERVISOR_ACTOR)
+    assert isinstance(asys.ask(root, Start("root", spec), 10), Started)
+    return root
+
+
+def ble_record(asys, root) -> dict:
+    """The ble child's record from a fresh GetTree (skipping SubtreeReports the root pushes to us)."""
+    reply = asys.ask(root, GetTree(), 5)
+    while reply is not None and not isinstance(reply, Tree):
+        reply = asys.listen(5)
+    assert isinstance(reply, Tree), "no tree from the root supervisor"
+    return next(r for r in reply.records if r["name"] == "ble")
+
+
+def ble_address(asys, root):
+    reply = asys.ask(root, Lookup("ble"), 5)
+    assert isinstance(reply, LookupResult) and reply.address is not None
+    return reply.address
+
+
+def test_no_bluez_reports_unavailable_and_retries_without_crash_looping(actor_system, tmp_path):
+    daemon = PrivateDbusDaemon()  # a bus with nobody owning org.bluez
+    try:
+        settings = BleSettings(data_dir=str(tmp_path), api_port=1, dbus_address=daemon.address, retry_min_s=0.1, retry_max_s=0.4)
+        root = start_tree(actor_system, settings)
+        wait_until_sync(lambda: ble_record(actor_system, root)["state"] == "unavailable")
+        first = ble_record(actor_system, root)
+        assert first["info"]["reason"] == "BlueZ (org.bluez) is not running"
+        records = []
+
+        def retried_enough() -> bool:
+            records.append(ble_record(actor_system, root))
+            return records[-1]["state"] == "unavailable" and records[-1]["info"].get("attempts", 0) >= 4
+
+        wait_until_sync(retried_enough)
+        record = records[-1]
+        assert record["restarts"] == 0 and record["pid"] == first["pid"]
+        assert record["info"]["retry_in_s"] == 0.4  # the backoff grew to its cap
+        status = actor_system.ask(ble_address(actor_system, root), GetBleStatus(), 5)
+        assert isinstance(status, BleStatus) and status.state == "unavailable" and not status.advertising
+    finally:
+        daemon.stop()
+
+
+def test_actor_serves_the_tunnel_and_follows_the_window(world, actor_system, tmp_path):
+    daemon, loop, bluez, api = world
+    (tmp_path / "api-token").write_text("k" * 43 + "\n")
+    settings = BleSettings(gateway_name="egw-actor", data_dir=str(tmp_path), api_port=api.port, dbus_address=daemon.address, window_minutes=10)
+    root = start_tree(actor_system, settings)
+    loop.run(bluez.wait_for(lambda: bluez.applications and bluez.advertisements))
+    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("advertising") is True)
+    assert ble_record(actor_system, root)["state"] == "running"
+    (advert,) = bluez.advertisements.values()
+    assert advert.properties["LocalName"] == "egw-actor"
+    central = Central(bluez, next(iter(bluez.applications.values())))
+    loop.run(central.start_notify(RESPONSE_UUID))
+
+    def exchange(raw: bytes):
+        async def go():
+            for i in range(0, len(raw), 20):
+                await central.write(REQUEST_UUID, raw[i : i + 20])
+            return parse_page(await asyncio.wait_for(central.notifications.get(), 10))
+
+        return loop.run(go())
+
+    page = exchange(b"GET /api/token EGWTTP/1.1\r\n\r\n")
+    assert page.status == 200 and json.loads(page.body) == {"token": "k" * 43}
+    post = b"POST /api/count EGWTTP/1.1\r\nAuthorization: Bearer " + api.token.encode() + b"\r\nContent-Length: 2\r\n\r\n{}"
+    assert exchange(post).status == 201 and api.count == 1
+
+    ble = ble_address(actor_system, root)
+    status = actor_system.ask(ble, CloseProvisioningWindow(), 5)
+    assert isinstance(status, BleStatus) and not status.window_open
+    loop.run(bluez.wait_for(lambda: not bluez.advertisements))
+    assert exchange(b"GET /api/token EGWTTP/1.1\r\n\r\n").status == 403
+    assert exchange(post).status == 403 and api.count == 1
+    assert exchange(b"GET /api/echo EGWTTP/1.1\r\n\r\n").status == 200  # reads still work
+
+    status = actor_system.ask(ble, OpenProvisioningWindow(minutes=0.01), 5)  # 0.6 s
+    assert status.window_open
+    loop.run(bluez.wait_for(lambda: bluez.advertisements))
+    loop.run(bluez.wait_for(lambda: not bluez.advertisements))  # closed again by its timer
+    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("window_open") is False)
+    assert ble_record(actor_system, root)["restarts"] == 0
+
+
+def test_child_spec_from_gateway_settings():
+    values = {"gateway_name": "egw-1234", "data_dir": "/data", "api_port": 8081, "ble_enabled": True, "ble_window_minutes": 5}
+    spec = ble_child_spec(values)
+    assert (spec.name, spec.actor, spec.restart) == ("ble", "actors.ble.actor.BleActor", "permanent")
+    assert spec.config == BleSettings(gateway_name="egw-1234", data_dir="/data", api_port=8081, window_minutes=5.0)
+    assert ble_children({**values, "ble_enabled": False}) == []
+    assert BleSettings(mtu=517).page_size == 512 and BleSettings(mtu=23).page_size == 128
