@@ -38,6 +38,7 @@ def _operation(route: Route) -> dict[str, Any]:
         if status == 503:
             response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}}
         responses[str(status)] = response
+    responses.setdefault("400", {"description": "invalid input (e.g. an unknown query parameter); `field` names it", "content": {"application/json": {"schema": schemas.ref("Error")}}})
     responses.setdefault("404", {"description": "unknown route or item", "content": {"application/json": {"schema": schemas.ref("Error")}}})
     responses.setdefault("405", {"description": "method not allowed on this route", "content": {"application/json": {"schema": schemas.ref("Error")}}})
     op["responses"] = responses

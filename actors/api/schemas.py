@@ -220,7 +220,7 @@ DeviceSettings = {
     "properties": {
         "id": IdentifierSchema,
         "profile": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.-]+$"},
-        "name": {"type": "string", "maxLength": 128},
+        "name": {"type": "string", "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f]*$"},
         "kind": {"enum": ["inverter", "meter", "battery"]},
         "host": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9.:\[\]-]+$"},
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
@@ -241,7 +241,7 @@ TransportSettings = {
     "additionalProperties": False,
     "minProperties": 1,
     "properties": {
-        "url": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": r"^https?://[^\s]+$"},
+        "url": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": r"^https?://[!-~]+$"},
         "enabled": {"type": "boolean"},
         "batch_max_readings": {"type": "integer", "minimum": 1, "maximum": 100000},
         "batch_max_bytes": {"type": "integer", "minimum": 1024, "maximum": 64 * 1024 * 1024},
