@@ -78,3 +78,19 @@ async def central(tmp_path):
     c = await Central(tmp_path / "gw.db", OcppPolicy(live_metrics_db_interval=0.0, call_timeout=2.0, refresh_grace=0.2), settings).start()
     yield c
     await c.close()
+
+
+async def reconnect(central: Central, cp: SimulatedChargePoint, auth_key: str | None = None) -> None:
+    """Give a simulated charger a fresh websocket (its offline queue and state stay)."""
+    await cp._connection.close()
+    cp._connection = await connect(central.url(cp.id), auth_key=auth_key)
+    central.clients.append((cp, asyncio.create_task(cp.start())))
+
+
+@pytest.fixture
+async def strict_central(tmp_path):
+    """Unknown chargers refused at the handshake; known ones must present their key."""
+    settings = ListenerSettings(host="127.0.0.1", port=0, unknown_chargers="reject", ping_interval=5, max_frame_bytes=4096)
+    c = await Central(tmp_path / "gw.db", OcppPolicy(call_timeout=2.0), settings).start()
+    yield c
+    await c.close()

@@ -1,0 +1,126 @@
+"""The websocket front-end: handshake refusals, connection replacement, oversized frames,
+and offline replay stored by the charger's timestamps."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import pytest
+
+from storage import chargers as charger_store
+from storage import ocpp_transactions as tx_store
+
+from .conftest import reconnect, wait_until
+from simulators.charger.connection import basic_auth_header, connect
+
+
+async def handshake_status(url: str, headers: dict | None = None, protocols=("ocpp1.6",)) -> int:
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(url, protocols=protocols, headers=headers or {}):
+                return 101
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+
+async def test_auth_failures_are_refused_at_the_handshake(strict_central):
+    c = strict_central
+    charger_store.add_charger(c.conn, "CPK", auth_key="0123456789abcdef", registration_status="Accepted")
+    url = c.url("CPK")
+    assert await handshake_status(c.url("STRANGER")) == 401
+    assert await handshake_status(url) == 401
+    assert await handshake_status(url, {"Authorization": basic_auth_header("CPK", "wrong-key")}) == 401
+    assert await handshake_status(url, {"Authorization": basic_auth_header("OTHER", "0123456789abcdef")}) == 401
+    assert await handshake_status(url, {"Authorization": "Bearer 0123456789abcdef"}) == 401
+    assert await handshake_status(url, {"Authorization": "Basic !!!notbase64"}) == 401
+    assert await handshake_status(c.url("bad id with spaces")) in (401, 404)
+    assert await handshake_status(url, {"Authorization": basic_auth_header("CPK", "0123456789abcdef")}, protocols=("ocpp2.0.1",)) == 400
+    assert await handshake_status(url, {"Authorization": basic_auth_header("CPK", "0123456789abcdef")}) == 101
+    assert charger_store.get_charger(c.conn, "STRANGER") is None
+
+
+async def test_accept_policy_registers_unknown_charger_and_pins_its_key(central):
+    assert await handshake_status(central.url("NEW1"), {"Authorization": basic_auth_header("NEW1", "first-key-123456")}) == 101
+    assert charger_store.get_charger(central.conn, "NEW1")["registration_status"] == "Accepted"
+    assert await handshake_status(central.url("NEW1"), {"Authorization": basic_auth_header("NEW1", "other-key-123456")}) == 401
+    assert await handshake_status(central.url("NEW1")) == 401
+
+
+async def test_new_connection_replaces_the_old_one(central):
+    old = await connect(central.url("CP1"))
+    new = await connect(central.url("CP1"))
+    closing = await old.ws.receive()
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert old.ws.close_code == 1000
+    await new.send('[2,"h1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+    reply = await new.recv()
+    assert reply.startswith('[3,"h1"')
+    assert central.backend.protocol("CP1").connection_id == central.server.connections["CP1"].connection_id
+    await old.close()
+    await new.close()
+
+
+async def test_oversized_and_binary_frames_close_only_that_connection(strict_central):
+    c = strict_central
+    charger_store.add_charger(c.conn, "BIG", auth_key="k" * 16, registration_status="Accepted")
+    charger_store.add_charger(c.conn, "OK", auth_key="k" * 16, registration_status="Accepted")
+    big = await connect(c.url("BIG"), auth_key="k" * 16)
+    ok = await c.charger("OK", auth_key="k" * 16)
+    await big.send('[2,"x","Heartbeat",{"pad":"' + "x" * 10_000 + '"}]')
+    with pytest.raises(ConnectionError):
+        await big.recv()
+    assert big.ws.close_code == 1009
+    binary = await connect(c.url("BIG"), auth_key="k" * 16)
+    await binary.ws.send_bytes(b'[2,"x","Heartbeat",{}]')
+    with pytest.raises(ConnectionError):
+        await binary.recv()
+    assert binary.ws.close_code == 1003
+    assert (await ok.heartbeat()).current_time
+    await big.close()
+    await binary.close()
+
+
+async def test_offline_replay_with_three_hour_old_timestamps_is_stored_in_timestamp_order(central):
+    cp = await central.charger("CP1")
+    await cp.status(1, "Available")
+    t0 = time.time() - 3 * 3600
+    cp.offline = True
+    await cp._connection.close()
+    local_id = await cp.start_transaction(1, "ALICE", meter_start=10_000, timestamp=t0)
+    await cp.status(1, "Charging", timestamp=t0 + 1)
+    # queued out of order: a real queue can hold samples from two sources (periodic + clock-aligned)
+    await cp.meter(1, local_id, 12_000, 7000.0, timestamp=t0 + 1200)
+    await cp.meter(1, local_id, 11_000, 7000.0, timestamp=t0 + 600)
+    await cp.stop_transaction(local_id, 13_000, reason="Local", timestamp=t0 + 1800)
+    await cp.status(1, "Available", timestamp=t0 + 1801)
+    cp.offline = False
+    await reconnect(central, cp)
+    live_status_time = time.time()
+    await cp.status(1, "Preparing", timestamp=live_status_time)  # a live message overtakes the queue
+    assert await cp.replay() == 6
+
+    [tx] = tx_store.list_transactions(central.conn, charger="CP1")
+    assert abs(tx["start_time"] - t0) < 0.01 and abs(tx["stop_time"] - (t0 + 1800)) < 0.01
+    assert tx["status"] == "Finished" and tx["energy_wh"] == 3000
+    samples = tx_store.meter_values(central.conn, transaction_id=tx["transaction_id"])
+    energy = [(round(s["timestamp"] - t0), s["value"]) for s in samples if s["measurand"].startswith("Energy")]
+    assert energy == [(600, "11000"), (1200, "12000")]
+    # the live status stays current; the replayed ones land in the history at their own times
+    [connector1] = [c for c in charger_store.list_connectors(central.conn, "CP1") if c["connector_id"] == 1]
+    assert connector1["timestamp"] >= live_status_time - 0.01  # not overwritten by a replayed, older status
+    history = charger_store.status_history(central.conn, "CP1")
+    assert any(h["status"] == "Preparing" and abs(h["timestamp"] - live_status_time) < 0.01 for h in history)
+    replayed = [(round(h["timestamp"] - t0), h["status"]) for h in history if h["timestamp"] < t0 + 3600]
+    assert replayed == [(1801, "Available"), (1, "Charging")]
+    # reconnected without a BootNotification: refreshed with TriggerMessage
+    assert (await cp.wait_for("TriggerMessage"))["requested_message"] == "StatusNotification"
+
+
+async def test_other_chargers_keep_working_while_one_is_replaced(central):
+    a = await central.charger("A")
+    b = await central.charger("B")
+    await reconnect(central, a)
+    assert (await b.heartbeat()).current_time
+    assert (await a.heartbeat()).current_time
+    await wait_until(lambda: set(central.server.connections) == {"A", "B"})
