@@ -1,0 +1,167 @@
+"""The device actor: polls the devices behind one Modbus endpoint and feeds the harvest actor.
+
+Config: one device's settings dict (see `actors.device.specs`), or {"devices": [...]} for
+several unit ids sharing one endpoint. The actor is a thin shell around
+`harvester.EndpointPoller` (scheduling, backoff, decoding, gaps) and `outbox.BatchOutbox`
+(bounded unacknowledged batches): it arms a timer for the next deadline, ships one
+`ReadingBatch` per poll round, and publishes each device's state for status queries.
+
+The harvest actor's address is looked up through the parent supervisor (`Lookup("harvest")`)
+and looked up again whenever batches wait too long, because a restarted harvest actor has
+a new address.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import WakeupMessage
+
+from actors.device.harvester import DeviceState, EndpointPoller, PollOutcome
+from actors.device.link import ModbusLink
+from actors.device.outbox import BatchOutbox
+from actors.device.specs import group_devices
+from actors.harvest.messages import BatchAck
+from supervisor.actor import SupervisedActor
+from supervisor.messages import Lookup, LookupResult
+
+POLL = "poll"
+RESEND = "resend"
+HARVEST_PATH = "harvest"
+
+
+class DeviceActor(SupervisedActor):
+    """One Modbus endpoint (one or more unit ids), polled on absolute deadlines."""
+
+    # Seams for tests: the link factory and the outbox bounds.
+    link_factory = ModbusLink
+    outbox_limit = 8
+    resend_after = 5.0
+
+    def on_start(self, config: Any) -> None:
+        raw = config["devices"] if isinstance(config, dict) and "devices" in config else [config]
+        groups = group_devices(raw)
+        if len(groups) != 1:
+            raise ValueError("a device actor serves exactly one endpoint")
+        self.settings = groups[0]
+        self.poller = EndpointPoller(self.settings, self.link_factory(self.settings[0]))
+        self.outbox = BatchOutbox(self.name, self.outbox_limit, self.resend_after)
+        self.harvest: Any = None
+        self.lookup_sent_at: float | None = None
+        self.connection = getattr(self.poller.link, "describe", "")
+        self._last_logged: dict[str, tuple] = {}
+        self._lookup_harvest()
+        self._arm_poll()
+        self.wakeupAfter(timedelta(seconds=self.resend_after), payload=RESEND)
+        self.log.info("device actor started", devices=[d["id"] for d in self.settings], connection=self.connection)
+
+    def on_stop(self) -> None:
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            poller.link.close()
+
+    # ------------------------------------------------------------------ timers
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:  # noqa: N802 (thespian API)
+        if msg.payload == POLL:
+            outcomes = self.poller.run_due()
+            if outcomes:
+                self._ship(outcomes)
+                self._publish()
+            self._arm_poll()
+        elif msg.payload == RESEND:
+            self._resend()
+            self.wakeupAfter(timedelta(seconds=self.resend_after), payload=RESEND)
+
+    def _arm_poll(self) -> None:
+        delay = max(0.0, self.poller.next_wakeup() - time.monotonic())
+        self.wakeupAfter(timedelta(seconds=delay), payload=POLL)
+
+    # ----------------------------------------------------------------- harvest
+    def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
+        if msg.path != HARVEST_PATH:
+            return
+        self.lookup_sent_at = None
+        self.harvest = msg.address
+        if self.harvest is not None:
+            self._send_waiting()
+
+    def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:  # noqa: N802
+        if msg.producer == self.name:
+            self.outbox.ack(msg.batch_id)
+
+    def _lookup_harvest(self) -> None:
+        """Ask the supervisor where the harvest actor is now (at most one question in flight)."""
+        now = time.monotonic()
+        if self.parent is None or (self.lookup_sent_at is not None and now - self.lookup_sent_at < self.resend_after):
+            return
+        self.lookup_sent_at = now
+        self.send(self.parent, Lookup(HARVEST_PATH))
+
+    def _ship(self, outcomes: list[PollOutcome]) -> None:
+        readings = [o.reading for o in outcomes if o.reading is not None]
+        gaps = [g for o in outcomes for g in o.gaps]
+        events = [e for o in outcomes for e in o.events]
+        if not (readings or gaps or events):
+            return
+        dropped_before = self.outbox.dropped
+        batch = self.outbox.add(readings, gaps, events)
+        if self.outbox.dropped != dropped_before:
+            self.log.warning("harvest not acknowledging: oldest batch given up, recorded as a gap", unacknowledged=len(self.outbox), dropped=self.outbox.dropped)
+        if self.harvest is not None:
+            self.send(self.harvest, batch)
+            self.outbox.sent(batch.batch_id, time.monotonic())
+        for event in events:
+            self.log.warning("counter event", device=event.device_id, kind=event.kind, **event.detail)
+
+    def _resend(self) -> None:
+        """Batches waiting too long: ask for the harvest's current address, then send them again."""
+        if self.outbox.due(time.monotonic()):
+            self._lookup_harvest()
+
+    def _send_waiting(self) -> None:
+        now = time.monotonic()
+        for batch in self.outbox.due(now):
+            self.send(self.harvest, batch)
+            self.outbox.sent(batch.batch_id, now)
+
+    # ------------------------------------------------------------------ status
+    def _publish(self) -> None:
+        states = [d.state for d in self.poller.devices]
+        for state in states:
+            self._log_change(state)
+        if len(states) == 1:
+            self.publish(self._state_word(states[0]), **self._info(states[0]))
+            return
+        online = sum(s.online for s in states)
+        word = "online" if online == len(states) else "offline" if online == 0 else "degraded"
+        self.publish(word, connection=self.connection, unacknowledged=len(self.outbox), devices={s.device_id: {"state": self._state_word(s), **self._info(s)} for s in states})
+
+    @staticmethod
+    def _state_word(state: DeviceState) -> str:
+        return "online" if state.online else "offline"
+
+    def _info(self, state: DeviceState) -> dict[str, Any]:
+        return {
+            "values": dict(state.values),
+            "serial": state.serial,
+            "model": state.model,
+            "last_poll": state.last_poll,
+            "errors": state.errors,
+            "gaps": state.gaps,
+            "last_error": state.last_error,
+            "profile": state.profile,
+            "connection": self.connection,
+            "unacknowledged": len(self.outbox),
+        }
+
+    def _log_change(self, state: DeviceState) -> None:
+        key = (state.online, state.last_error)
+        if self._last_logged.get(state.device_id) == key:
+            return
+        self._last_logged[state.device_id] = key
+        if state.online:
+            self.log.info("device online", device=state.device_id, serial=state.serial, last_error=state.last_error)
+        else:
+            self.log.warning("device offline", device=state.device_id, error=state.last_error, gaps=state.gaps)

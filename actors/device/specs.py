@@ -1,0 +1,148 @@
+"""Device settings -> validated, normalised settings -> supervisor child specs.
+
+A device's settings use the same names everywhere (config file, REST, CLI): `id`,
+`profile` (or `sunspec = true`), `host`, `port`, `unit_id`, `poll_interval`, `timeout`,
+and for Modbus RTU `serial_port`, `baudrate`, `parity`, `stopbits`; optionally
+`backoff_cap` (seconds, default 60).
+
+Devices behind one endpoint (same host:port, or same serial port) share one connection:
+loggers and dongles often accept a single client, and a serial bus carries one request at
+a time. So each endpoint gets one actor polling all its unit ids in turn. An endpoint with
+one device gets an actor named after the device; a shared endpoint gets one named after
+all its devices joined with "+", and publishes each device's state under `devices`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from actors.device.profile import Profile, ProfileError, load_profile, profile_names
+from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
+
+DEVICE_ACTOR = "actors.device.actor.DeviceActor"
+KNOWN_KEYS = {"id", "profile", "sunspec", "host", "port", "unit_id", "poll_interval", "timeout", "serial_port", "baudrate", "parity", "stopbits", "backoff_cap"}
+MAX_TIMEOUT = 4.0  # one request must fit well inside the supervisor's heartbeat timeout
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class DeviceConfigError(ValueError):
+    """A device's settings are invalid; the message names the device and the setting."""
+
+
+def _number(settings: dict, key: str, where: str, low: float, high: float, default: float, integer: bool = False) -> Any:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise DeviceConfigError(f"{where}.{key}: must be {kind} in {low:g}..{high:g}, got {value!r}")
+    return value
+
+
+def validate_device(settings: Any, index: int = 0) -> dict[str, Any]:
+    """Check one device's settings and return them with defaults filled in."""
+    where = f"devices[{index}]"
+    if not isinstance(settings, dict):
+        raise DeviceConfigError(f"{where}: must be a table of settings, got {type(settings).__name__}")
+    device_id = settings.get("id")
+    if not isinstance(device_id, str) or not _ID.match(device_id):
+        raise DeviceConfigError(f"{where}.id: must be 1-64 letters, digits, '_', '.', '-' (starting with a letter or digit), got {device_id!r}")
+    where = f"{where} ({device_id})"
+    unknown = sorted(set(settings) - KNOWN_KEYS)
+    if unknown:
+        raise DeviceConfigError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_KEYS))})")
+    out: dict[str, Any] = {"id": device_id}
+    sunspec = settings.get("sunspec", False)
+    if not isinstance(sunspec, bool):
+        raise DeviceConfigError(f"{where}.sunspec: must be true or false, got {sunspec!r}")
+    profile_name = settings.get("profile")
+    default_unit = 1
+    if sunspec or profile_name == "sunspec":
+        if profile_name not in (None, "sunspec"):
+            raise DeviceConfigError(f"{where}: give either profile or sunspec = true, not both")
+        out["sunspec"] = True
+        out["profile"] = "sunspec"
+    else:
+        if not isinstance(profile_name, str):
+            raise DeviceConfigError(f"{where}.profile: required (one of {', '.join(profile_names())}) unless sunspec = true")
+        if profile_name not in profile_names():
+            raise DeviceConfigError(f"{where}.profile: unknown profile {profile_name!r} (known: {', '.join(profile_names())})")
+        try:
+            profile = load_profile(profile_name)
+        except ProfileError as exc:
+            raise DeviceConfigError(f"{where}.profile: {exc}") from exc
+        assert isinstance(profile, Profile)
+        default_unit = profile.unit_id
+        out["profile"] = profile_name
+    out["unit_id"] = _number(settings, "unit_id", where, 0, 255, default_unit, integer=True)
+    out["poll_interval"] = float(_number(settings, "poll_interval", where, 0.1, 86400, 10.0))
+    out["timeout"] = float(_number(settings, "timeout", where, 0.05, MAX_TIMEOUT, 1.0))
+    out["backoff_cap"] = float(_number(settings, "backoff_cap", where, 0.1, 3600, 60.0))
+    if settings.get("serial_port") is not None:
+        if "host" in settings:
+            raise DeviceConfigError(f"{where}: give either host (Modbus TCP) or serial_port (Modbus RTU), not both")
+        if not isinstance(settings["serial_port"], str) or not settings["serial_port"]:
+            raise DeviceConfigError(f"{where}.serial_port: must be a device path such as /dev/ttyUSB0")
+        out["serial_port"] = settings["serial_port"]
+        baud = settings.get("baudrate", 9600)
+        if baud not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):
+            raise DeviceConfigError(f"{where}.baudrate: must be a standard rate (1200..115200), got {baud!r}")
+        parity = settings.get("parity", "N")
+        if parity not in ("N", "E", "O"):
+            raise DeviceConfigError(f"{where}.parity: must be N, E or O, got {parity!r}")
+        stopbits = settings.get("stopbits", 1)
+        if stopbits not in (1, 2) or isinstance(stopbits, bool):
+            raise DeviceConfigError(f"{where}.stopbits: must be 1 or 2, got {stopbits!r}")
+        out.update(baudrate=baud, parity=parity, stopbits=stopbits)
+    else:
+        host = settings.get("host")
+        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+            raise DeviceConfigError(f"{where}.host: required for Modbus TCP (a host name or IP address), got {host!r}")
+        for key in ("baudrate", "parity", "stopbits"):
+            if key in settings:
+                raise DeviceConfigError(f"{where}.{key}: only for Modbus RTU (serial_port)")
+        out["host"] = host
+        out["port"] = _number(settings, "port", where, 1, 65535, 502, integer=True)
+    return out
+
+
+def endpoint_key(settings: dict[str, Any]) -> tuple:
+    if "serial_port" in settings:
+        return ("rtu", settings["serial_port"])
+    return ("tcp", settings["host"].lower(), settings["port"])
+
+
+def group_devices(devices: list[Any]) -> list[list[dict[str, Any]]]:
+    """Validate every device and group them by endpoint (in configuration order)."""
+    if not isinstance(devices, list):
+        raise DeviceConfigError(f"devices: must be a list, got {type(devices).__name__}")
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+    for index, raw in enumerate(devices):
+        settings = validate_device(raw, index)
+        if settings["id"] in seen:
+            raise DeviceConfigError(f"devices[{index}].id: duplicate device id {settings['id']!r}")
+        seen.add(settings["id"])
+        group = groups.setdefault(endpoint_key(settings), [])
+        for other in group:
+            if other["unit_id"] == settings["unit_id"]:
+                raise DeviceConfigError(f"devices[{index}] ({settings['id']}).unit_id: {settings['unit_id']} is already used by {other['id']!r} on the same endpoint")
+            if "serial_port" in settings and any(other[k] != settings[k] for k in ("baudrate", "parity", "stopbits")):
+                raise DeviceConfigError(f"devices[{index}] ({settings['id']}): serial settings differ from {other['id']!r} on the same port")
+        group.append(settings)
+    return list(groups.values())
+
+
+def device_child_specs(devices: list[dict]) -> list[ChildSpec]:
+    """One ChildSpec per endpoint: a single device's settings, or {"devices": [...]} when shared."""
+    specs = []
+    for group in group_devices(devices):
+        if len(group) == 1:
+            specs.append(ChildSpec(name=group[0]["id"], actor=DEVICE_ACTOR, config=group[0]))
+        else:
+            specs.append(ChildSpec(name="+".join(d["id"] for d in group), actor=DEVICE_ACTOR, config={"devices": group}))
+    return specs
+
+
+def devices_part(values: dict[str, Any]) -> list[ChildSpec]:
+    """The gateway tree's "devices" supervisor (for `supervisor.tree.PARTS`)."""
+    return [supervisor_child("devices", SupervisorSpec(strategy="one_for_one", children=tuple(device_child_specs(values.get("devices", [])))))]
