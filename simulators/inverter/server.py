@@ -232,6 +232,8 @@ class InverterSimulator:
 
     async def _serve(self) -> None:
         devices = [self._sim_device(u) for u in self.units.values()]
+        if 0 not in self.units:
+            devices.append(self._absent_units())
         self._server = ModbusTcpServer(devices, address=(self.host, self.port), trace_packet=self._trace_packet)
         await self._server.serve_forever(background=True)
         self.port = self._server.transport.sockets[0].getsockname()[1]
@@ -252,6 +254,16 @@ class InverterSimulator:
         bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
         action = self._make_action(unit)
         return SimDevice(unit.unit_id, simdata=(bits, list(bits), block(3), block(4)), action=action)
+
+    def _absent_units(self) -> SimDevice:
+        """Unit id 0 catches every unit id not simulated: answer like a Modbus gateway does."""
+
+        async def no_such_unit(*_args: Any) -> ExcCodes:
+            return ExcCodes.GATEWAY_NO_RESPONSE
+
+        regs = [SimData(0, count=65535, values=0, datatype=DataType.REGISTERS)]
+        bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
+        return SimDevice(0, simdata=(bits, list(bits), regs, list(regs)), action=no_such_unit)
 
     def _make_action(self, unit: SimulatedUnit):  # noqa: ANN202 - pymodbus SimAction
         async def action(function_code: int, start_address: int, address: int, count: int, registers: list[int], set_values: Any) -> ExcCodes | None:
