@@ -28,7 +28,9 @@ MIGRATIONS = [
         kid TEXT PRIMARY KEY,
         public_key TEXT NOT NULL,
         gateway_id TEXT,
-        chain_breaks INTEGER NOT NULL DEFAULT 0
+        chain_breaks INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        replayed_batches INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE ingest_batches (
         hash TEXT PRIMARY KEY,
@@ -154,6 +156,10 @@ class IngestStore:
                 [(gateway, it["s"], it["q"], it["ql"], it["k"], it["w"], json.dumps(it["x"], separators=(",", ":")), digest) for it in items],
             )
             stored = self.conn.total_changes - before
+            self.conn.execute(
+                "UPDATE ingest_gateways SET duplicates = duplicates + ?, replayed_batches = replayed_batches + ? WHERE kid = ?",
+                (len(items) - stored, int(seen is not None), kid),
+            )
             if seen is None:
                 self.conn.execute(
                     "INSERT INTO ingest_batches (hash, kid, prev, received, items, new_items, chain_ok) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -204,10 +210,11 @@ class IngestStore:
     def summary(self) -> dict[str, Any]:
         progress = {f"{r['gateway']}/{r['stream']}": r["contiguous"] for r in self.conn.execute("SELECT * FROM ingest_progress")}
         return {
-            "gateways": [dict(r) | {"public_key": None} for r in self.conn.execute("SELECT kid, gateway_id, chain_breaks FROM ingest_gateways")],
+            "gateways": [dict(r) | {"public_key": None} for r in self.conn.execute("SELECT kid, gateway_id, chain_breaks, duplicates FROM ingest_gateways")],
             "batches": self.conn.execute("SELECT count(*) FROM ingest_batches").fetchone()[0],
             "items": self.conn.execute("SELECT count(*) FROM ingest_items").fetchone()[0],
-            "duplicates_ignored": self.conn.execute("SELECT coalesce(sum(items - new_items), 0) FROM ingest_batches").fetchone()[0],
+            "duplicates_ignored": self.conn.execute("SELECT coalesce(sum(duplicates), 0) FROM ingest_gateways").fetchone()[0],
+            "replayed_batches": self.conn.execute("SELECT coalesce(sum(replayed_batches), 0) FROM ingest_gateways").fetchone()[0],
             "chain_breaks": self.conn.execute("SELECT coalesce(sum(chain_breaks), 0) FROM ingest_gateways").fetchone()[0],
             "acked": progress,
         }
