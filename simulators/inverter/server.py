@@ -61,7 +61,11 @@ class SimulatedUnit:
             if p.sf:
                 users.setdefault(p.sf, p.unit)
         self.sf_values = {name: SF_BY_UNIT.get(unit, 0) for name, unit in users.items()}
-        self.serial = f"SIM{unit_id:03d}{zlib.crc32(profile.name.encode()) % 100000:05d}"
+        serial = f"SIM{unit_id:03d}{zlib.crc32(profile.name.encode()) % 100000:05d}"
+        serial_point = next((p for p in profile.points if p.name == profile.serial), None)
+        if serial_point is not None and serial_point.type == "STR":
+            serial = serial[: 2 * serial_point.count]  # fits the device's serial field
+        self.serial = serial
         self.model_name = f"{profile.manufacturer or 'SunSpec'} simulated {profile.name}"
 
     def identity_value(self, point: Point) -> Any:
