@@ -373,7 +373,9 @@ class Outbox:
     def effective_budget(self) -> int:
         """The byte budget, lowered when the disk is fuller than the free-space watermark allows."""
         total, _used, free = self._disk_usage()
-        headroom = free - self.min_free_fraction * total
+        # pages SQLite freed are reused before the file grows: they count as free space
+        reusable = self.conn.execute("PRAGMA freelist_count").fetchone()[0] * self.conn.execute("PRAGMA page_size").fetchone()[0]
+        headroom = free + reusable - self.min_free_fraction * total
         return int(max(0, min(self.budget_bytes, self.total_bytes + headroom)))
 
     def over_budget(self) -> bool:
@@ -388,8 +390,9 @@ class Outbox:
         if not self.over_budget():
             return BudgetReport()
         report = {"downsampled_rows": 0, "aggregates_written": 0, "dropped_rows": 0, "gaps_written": 0}
+        target = self.effective_budget() * low_water  # fixed per call: never chase a moving target
         for _ in range(max_steps):
-            if self.total_bytes <= self.effective_budget() * low_water:
+            if self.total_bytes <= target:
                 break
             with transaction(self.conn):
                 folded, written = self._downsample_step(chunk)
