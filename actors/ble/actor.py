@@ -91,6 +91,7 @@ class BleActor(AsyncioActor):
         limits = Limits(page_size=s.page_size)
         tunnel = Tunnel(self.dispatcher, self.window.is_open, lambda: read_api_token(s.data_dir), limits, log=self.log)
         self.server = BleServer(s.gateway_name, tunnel, bus_address=s.dbus_address, adapter=s.adapter, log=self.log)
+        self.server.on_lost = lambda reason: self.run_in_actor(lambda: self._on_lost(reason))
         self.state = "starting"
         self.reason: str | None = None
         self.failures = 0
@@ -117,6 +118,11 @@ class BleActor(AsyncioActor):
         self.state, self.reason, self.failures = "running", None, 0
         self.log.info("BLE provisioning running", name=self.settings.gateway_name, advertising=self.server.advertising)
         self._publish_state()
+
+    def _on_lost(self, reason: str) -> None:
+        """BlueZ restarted or the bus went away at run time: unavailable, and retry soon."""
+        self.failures = 0
+        self._on_unavailable(reason)
 
     def _on_unavailable(self, reason: str) -> None:
         delay = min(self.settings.retry_max_s, self.settings.retry_min_s * 2**self.failures)

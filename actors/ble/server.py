@@ -14,6 +14,7 @@ an immediate 503 page instead of unbounded waiting.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from actors.ble.tunnel import Tunnel, TunnelRequest, error_response, render_page
@@ -79,6 +80,8 @@ class BleServer:
         self._queue: asyncio.Queue[TunnelRequest] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task | None = None
         self._response = b""
+        self._watcher: asyncio.Task | None = None
+        self.on_lost: Callable[[str], None] | None = None  # called in the loop when BlueZ goes away
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, advertise: bool = True) -> None:
@@ -96,11 +99,50 @@ class BleServer:
                     SERVICE_UUID, RESPONSE_UUID, GATTCharacteristicProperties.read | GATTCharacteristicProperties.notify, None, GATTAttributePermissions.readable
                 )
                 await self._register(advertise)
+                await self._watch_bluez()
         except Exception as exc:  # noqa: BLE001 - whatever BlueZ/D-Bus raise, provisioning is unavailable
             await self._disconnect()
             raise BleUnavailableError(_describe(exc)) from exc
         self.running = True
         self._worker = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _watch_bluez(self) -> None:
+        """Notice BlueZ restarting (our registration dies with it) or the bus going away."""
+        from dbus_next import Message, MessageType
+
+        bus = self._bless.bus
+        rule = "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'"
+        await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule]))
+
+        def on_message(msg: Any) -> None:
+            if msg.message_type == MessageType.SIGNAL and msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == "org.bluez" and not msg.body[2]:
+                asyncio.get_running_loop().create_task(self._lost("BlueZ (org.bluez) went away"))
+
+        bus.add_message_handler(on_message)
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(bus))
+
+    async def _watch_disconnect(self, bus: Any) -> None:
+        try:
+            await bus.wait_for_disconnect()
+        except Exception:  # noqa: BLE001 - an EOF from a vanished daemon is a disconnect too
+            pass
+        if self.running and self._bless is not None and self._bless.bus is bus:
+            await self._lost("D-Bus connection lost")
+
+    async def _lost(self, reason: str) -> None:
+        """BlueZ or the bus is gone: drop everything; the owner decides when to start again."""
+        if not self.running:
+            return
+        self.running = False
+        self.advertising = False
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+        self.tunnel.assembler.reset()
+        self._log("BLE server lost BlueZ", reason=reason)
+        await self._disconnect()
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     async def _register(self, advertise: bool) -> None:
         bless = self._bless
@@ -125,7 +167,7 @@ class BleServer:
             self._worker.cancel()
             self._worker = None
         if self.running:
-            self.running = False
+            self.running = False  # first: the disconnect below is not a loss
             try:
                 async with asyncio.timeout(self.stop_timeout):
                     await self.stop_advertising()

@@ -175,3 +175,23 @@ def test_child_spec_from_gateway_settings():
     assert spec.config == BleSettings(gateway_name="egw-1234", data_dir="/data", api_port=8081, window_minutes=5.0)
     assert ble_children({**values, "ble_enabled": False}) == []
     assert BleSettings(mtu=517).page_size == 512 and BleSettings(mtu=23).page_size == 128
+
+
+def test_bluez_restart_makes_the_actor_unavailable_then_registers_again(world, actor_system, tmp_path):
+    daemon, loop, bluez, api = world
+    settings = BleSettings(data_dir=str(tmp_path), api_port=api.port, dbus_address=daemon.address, retry_min_s=0.2, retry_max_s=0.2)
+    root = start_tree(actor_system, settings)
+    loop.run(bluez.wait_for(lambda: bluez.applications))
+    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("advertising") is True)
+    pid = ble_record(actor_system, root)["pid"]
+    loop.run(bluez.stop())  # bluetoothd goes away: our registration is gone with it
+    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("reason") == "BlueZ (org.bluez) went away")
+    restarted = FakeBlueZ(daemon.address)
+    loop.run(restarted.start())
+    try:
+        loop.run(restarted.wait_for(lambda: restarted.applications and restarted.advertisements))
+        wait_until_sync(lambda: ble_record(actor_system, root)["state"] == "running")
+        record = ble_record(actor_system, root)
+        assert record["restarts"] == 0 and record["pid"] == pid
+    finally:
+        loop.run(restarted.stop())

@@ -10,7 +10,7 @@ import pytest
 from actors.ble.dispatch import HttpDispatcher
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID, BleServer, BleUnavailableError
 from actors.ble.tunnel import Limits, Tunnel
-from tests.ble.conftest import parse_page
+from tests.ble.conftest import parse_page, wait_until
 from tests.ble.fake_bluez import Central
 
 
@@ -152,3 +152,34 @@ async def test_no_bus_at_all_is_unavailable(tmp_path):
     server = BleServer("egw", Tunnel(HttpDispatcher(1), lambda: True, lambda: None), bus_address=f"unix:path={tmp_path}/nothing")
     with pytest.raises(BleUnavailableError, match="D-Bus system bus not reachable"):
         await server.start()
+
+
+async def test_bluez_going_away_is_noticed_and_reported(dbus_daemon, fake_bluez, aiohttp_api):
+    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None), bus_address=dbus_daemon.address)
+    lost: list[str] = []
+    server.on_lost = lost.append
+    await server.start()
+    await fake_bluez.wait_for(lambda: fake_bluez.applications)
+    await fake_bluez.stop()
+    await wait_until(lambda: lost)
+    assert lost == ["BlueZ (org.bluez) went away"] and not server.running and not server.advertising
+    # it can come back once BlueZ is there again
+    from tests.ble.fake_bluez import FakeBlueZ
+
+    again = FakeBlueZ(dbus_daemon.address)
+    await again.start()
+    await server.start()
+    await again.wait_for(lambda: again.applications and again.advertisements)
+    await server.stop()
+    await again.stop()
+
+
+async def test_stop_is_not_reported_as_a_loss(dbus_daemon, fake_bluez, aiohttp_api):
+    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None), bus_address=dbus_daemon.address)
+    lost: list[str] = []
+    server.on_lost = lost.append
+    await server.start()
+    watcher = server._watcher
+    await server.stop()
+    await asyncio.wait_for(watcher, 5)  # the bus watcher has seen the disconnect and finished
+    assert lost == []
