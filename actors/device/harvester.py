@@ -71,12 +71,17 @@ class PollSchedule:
     def next_due(self) -> float:
         return self.anchor + self.next_slot * self.interval
 
-    def take(self, now: float) -> int:
-        """Claim the latest slot due at `now`; returns how many earlier slots were skipped."""
+    def take(self, now: float) -> tuple[int, float]:
+        """Claim the latest slot due at `now`.
+
+        Returns how many earlier slots were skipped, and the time of the first slot
+        this call accounts for (the first skipped one, or the claimed one).
+        """
+        first = self.next_due
         current = math.floor((now - self.anchor) / self.interval + 1e-9)
         skipped = max(0, current - self.next_slot)
         self.next_slot = current + 1
-        return skipped
+        return skipped, first
 
 
 class Backoff:
@@ -120,12 +125,13 @@ class GapTracker:
     reason: str = ""
     missed: int = 0
 
-    def miss(self, wall: float, reason: str, slots: int) -> list[Gap]:
+    def miss(self, start_wall: float, reason: str, slots: int) -> list[Gap]:
+        """`slots` poll slots from `start_wall` on produced nothing, because of `reason`."""
         closed = []
         if self.start_wall is not None and (reason != self.reason or self.missed >= MAX_GAP_SLOTS):
-            closed = self.close(wall)
+            closed = self.close(start_wall)
         if self.start_wall is None:
-            self.start_wall, self.reason, self.missed = wall, reason, 0
+            self.start_wall, self.reason, self.missed = start_wall, reason, 0
         self.missed += slots
         return closed
 
@@ -187,16 +193,16 @@ class DevicePoller:
     # ------------------------------------------------------------------ polling
     def missed(self, now: float, reason: str) -> PollOutcome:
         """The current slot (and any skipped before it) passed without a reading."""
-        slots = self.schedule.take(now) + 1
-        outcome = PollOutcome(self.device_id, gaps=self.gap.miss(self.clock.wall(), reason, slots), error=reason)
-        return outcome
+        skipped, first = self.schedule.take(now)
+        start = self.clock.wall() - (now - first)
+        return PollOutcome(self.device_id, gaps=self.gap.miss(start, reason, skipped + 1), error=reason)
 
     def poll(self, link: Link, now: float) -> PollOutcome:
-        skipped = self.schedule.take(now)
+        skipped, first = self.schedule.take(now)
         wall = self.clock.wall()
         outcome = PollOutcome(self.device_id)
         if skipped:
-            outcome.gaps += self.gap.miss(wall, "late", skipped)
+            outcome.gaps += self.gap.miss(wall - (now - first), "late", skipped)
         try:
             plan = self._ensure_plan(link)
             self._ensure_identity(link, plan)
@@ -205,7 +211,8 @@ class DevicePoller:
             raise
         except (LinkError, SunSpecError) as exc:
             reason = exc.reason if isinstance(exc, LinkError) else "sunspec_discovery"
-            outcome.gaps += self.gap.miss(wall, reason, 1)
+            slot_wall = wall - (now - (first + skipped * self.schedule.interval))
+            outcome.gaps += self.gap.miss(slot_wall, reason, 1)
             outcome.error = f"{reason}: {exc}"
             outcome.reconnect = isinstance(exc, NoResponseError)
             self.state.errors += 1
@@ -231,6 +238,7 @@ class DevicePoller:
         )
         self.state.values = {q: v for q, v in decoded.values.items() if q not in decoded.flags}
         self.state.last_poll = wall
+        self.state.last_error = None
         return outcome
 
     def connection_lost(self) -> None:
