@@ -14,7 +14,8 @@ Why the details look the way they do:
   SQLite transaction that stores them; the charger actor forwards that queue to the
   harvest actor and deletes rows only after the harvest actor acknowledged them. The
   queue is bounded: the oldest rows go first when it is full, and the count of dropped
-  rows is kept so the gap is visible.
+  rows is kept so the gap is visible. Row ids never repeat (AUTOINCREMENT): the actor
+  uses them as batch ids towards the harvest actor, which must stay unique per producer.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ MIGRATIONS = [
         created         REAL NOT NULL
     );
     CREATE TABLE ocpp_export (
-        id              INTEGER PRIMARY KEY,
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
         charge_point_id TEXT NOT NULL,
         wall_time       REAL NOT NULL,
         values_json     TEXT NOT NULL

@@ -217,6 +217,7 @@ class ChargerConnected:
 
     charge_point_id: str
     connection_id: int
+    next_seq: int = 0  # a restarted charger actor joins a connection mid-stream
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""The charger actor: one per connected charge point, a thin shell around `ChargerProtocol`.
+
+Created by the "chargers" supervisor when the listener asks (`StartChild`), named after
+the chargePointId. Everything it knows is in SQLite, so after a crash or SIGKILL the
+restarted actor reloads the charger's registration and open sessions and carries on;
+it then introduces itself to the listener (`ChargerReady`), which re-attaches the live
+websocket. Frames that were in flight to the dead actor are lost; the charger repeats
+an unanswered CALL after its own timeout, and replays are idempotent (same transaction
+id, duplicate samples ignored).
+
+What it does with the protocol's effects:
+  frames      -> `FrameOut` to the listener
+  outcomes    -> `CommandOutcome` to whoever sent the `ChargerCommand`
+  live        -> `LiveUpdate` / `ConnectorStatus` to subscribers (at most 16)
+  exports     -> `ReadingBatch`es to the harvest actor, one in flight, deleted on `BatchAck`
+
+Config (from the child spec): {"db_path": str, "policy": dict of `OcppPolicy` fields}.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import WakeupMessage
+
+from actors.harvest.messages import BatchAck
+from actors.harvest.rejections import BatchRejected
+from actors.ocpp.export import ExportForwarder
+from actors.ocpp.messages import (
+    ChargerCommand,
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerReady,
+    CloseConnection,
+    CommandOutcome,
+    FrameIn,
+    FrameOut,
+    Subscribe,
+    Unsubscribe,
+)
+from actors.ocpp.policy import OcppPolicy
+from actors.ocpp.protocol import ChargerProtocol, Effects
+from actors.ocpp.sequencing import Resequencer
+from storage import chargers as charger_store
+from storage import ocpp_transactions as tx_store
+from storage.db import connect
+from supervisor.actor import SupervisedActor
+from supervisor.messages import Lookup, LookupResult
+
+TICK = timedelta(seconds=0.25)
+LOOKUP_RETRY = 2.0
+MAX_SUBSCRIBERS = 16
+MAX_PENDING_COMMANDS = 256
+
+
+class ChargerActor(SupervisedActor):
+    def on_start(self, config: dict[str, Any]) -> None:
+        self.charge_point_id = self.name
+        self.conn = connect(config["db_path"])
+        charger_store.init(self.conn)
+        tx_store.init(self.conn)
+        self.protocol = ChargerProtocol(self.charge_point_id, self.conn, OcppPolicy.from_config(config.get("policy")), log=self.log)
+        if charger_store.get_charger(self.conn, self.charge_point_id) is not None:
+            charger_store.set_connected(self.conn, self.charge_point_id, False, time.time())  # until the listener says otherwise
+        self.listener: Any = None
+        self.harvest: Any = None
+        self.connection_id: int | None = None
+        self.incoming = Resequencer()
+        self.subscribers: list[Any] = []
+        self.requesters: dict[int, tuple[Any, Any]] = {}
+        self._ids: Iterator[int] = itertools.count(1)
+        self.exports = ExportForwarder(self.conn, self.charge_point_id, producer=self.path)
+        self._next_lookup = 0.0
+        self._lookup()
+        self.wakeupAfter(TICK, payload="tick")
+        active = tx_store.active_transactions(self.conn, self.charge_point_id)
+        self.log.info("charger actor started", active_transactions=[t["transaction_id"] for t in active], accepted=self.protocol.accepted)
+
+    def on_stop(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            try:
+                if charger_store.get_charger(conn, self.charge_point_id) is not None:
+                    charger_store.set_connected(conn, self.charge_point_id, False, time.time())
+            finally:
+                conn.close()
+                self.conn = None
+
+    # ------------------------------------------------------------ lookups
+    def _lookup(self) -> None:
+        if self.parent is None:
+            return
+        self._next_lookup = time.monotonic() + LOOKUP_RETRY
+        if self.listener is None:
+            self.send(self.parent, Lookup("ocpp"))
+        if self.harvest is None:
+            self.send(self.parent, Lookup("harvest"))
+
+    def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
+        if msg.address is None:
+            return
+        if msg.path == "ocpp" and self.listener is None:
+            self.listener = msg.address
+            self.send(self.listener, ChargerReady(self.charge_point_id))
+        elif msg.path == "harvest":
+            self.harvest = msg.address
+            self._forward_exports()
+
+    # --------------------------------------------------- listener protocol
+    def receiveMsg_ChargerConnected(self, msg: ChargerConnected, sender: Any) -> None:  # noqa: N802
+        self.listener = sender
+        self.connection_id = msg.connection_id
+        self.incoming.reset(msg.next_seq)
+        self._apply(self.protocol.connected(msg.connection_id))
+        self.publish("running", connected=True)
+
+    def receiveMsg_ChargerDisconnected(self, msg: ChargerDisconnected, sender: Any) -> None:  # noqa: N802
+        if msg.connection_id == self.connection_id:
+            self.connection_id = None
+            self._apply(self.protocol.disconnected(msg.connection_id))
+            self.publish("running", connected=False)
+
+    def receiveMsg_FrameIn(self, msg: FrameIn, sender: Any) -> None:  # noqa: N802
+        if msg.connection_id != self.connection_id:
+            return
+        self.listener = sender
+        for text in self.incoming.push(msg.seq, msg.text):
+            self._apply(self.protocol.receive(msg.connection_id, text))
+        if self.incoming.overflowed:
+            self.log.warning("frames lost in transit; closing the connection so the charger resends")
+            self.send(sender, CloseConnection(self.charge_point_id, msg.connection_id, 1011, "frames lost, reconnect"))
+            self.incoming.reset(msg.seq + 1)
+
+    # ------------------------------------------------------ central requests
+    def receiveMsg_ChargerCommand(self, msg: ChargerCommand, sender: Any) -> None:  # noqa: N802
+        if len(self.requesters) >= MAX_PENDING_COMMANDS:
+            self.send(sender, CommandOutcome(self.charge_point_id, msg.request_id, msg.request.action, "queue_full", description="too many requests pending"))
+            return
+        internal = next(self._ids)
+        self.requesters[internal] = (sender, msg.request_id)
+        self._apply(self.protocol.request(msg.request, internal))
+
+    def receiveMsg_Subscribe(self, msg: Subscribe, sender: Any) -> None:  # noqa: N802
+        if sender not in self.subscribers:
+            if len(self.subscribers) >= MAX_SUBSCRIBERS:
+                self.subscribers.pop(0)
+            self.subscribers.append(sender)
+
+    def receiveMsg_Unsubscribe(self, msg: Unsubscribe, sender: Any) -> None:  # noqa: N802
+        if sender in self.subscribers:
+            self.subscribers.remove(sender)
+
+    # ----------------------------------------------------------- harvest
+    def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:  # noqa: N802
+        if self.exports.acked(msg.batch_id):
+            self._forward_exports()
+
+    def receiveMsg_BatchRejected(self, msg: BatchRejected, sender: Any) -> None:  # noqa: N802
+        self.log.error("harvest refused an export batch; dropping it", batch_id=msg.batch_id, reason=msg.reason)
+        if self.exports.rejected(msg.batch_id):
+            self._forward_exports()
+
+    def _forward_exports(self) -> None:
+        if self.harvest is None:
+            return
+        batch = self.exports.next_batch(time.monotonic())
+        if batch is not None:
+            self.send(self.harvest, batch)
+
+    # ------------------------------------------------------------- timers
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:  # noqa: N802
+        if msg.payload != "tick":
+            return
+        self._apply(self.protocol.tick())
+        if (self.listener is None or self.harvest is None) and time.monotonic() >= self._next_lookup:
+            self._lookup()
+        if self.exports.in_flight is not None and time.monotonic() >= self.exports.in_flight.deadline:
+            self.harvest = None  # it may have restarted: find it again, then re-send
+            self._lookup()
+        self.wakeupAfter(TICK, payload="tick")
+
+    # ------------------------------------------------------------ effects
+    def _apply(self, effects: Effects) -> None:
+        if self.listener is not None and self.connection_id is not None:
+            for text in effects.frames:
+                self.send(self.listener, FrameOut(self.charge_point_id, self.connection_id, text))
+        for outcome in effects.outcomes:
+            requester = self.requesters.pop(outcome.request_id, None) if outcome.request_id is not None else None
+            if requester is not None:
+                address, request_id = requester
+                self.send(address, CommandOutcome(**{**outcome.__dict__, "request_id": request_id}))
+        for update in effects.live:
+            for subscriber in self.subscribers:
+                self.send(subscriber, update)
+        if effects.exports:
+            self._forward_exports()

@@ -1,0 +1,64 @@
+"""The OCPP family's place in the supervision tree, built from the gateway configuration.
+
+    chargers   a supervisor with no static children: one ChargerActor per connected
+               charger is added by the listener (StartChild) and removed on disconnect
+    ocpp       the ListenerActor (websocket front-end)
+
+`chargers` comes first so that it is running when the listener accepts connections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from actors.ocpp.policy import OcppPolicy
+from supervisor.spec import Backoff, ChildSpec, Intensity, SupervisorSpec, supervisor_child
+
+LISTENER_ACTOR = "actors.ocpp.listener.ListenerActor"
+DB_FILE = "egw.db"  # shared with the harvest family (actors.harvest.specs.DB_FILE)
+
+
+def ocpp_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The listener actor's config from the flat gateway settings.
+
+    Reads: data_dir (db file data_dir/egw.db, or outbox_db), ocpp_host, ocpp_port,
+    ocpp_unknown_chargers ("reject" | "accept"), ocpp_register_as (registration status of
+    auto-registered chargers, default "Accepted"), ocpp_tls_cert, ocpp_tls_key,
+    ocpp_ping_interval, ocpp_max_frame_bytes, ocpp_heartbeat_interval,
+    ocpp_boot_retry_interval, ocpp_unknown_id_tags ("accept" | "reject"),
+    ocpp_call_timeout, ocpp_call_queue_limit, live_metrics_db_interval.
+    """
+    db_path = str(config.get("outbox_db") or Path(config.get("data_dir", "data")) / DB_FILE)
+    listener = {
+        "host": config.get("ocpp_host", "0.0.0.0"),
+        "port": int(config.get("ocpp_port", 9000)),
+        "unknown_chargers": config.get("ocpp_unknown_chargers", "reject"),
+        "register_as": config.get("ocpp_register_as", "Accepted"),
+        "tls_cert": config.get("ocpp_tls_cert") or None,
+        "tls_key": config.get("ocpp_tls_key") or None,
+        "ping_interval": float(config.get("ocpp_ping_interval", 30.0)),
+        "max_frame_bytes": int(config.get("ocpp_max_frame_bytes", 65536)),
+    }
+    policy = {
+        "heartbeat_interval": int(config.get("ocpp_heartbeat_interval", 300)),
+        "boot_retry_interval": int(config.get("ocpp_boot_retry_interval", 60)),
+        "unknown_id_tags": config.get("ocpp_unknown_id_tags", "accept"),
+        "live_metrics_db_interval": float(config.get("live_metrics_db_interval", 10.0)),
+        "call_timeout": float(config.get("ocpp_call_timeout", 30.0)),
+        "call_queue_limit": int(config.get("ocpp_call_queue_limit", 16)),
+    }
+    OcppPolicy.from_config(policy)  # fail at start-up, naming the key, rather than in every charger actor
+    if bool(listener["tls_cert"]) != bool(listener["tls_key"]):
+        raise ValueError("ocpp_tls_cert and ocpp_tls_key must be given together")
+    return {"db_path": db_path, "listener": listener, "charger": {"db_path": db_path, "policy": policy}}
+
+
+def ocpp_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
+    """[chargers supervisor, ocpp listener] for the root supervisor."""
+    listener_config = ocpp_config(config)
+    chargers = supervisor_child(
+        "chargers",
+        SupervisorSpec(children=(), intensity=Intensity(max_restarts=50, period=60.0), backoff=Backoff(min_delay=0.05, max_delay=5.0)),
+    )
+    return [chargers, ChildSpec(name="ocpp", actor=LISTENER_ACTOR, config=listener_config)]
