@@ -118,6 +118,7 @@ class Supervisor(SupervisedActor):
         child.restarts += 1 if restart else 0
         child.address = self.createActor(child.spec.actor)
         child.pid, child.failed, child.stopping, child.start_on_exit = None, False, False, False
+        child.subtree, child.info = (), {}  # never show the previous incarnation's view as current
         child.state, child.since = "starting", time.time()
         now = time.monotonic()
         child.last_pong = child.started_mono = now
