@@ -98,7 +98,10 @@ def encode(point: Point, value: float | str | None, sf: int | None = None) -> li
             raise CodecError(f"{point.name}: no not-available marker for {point.type}")
     else:
         factor = (unit_factor(point.quantity, point.unit) or 1.0) if point.quantity else 1.0
-        raw = value / factor / (10.0 ** sf if sf is not None else 1.0) / point.scale
+        if isinstance(value, int) and factor == 1.0 and point.scale == 1.0 and not sf:
+            raw = value  # exact: 64-bit counters do not survive a trip through float
+        else:
+            raw = value / factor / (10.0 ** sf if sf is not None else 1.0) / point.scale
         if point.type == "F32":
             unsigned = int.from_bytes(struct.pack(">f", raw), "big")
         else:

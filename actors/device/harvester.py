@@ -168,6 +168,7 @@ class PollOutcome:
     events: list[DeviceEvent] = field(default_factory=list)
     error: str | None = None
     reconnect: bool = False  # the link's framing is suspect: reopen it before the next request
+    link_down: bool = False  # the connection broke during this poll
 
 
 class DevicePoller:
@@ -207,10 +208,9 @@ class DevicePoller:
             plan = self._ensure_plan(link)
             self._ensure_identity(link, plan)
             data = [link.read(self.unit, b.function, b.start, b.count) for b in plan.blocks]
-        except LinkDownError:
-            raise
         except (LinkError, SunSpecError) as exc:
             reason = exc.reason if isinstance(exc, LinkError) else "sunspec_discovery"
+            outcome.link_down = isinstance(exc, LinkDownError)
             slot_wall = wall - (now - (first + skipped * self.schedule.interval))
             outcome.gaps += self.gap.miss(slot_wall, reason, 1)
             outcome.error = f"{reason}: {exc}"
@@ -301,15 +301,18 @@ class EndpointPoller:
             return self._count([d.missed(now, "offline") for d in due])
         outcomes: list[PollOutcome] = []
         for index, device in enumerate(due):
-            try:
-                if not self.connected:
+            if not self.connected:
+                try:
                     self.link.connect()
-                    self.connected = True
-                    self.backoff.reset()
-                outcome = device.poll(self.link, self.clock.monotonic())
-            except LinkError as exc:  # cannot connect, or the connection broke mid-poll
-                return self._count(outcomes + self._went_down(self.clock.monotonic(), due[index:], exc))
+                except LinkError as exc:
+                    return self._count(outcomes + self._went_down(self.clock.monotonic(), due[index:], str(exc)))
+                self.connected = True
+                self.backoff.reset()
+            outcome = device.poll(self.link, self.clock.monotonic())
             outcomes.append(outcome)
+            if outcome.link_down:  # this device's slot is accounted for; the rest miss theirs
+                device.state.online = False
+                return self._count(outcomes + self._went_down(self.clock.monotonic(), due[index + 1 :], outcome.error or "offline"))
             device.state.online = outcome.reading is not None or (outcome.error or "").startswith("device_error")
             if outcome.reconnect:
                 self.link.close()
@@ -324,7 +327,7 @@ class EndpointPoller:
             by_id[outcome.device_id].state.gaps += len(outcome.gaps)
         return outcomes
 
-    def _went_down(self, now: float, due: list[DevicePoller], exc: Exception) -> list[PollOutcome]:
+    def _went_down(self, now: float, due: list[DevicePoller], why: str) -> list[PollOutcome]:
         self.connected = False
         self.connection_errors += 1
         self.link.close()
@@ -333,9 +336,9 @@ class EndpointPoller:
         for device in self.devices:
             device.connection_lost()
             device.state.online = False
-            device.state.last_error = f"offline: {exc}"
+            device.state.last_error = why if why.startswith("offline") else f"offline: {why}"
         for device in due:
             device.state.errors += 1
             outcomes.append(device.missed(now, "offline"))
-            outcomes[-1].error = f"offline: {exc}"
+            outcomes[-1].error = f"offline: {why}"
         return outcomes
