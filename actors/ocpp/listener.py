@@ -27,7 +27,7 @@ from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 from storage.db import connect
 from supervisor.asyncbridge import AskTimeoutError, AsyncioActor
-from supervisor.messages import LookupResult, StartChild, StopChild
+from supervisor.messages import ChildStopped, LookupResult, StartChild, StopChild
 from supervisor.spec import ChildSpec
 
 CHARGER_ACTOR = "actors.ocpp.charger.ChargerActor"
@@ -80,6 +80,12 @@ class ListenerActor(AsyncioActor):
 
     def receiveMsg_ChargerReady(self, msg: ChargerReady, sender: Any) -> None:  # noqa: N802
         self.call_soon_in_loop(self._ready, msg.charge_point_id, sender)
+
+    def receiveMsg_ChildStopped(self, msg: ChildStopped, sender: Any) -> None:  # noqa: N802
+        """The chargers supervisor confirms a StopChild; nothing left to do."""
+
+    def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
+        """A reply that arrived after its ask timed out; the ask already reported the failure."""
 
     # ----------------------------------------------- Backend (loop thread)
     def opened(self, charge_point_id: str, connection_id: int) -> None:
