@@ -1,0 +1,106 @@
+"""Device settings validation, endpoint grouping into child specs, backoff and the batch outbox."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from actors.device.harvester import Backoff, PollSchedule
+from actors.device.outbox import BatchOutbox
+from actors.device.specs import DeviceConfigError, device_child_specs, devices_part, validate_device
+from actors.harvest.messages import Gap, Reading
+
+
+def test_settings_get_defaults_from_the_profile():
+    s = validate_device({"id": "inv1", "profile": "sma", "host": "192.0.2.10"})
+    assert s == {"id": "inv1", "profile": "sma", "unit_id": 3, "poll_interval": 10.0, "timeout": 1.0, "backoff_cap": 60.0, "host": "192.0.2.10", "port": 502}
+    rtu = validate_device({"id": "m1", "profile": "eastron_sdm630", "serial_port": "/dev/ttyUSB0", "baudrate": 19200, "parity": "E"})
+    assert rtu["serial_port"] == "/dev/ttyUSB0" and rtu["stopbits"] == 1 and "host" not in rtu
+    assert validate_device({"id": "s", "sunspec": True, "host": "h"})["profile"] == "sunspec"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"profile": "sma", "host": "h"}, r"devices\[0\].id: must be"),
+        ({"id": "a/b", "profile": "sma", "host": "h"}, r"devices\[0\].id"),
+        ({"id": "x", "host": "h"}, r"devices\[0\] \(x\).profile: required"),
+        ({"id": "x", "profile": "acme", "host": "h"}, r"unknown profile 'acme'"),
+        ({"id": "x", "profile": "sma"}, r"\(x\).host: required for Modbus TCP"),
+        ({"id": "x", "profile": "sma", "host": "h", "port": 70000}, r"\(x\).port: must be an integer in 1..65535"),
+        ({"id": "x", "profile": "sma", "host": "h", "poll_interval": 0}, r"\(x\).poll_interval"),
+        ({"id": "x", "profile": "sma", "host": "h", "timeout": 30}, r"\(x\).timeout: must be a number in 0.05..4"),
+        ({"id": "x", "profile": "sma", "host": "h", "unit": 3}, r"unknown setting\(s\) unit"),
+        ({"id": "x", "profile": "sma", "sunspec": True, "host": "h"}, r"either profile or sunspec"),
+        ({"id": "x", "profile": "sma", "serial_port": "/dev/ttyS0", "parity": "X"}, r"\(x\).parity: must be N, E or O"),
+        ({"id": "x", "profile": "sma", "host": "h", "baudrate": 9600}, r"\(x\).baudrate: only for Modbus RTU"),
+    ],
+)
+def test_bad_settings_name_the_device_and_the_setting(settings, message):
+    with pytest.raises(DeviceConfigError, match=message):
+        validate_device(settings)
+
+
+def test_devices_on_one_endpoint_share_one_actor():
+    specs = device_child_specs(
+        [
+            {"id": "inv1", "profile": "huawei_sun2000", "host": "10.0.0.5", "unit_id": 1},
+            {"id": "meter", "profile": "eastron_sdm630", "host": "10.0.0.9"},
+            {"id": "inv2", "profile": "huawei_sun2000", "host": "10.0.0.5", "unit_id": 2},
+        ]
+    )
+    assert [(s.name, s.actor) for s in specs] == [("inv1+inv2", "actors.device.actor.DeviceActor"), ("meter", "actors.device.actor.DeviceActor")]
+    assert [d["id"] for d in specs[0].config["devices"]] == ["inv1", "inv2"]
+    assert specs[1].config["id"] == "meter"
+    [part] = devices_part({"devices": [{"id": "meter", "profile": "eastron_sdm630", "host": "10.0.0.9"}]})
+    assert part.name == "devices" and part.kind == "supervisor" and [c.name for c in part.config.children] == ["meter"]
+
+
+def test_conflicts_between_devices_are_reported():
+    with pytest.raises(DeviceConfigError, match=r"duplicate device id 'a'"):
+        device_child_specs([{"id": "a", "profile": "sma", "host": "h"}, {"id": "a", "profile": "sma", "host": "g"}])
+    with pytest.raises(DeviceConfigError, match=r"unit_id: 3 is already used by 'a'"):
+        device_child_specs([{"id": "a", "profile": "sma", "host": "h"}, {"id": "b", "profile": "sma", "host": "H"}])
+
+
+def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
+    exact = Backoff(initial=1.0, cap=60.0, jitter=0.0)
+    assert [exact.next_delay() for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    exact.reset()
+    assert exact.next_delay() == 1
+    jittered = Backoff(initial=1.0, cap=60.0, jitter=0.2, rng=random.Random(7))
+    delays = [jittered.next_delay() for _ in range(20)]
+    assert all(d <= 60.0 for d in delays)
+    assert 0.8 <= delays[0] <= 1.2 and len(set(delays[:6])) == 6
+
+
+def test_schedule_keeps_absolute_deadlines_and_skips_missed_slots():
+    schedule = PollSchedule(10.0, anchor=100.0)
+    assert schedule.take(100.0) == (0, 100.0) and schedule.next_due == 110.0
+    assert schedule.take(113.0) == (0, 110.0) and schedule.next_due == 120.0  # late by 3 s: no drift
+    assert schedule.take(147.0) == (2, 120.0) and schedule.next_due == 150.0  # 120 and 130 skipped
+
+
+def _reading(t: float) -> Reading:
+    return Reading("inv1", t, t, "b", {"ac_power_w": 1})
+
+
+def test_outbox_resends_until_acked_and_records_what_it_gives_up():
+    box = BatchOutbox("inv1", limit=2, resend_after=5.0)
+    first = box.add([_reading(1.0), _reading(2.0)], [], [])
+    box.sent(first.batch_id, now=0.0)
+    assert box.due(4.9) == [] and box.due(5.0) == [first]
+    second = box.add([_reading(3.0)], [Gap("inv1", 2.5, 3.0, "late", 1)], [])
+    assert box.due(1.0) == [second]  # never sent yet
+    third = box.add([_reading(4.0)], [], [])
+    assert [b.batch_id for b in box.due(100.0)] == [second.batch_id, third.batch_id]
+    assert box.dropped == 1
+    fourth = box.add([], [], [])
+    # The readings of the batch given up are a gap now, shipped with the next batch.
+    assert fourth.gaps == (Gap("inv1", 1.0, 2.0, "dropped_unacknowledged", 2),)
+    assert box.ack(third.batch_id) and not box.ack(third.batch_id)
+    assert box.dropped == 2 and len(box) == 1  # adding fourth gave up second; third is acked
+    fifth = box.add([], [], [])
+    # A batch given up loses neither its readings' window nor the gaps it carried.
+    assert fifth.gaps == (Gap("inv1", 3.0, 3.0, "dropped_unacknowledged", 1), Gap("inv1", 2.5, 3.0, "late", 1))
