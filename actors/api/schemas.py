@@ -259,13 +259,13 @@ RemoteStop = {"type": "object", "additionalProperties": False, "required": ["tra
 Reserve = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["connectorId", "expiryDate", "idTag", "reservationId"],
+    "required": ["connectorId", "expiryDate", "idTag"],
+    "description": "the reservation id is assigned by the gateway and returned in the result",
     "properties": {
         "connectorId": ConnectorId,
         "expiryDate": DateTime,
         "idTag": IdTagSchema,
         "parentIdTag": IdTagSchema,
-        "reservationId": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
     },
 }
 CancelReservation = {"type": "object", "additionalProperties": False, "required": ["reservationId"], "properties": {"reservationId": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}}}

@@ -220,7 +220,7 @@ async def test_charger_commands_reach_the_charger(client, backend):
     config = await client.get("/api/chargers/CP-1/configuration?key=HeartbeatInterval", headers=AUTH)
     assert config.status == 200
     assert backend.writes[-1] == ("GetConfiguration", ("CP-1", {"key": ["HeartbeatInterval"]}))
-    reserve = await client.post("/api/chargers/CP-1/reserve", json={"connectorId": 1, "expiryDate": "tomorrow", "idTag": "T", "reservationId": 3}, headers=AUTH)
+    reserve = await client.post("/api/chargers/CP-1/reserve", json={"connectorId": 1, "expiryDate": "tomorrow", "idTag": "T"}, headers=AUTH)
     assert reserve.status == 400 and (await reserve.json())["field"] == "expiryDate"
 
 

@@ -1,0 +1,395 @@
+"""The `ApiBackend` of a running gateway: the actor tree, the stores, and actor messages.
+
+Three sources, each used for what it is good at:
+
+* the supervision tree (`GetTree` to the root supervisor): which actors run, their
+  restarts and errors, and what each published (`publish(state, **info)`) -- device
+  values and counters, charger message counts, transport state;
+* the SQLite stores, read-only, through `actors.api.stores` in a small thread pool:
+  outbox, chargers, transactions, identity;
+* actor messages for commands: a charger actor is found with `Lookup("chargers/<id>")`
+  (addresses change on every restart) and asked with `ChargerCommand`.
+
+Nothing here waits on a device: every ask has a timeout, and a target that is
+restarting (Lookup answers None) is reported as 503 at once. The actor side is an
+`ActorPort` so this class is testable without thespian.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from actors.api import stores
+from actors.api.backend import (
+    BadInputError,
+    NotFoundError,
+    NotSupportedError,
+    RejectedError,
+    UnavailableError,
+)
+from actors.api.validation import parse_datetime
+
+OK_STATES = frozenset({"running", "online", "ok", "idle", "connected", "serving"})
+"""States an actor can be in without the gateway counting as degraded."""
+
+RESTARTING_STATES = frozenset({"starting", "restarting", "stopping", "hung"})
+
+
+class ActorPort(Protocol):
+    """How the backend reaches actors (implemented by the API actor over its AsyncioActor bridge)."""
+
+    async def get_tree(self, timeout: float) -> list[dict[str, Any]]: ...
+
+    async def lookup(self, path: str, timeout: float) -> Any: ...
+
+    async def ask(self, address: Any, msg: Any, match: Callable[[Any], bool], timeout: float) -> Any: ...
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What the backend needs from the gateway configuration (plain data: it pickles)."""
+
+    data_dir: str = "data"
+    db_path: str = ""
+    gateway_name: str = "egw"
+    version: str = "0.0.0"
+    devices: tuple[dict, ...] = ()
+    uploads: tuple[dict, ...] = ()
+    config: dict = field(default_factory=dict)
+    secret_keys: tuple[str, ...] = ()
+    ask_timeout: float = 2.0
+    command_timeout: float = 35.0
+    charger_retry_after: int = 30
+
+
+def _record_path(prefix: str, record: Mapping[str, Any]) -> str:
+    return f"{prefix}/{record.get('name')}" if prefix else str(record.get("name"))
+
+
+def clean_tree(records: Any, prefix: str = "") -> list[dict[str, Any]]:
+    """The tree as JSON-able records with their paths; addresses and other objects left out."""
+    cleaned = []
+    for record in records or ():
+        if not isinstance(record, Mapping):
+            continue
+        path = _record_path(prefix, record)
+        entry = {
+            "name": str(record.get("name")),
+            "path": path,
+            "kind": str(record.get("kind") or "worker"),
+            "actor": record.get("actor"),
+            "pid": record.get("pid"),
+            "state": str(record.get("state") or "unknown"),
+            "restarts": int(record.get("restarts") or 0),
+            "last_error": record.get("last_error"),
+            "since": record.get("since"),
+            "info": _jsonable(record.get("info") or {}),
+        }
+        children = record.get("children")
+        if children or entry["kind"] == "supervisor":
+            entry["children"] = clean_tree(children, path)
+        cleaned.append(entry)
+    return cleaned
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    if depth > 8:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v, depth + 1) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def find(records: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+    """The record at `path` ("devices/inv1") in a cleaned tree."""
+    for record in records:
+        if record["path"] == path:
+            return record
+        if path.startswith(record["path"] + "/"):
+            return find(record.get("children", []), path)
+    return None
+
+
+def walk(records: list[dict[str, Any]]):
+    for record in records:
+        yield record
+        yield from walk(record.get("children", []))
+
+
+def _epoch_or_iso(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return stores.iso(value)
+    if isinstance(value, str):
+        try:
+            parse_datetime(value)
+            return value
+        except ValueError:
+            return None
+    return None
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
+
+def device_view(device_id: str, record: Mapping[str, Any] | None, configured: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One device as the API shows it: configuration plus what its actor last published."""
+    configured = configured or {}
+    info = (record or {}).get("info") or {}
+    state = str(info.get("state") or (record or {}).get("state") or "not running")
+    online = info.get("online")
+    if not isinstance(online, bool):
+        online = state in ("online",)
+    connection = info.get("connection") if isinstance(info.get("connection"), Mapping) else {
+        k: configured[k] for k in ("host", "port", "unit_id", "serial_port", "baudrate") if k in configured
+    }
+    values = info.get("values") if isinstance(info.get("values"), Mapping) else {}
+    latency = info.get("poll_latency_ms")
+    return {
+        "id": device_id,
+        "profile": info.get("profile") or configured.get("profile") or ("sunspec" if configured.get("sunspec") else None),
+        "connection": connection,
+        "state": state,
+        "online": online,
+        "serial": info.get("serial"),
+        "last_poll": _epoch_or_iso(info.get("last_poll")),
+        "values": {str(k): v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for k, v in values.items()},
+        "polls": _count(info.get("polls")),
+        "errors": _count(info.get("errors", info.get("poll_errors"))),
+        "gaps": _count(info.get("gaps")),
+        "poll_latency_ms": float(latency) if isinstance(latency, (int, float)) and not isinstance(latency, bool) else None,
+        "last_error": (record or {}).get("last_error") or info.get("last_error"),
+        "restarts": (record or {}).get("restarts"),
+    }
+
+
+def boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_age(pid: int) -> float | None:
+    """Seconds since process `pid` started (from /proc), or None where that is unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - started_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+class GatewayBackend:
+    """`ApiBackend` over a running gateway (see module docstring)."""
+
+    def __init__(self, settings: GatewaySettings, port: ActorPort, executor: Executor, *, started_at: float | None = None) -> None:
+        self.settings = settings
+        self.port = port
+        self.executor = executor
+        self.db_path = Path(settings.db_path) if settings.db_path else stores.database_path(settings.config or {"data_dir": settings.data_dir})
+        age = process_age(os.getppid())  # the root supervisor's process: the gateway's age
+        self.started_at = started_at if started_at is not None else time.time() - (age if age is not None else 0.0)
+        self._request_ids = itertools.count(1)
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def _tree(self) -> list[dict[str, Any]]:
+        try:
+            raw = await self.port.get_tree(self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError("the root supervisor did not answer", retry_after=1) from None
+        return clean_tree(raw)
+
+    # ------------------------------------------------------------------ reads
+    async def tree(self) -> list[dict[str, Any]]:
+        return await self._tree()
+
+    async def health(self) -> dict[str, Any]:
+        reasons = []
+        try:
+            records = await self._tree()
+        except UnavailableError:
+            records, reasons = [], ["root supervisor not answering"]
+        for record in walk(records):
+            if record["kind"] == "supervisor" and record["state"] == "running":
+                continue
+            if record["state"] not in OK_STATES:
+                detail = record["info"].get("reason") if isinstance(record["info"], dict) else None
+                reasons.append(f"{record['path']}: {record['state']}" + (f" ({detail})" if detail else ""))
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "uptime_s": round(max(0.0, time.time() - self.started_at), 3),
+            "version": self.settings.version,
+            "boot_id": boot_id(),
+            "started_at": stores.iso(self.started_at),
+        }
+
+    async def devices(self) -> list[dict[str, Any]]:
+        records = await self._tree()
+        configured = {str(d.get("id")): d for d in self.settings.devices if d.get("id")}
+        supervisor = find(records, "devices")
+        running = {r["name"]: r for r in (supervisor or {}).get("children", [])}
+        return [device_view(i, running.get(i), configured.get(i)) for i in sorted(set(configured) | set(running))]
+
+    async def device(self, device_id: str) -> dict[str, Any]:
+        records = await self._tree()
+        record = find(records, f"devices/{device_id}")
+        configured = next((d for d in self.settings.devices if str(d.get("id")) == device_id), None)
+        if record is None and configured is None:
+            raise NotFoundError(f"no device {device_id!r}", field="path.id")
+        if record is not None and record["state"] in RESTARTING_STATES:
+            raise UnavailableError(f"device {device_id} is {record['state']}", retry_after=1)
+        return device_view(device_id, record, configured)
+
+    async def outbox_status(self) -> dict[str, Any]:
+        view = await self._blocking(stores.outbox_view, self.db_path, list(self.settings.uploads))
+        try:
+            records = await self._tree()
+        except UnavailableError:
+            return view
+        running = find(records, "transports")
+        by_name = {r["name"]: r for r in (running or {}).get("children", [])}
+        for transport in view["transports"]:
+            record = by_name.get(transport["name"])
+            if record is not None:
+                info = record["info"]
+                if record["state"] in RESTARTING_STATES:
+                    transport["state"] = record["state"]
+                for key in ("uploaded_batches", "uploaded_readings", "upload_errors"):
+                    if _count(info.get(key)) is not None:
+                        transport[key] = info[key]
+        return view
+
+    async def chargers(self) -> list[dict[str, Any]]:
+        chargers = await self._blocking(stores.charger_views, self.db_path)
+        await self._merge_charger_info(chargers)
+        return chargers
+
+    async def charger(self, charger_id: str) -> dict[str, Any]:
+        charger = await self._blocking(stores.charger_view, self.db_path, charger_id)
+        await self._merge_charger_info([charger])
+        return charger
+
+    async def _merge_charger_info(self, chargers: list[dict[str, Any]]) -> None:
+        try:
+            records = await self._tree()
+        except UnavailableError:
+            return
+        running = find(records, "chargers")
+        by_name = {r["name"]: r for r in (running or {}).get("children", [])}
+        for charger in chargers:
+            record = by_name.get(charger["id"])
+            messages = (record or {}).get("info", {}).get("messages")
+            if isinstance(messages, dict):
+                charger["messages"] = {str(k): v for k, v in messages.items() if _count(v) is not None}
+
+    async def transactions(self, *, charger: str | None, id_tag: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+        return await self._blocking(stores.transaction_views, self.db_path, charger=charger, id_tag=id_tag, since=since, limit=limit)
+
+    async def transaction(self, transaction_id: int) -> dict[str, Any]:
+        return await self._blocking(stores.transaction_view, self.db_path, transaction_id)
+
+    async def crypto(self) -> dict[str, Any]:
+        return await self._blocking(stores.identity_view, Path(self.settings.data_dir), self.settings.gateway_name)
+
+    async def config(self) -> dict[str, Any]:
+        shown = dict(self.settings.config)
+        for key in self.settings.secret_keys:
+            if shown.get(key):
+                shown[key] = "***"
+        return shown
+
+    # ----------------------------------------------------------------- writes
+    async def charger_command(self, charger_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
+        from actors.ocpp.messages import ChargerCommand, CommandOutcome
+
+        request = central_request(command, params)
+        try:
+            address = await self.port.lookup(f"chargers/{charger_id}", self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError("the supervisor did not answer the charger lookup", retry_after=1) from None
+        if address is None:
+            await self._blocking(stores.charger_view, self.db_path, charger_id)  # NotFound for a charger never seen
+            raise UnavailableError(f"charger {charger_id} is not connected", retry_after=self.settings.charger_retry_after)
+        request_id = f"api-{os.getpid()}-{next(self._request_ids)}"
+        try:
+            outcome = await self.port.ask(
+                address, ChargerCommand(request, request_id),
+                match=lambda m: isinstance(m, CommandOutcome) and m.request_id == request_id,
+                timeout=self.settings.command_timeout,
+            )
+        except TimeoutError:
+            raise UnavailableError(f"charger {charger_id} did not answer {command} in time", retry_after=5) from None
+        return outcome_result(charger_id, command, outcome)
+
+    async def add_device(self, settings: dict[str, Any]) -> dict[str, Any]:
+        raise NotSupportedError("adding devices at run time is not available in this gateway build; add it to the configuration file")
+
+    async def remove_device(self, device_id: str) -> dict[str, Any]:
+        raise NotSupportedError("removing devices at run time is not available in this gateway build; remove it from the configuration file")
+
+    async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        if not any(str(u.get("name")) == name for u in self.settings.uploads):
+            raise NotFoundError(f"no transport {name!r}", field="path.name")
+        raise NotSupportedError("changing transport settings at run time is not available in this gateway build; change the configuration file")
+
+
+def central_request(command: str, params: Mapping[str, Any]) -> Any:
+    """The OCPP family's request object for a validated API body."""
+    from actors.ocpp import messages as m
+
+    if command == "RemoteStartTransaction":
+        return m.RemoteStartTransaction(id_tag=params["idTag"], connector_id=params.get("connectorId"))
+    if command == "RemoteStopTransaction":
+        return m.RemoteStopTransaction(transaction_id=params["transactionId"])
+    if command == "ReserveNow":
+        try:
+            expiry = parse_datetime(params["expiryDate"]).timestamp()
+        except ValueError as exc:
+            raise BadInputError(str(exc), field="expiryDate") from None
+        return m.ReserveNow(connector_id=params["connectorId"], id_tag=params["idTag"], expiry=expiry, parent_id_tag=params.get("parentIdTag"))
+    if command == "CancelReservation":
+        return m.CancelReservation(reservation_id=params["reservationId"])
+    if command == "ChangeAvailability":
+        return m.ChangeAvailability(connector_id=params["connectorId"], type=params["type"])
+    if command == "Reset":
+        return m.Reset(type=params["type"])
+    if command == "TriggerMessage":
+        return m.TriggerMessage(requested_message=params["requestedMessage"], connector_id=params.get("connectorId"))
+    if command == "GetConfiguration":
+        return m.GetConfiguration(key=tuple(params.get("key", ())))
+    if command == "ChangeConfiguration":
+        return m.ChangeConfiguration(key=params["key"], value=params["value"])
+    raise NotSupportedError(f"command {command} is not supported")
+
+
+def outcome_result(charger_id: str, command: str, outcome: Any) -> dict[str, Any]:
+    """A charger actor's `CommandOutcome` as an API result, or the matching ApiError."""
+    kind = outcome.outcome
+    if kind == "result":
+        return dict(outcome.payload)
+    if kind in ("offline", "queue_full"):
+        raise UnavailableError(f"charger {charger_id}: {kind.replace('_', ' ')}", retry_after=5 if kind == "queue_full" else 30)
+    if kind == "timeout":
+        raise UnavailableError(f"charger {charger_id} did not answer {command} in time", retry_after=5)
+    if kind == "invalid_request":
+        raise BadInputError(outcome.description or f"{command} request is not valid OCPP 1.6", field="body")
+    detail = f"{outcome.error_code}: {outcome.description}".strip(": ") if (outcome.error_code or outcome.description) else kind
+    raise RejectedError(f"charger {charger_id} refused {command} ({detail})")

@@ -1,0 +1,266 @@
+"""Read-only views of the gateway's SQLite stores, shaped as the API documents them.
+
+The API never writes to another component's tables and never holds a connection
+open: each call opens the database read-only (`mode=ro`, WAL lets it read while the
+harvest and charger actors write), reads, and closes. A database or table that does
+not exist yet (a gateway that never saw a charger) reads as empty, not as an error.
+The store modules own their queries (`storage.outbox.outbox_status`,
+`storage.chargers.list_chargers_with_connectors`, `storage.ocpp_transactions.list_transactions`);
+this module only renames fields into the API's vocabulary and converts epoch seconds
+to RFC 3339.
+
+These functions block (SQLite I/O); the API actor runs them in a small thread pool so
+the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from actors.api.backend import NotFoundError
+
+DB_FILE = "egw.db"  # the file the harvest family and the charger store share (actors.harvest.specs.DB_FILE)
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 UTC with milliseconds, None stays None."""
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(epoch), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def database_path(config: Mapping[str, Any]) -> Path:
+    data_dir = Path(str(config.get("data_dir", "data")))
+    return Path(str(config.get("outbox_db") or data_dir / DB_FILE))
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
+    """A read-only connection, or None when the database does not exist yet."""
+    if not path.exists():
+        yield None
+        return
+    from storage.db import connect
+
+    conn = connect(path, readonly=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _missing_table(exc: sqlite3.OperationalError) -> bool:
+    return "no such table" in str(exc)
+
+
+# ------------------------------------------------------------------ outbox
+def outbox_view(path: Path, uploads: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Outbox counts, budget and per-transport state; `available` false before the first write."""
+    configured = {str(u.get("name")): u for u in uploads if u.get("name")}
+    status: dict[str, Any] | None = None
+    if path.exists():
+        from storage.outbox import outbox_status
+
+        try:
+            status = outbox_status(path)
+        except sqlite3.OperationalError as exc:
+            if not _missing_table(exc):
+                raise
+    if status is None:
+        return {
+            "available": False, "pending_readings": None, "acknowledged_readings": None, "bytes": None, "oldest_pending": None,
+            "gaps": None, "budget_bytes": None, "budget_used": None,
+            "transports": [_transport_view(name, None, configured[name]) for name in sorted(configured)],
+        }
+    kinds = status.get("items_by_kind") or {}
+    stored = status.get("transports") or {}
+    names = sorted(set(configured) | set(stored))
+    return {
+        "available": True,
+        "pending_readings": int(status.get("items") or 0),
+        "acknowledged_readings": int(status.get("items_acked") or 0),
+        "bytes": int(status.get("bytes") or 0),
+        "oldest_pending": iso(status.get("oldest_wall")),
+        "gaps": int(kinds.get("gap", 0)),
+        "budget_bytes": status.get("effective_budget_bytes") or status.get("budget_bytes"),
+        "budget_used": status.get("budget_use"),
+        "downsampled_rows": status.get("downsampled_rows"),
+        "dropped_readings": status.get("dropped_readings"),
+        "clock_events": status.get("clock_events"),
+        "transports": [_transport_view(name, stored.get(name), configured.get(name, {})) for name in names],
+    }
+
+
+def _transport_view(name: str, stored: Mapping[str, Any] | None, configured: Mapping[str, Any]) -> dict[str, Any]:
+    stored = stored or {}
+    failures = stored.get("failures")
+    state = None if not stored else ("backoff" if failures else "ok")
+    if stored.get("dead_letters"):
+        state = "dead_letters"
+    return {
+        "name": name,
+        "url": configured.get("url"),
+        "enabled": configured.get("enabled", True) if configured else None,
+        "state": state,
+        "pending": stored.get("pending"),
+        "last_success": iso(stored.get("last_success")),
+        "last_attempt": iso(stored.get("last_attempt")),
+        "last_error": stored.get("last_error"),
+        "backoff_s": stored.get("backoff_s"),
+        "next_attempt": iso(stored.get("retry_at")),
+        "acked_seq": stored.get("acked_seq"),
+        "dead_letters": stored.get("dead_letters"),
+        "last_dead_letter_error": stored.get("last_dead_letter_error"),
+        "uploaded_readings": stored.get("acked_items"),
+        "upload_errors": failures,
+    }
+
+
+# ---------------------------------------------------------------- chargers
+def charger_views(path: Path) -> list[dict[str, Any]]:
+    from storage.chargers import list_chargers_with_connectors
+
+    with read_only(path) as conn:
+        if conn is None:
+            return []
+        try:
+            rows = list_chargers_with_connectors(conn)
+            active = _active_by_connector(conn)
+        except sqlite3.OperationalError as exc:
+            if _missing_table(exc):
+                return []
+            raise
+    return [_charger_view(row, active) for row in rows]
+
+
+def charger_view(path: Path, charger_id: str) -> dict[str, Any]:
+    for charger in charger_views(path):
+        if charger["id"] == charger_id:
+            return charger
+    raise NotFoundError(f"no charger {charger_id!r}", field="path.id")
+
+
+def _active_by_connector(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+    try:
+        rows = conn.execute("SELECT charge_point_id, connector_id, max(transaction_id) FROM transactions WHERE status = 'Active' GROUP BY 1, 2").fetchall()
+    except sqlite3.OperationalError as exc:
+        if _missing_table(exc):
+            return {}
+        raise
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def _charger_view(row: Mapping[str, Any], active: Mapping[tuple[str, int], int]) -> dict[str, Any]:
+    charger_id = row["charge_point_id"]
+    return {
+        "id": charger_id,
+        "vendor": row.get("vendor"),
+        "model": row.get("model"),
+        "serial": row.get("serial_number"),
+        "firmware": row.get("firmware_version"),
+        "connected": bool(row.get("connected")),
+        "registration": row.get("registration_status"),
+        "status": row.get("status"),
+        "last_seen": iso(row.get("last_seen")),
+        "last_boot": iso(row.get("last_boot")),
+        "connectors": [
+            {
+                "id": c["connector_id"],
+                "status": c["status"],
+                "error_code": c.get("error_code"),
+                "info": c.get("info"),
+                "vendor_error_code": c.get("vendor_error_code"),
+                "transaction_id": active.get((charger_id, c["connector_id"])),
+                "updated_at": iso(c.get("timestamp")),
+            }
+            for c in row.get("connectors", [])
+        ],
+    }
+
+
+# ------------------------------------------------------------ transactions
+def transaction_views(path: Path, *, charger: str | None, id_tag: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+    from storage.ocpp_transactions import list_transactions
+
+    with read_only(path) as conn:
+        if conn is None:
+            return []
+        try:
+            rows = list_transactions(conn, charger=charger, id_tag=id_tag, since=since, limit=limit)
+        except sqlite3.OperationalError as exc:
+            if _missing_table(exc):
+                return []
+            raise
+    return [_transaction_view(row) for row in rows]
+
+
+def transaction_view(path: Path, transaction_id: int) -> dict[str, Any]:
+    from storage.ocpp_transactions import get_transaction
+
+    row = None
+    with read_only(path) as conn:
+        if conn is not None:
+            try:
+                row = get_transaction(conn, transaction_id)
+            except sqlite3.OperationalError as exc:
+                if not _missing_table(exc):
+                    raise
+    if row is None:
+        raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
+    return _transaction_view(row)
+
+
+def _transaction_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["transaction_id"],
+        "charger": row["charge_point_id"],
+        "connector": row.get("connector_id"),
+        "id_tag": row.get("id_tag"),
+        "start": iso(row.get("start_time")),
+        "stop": iso(row.get("stop_time")),
+        "meter_start_wh": row.get("meter_start"),
+        "meter_stop_wh": row.get("meter_stop"),
+        "energy_wh": row.get("energy_wh"),
+        "power_w": row.get("last_power_w"),
+        "stop_reason": row.get("stop_reason"),
+        "state": row.get("status"),
+        "reservation_id": row.get("reservation_id"),
+        "payment_ref": row.get("payment_ref"),
+    }
+
+
+# ---------------------------------------------------------------- identity
+def identity_view(data_dir: Path, gateway_name: str | None = None) -> dict[str, Any]:
+    """The gateway's public identity from its public key file; never creates or reads the private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from storage.identity import PUBLIC_KEY_FILE, serial_from_public_key
+
+    path = data_dir / PUBLIC_KEY_FILE
+    try:
+        pem = path.read_bytes()
+        public_key = serialization.load_pem_public_key(pem)
+    except (FileNotFoundError, ValueError):
+        return {"available": False, "serial": None, "public_key": None, "key_id": None, "algorithm": None, "device_name": gateway_name}
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return {"available": False, "serial": None, "public_key": None, "key_id": None, "algorithm": None, "device_name": gateway_name}
+    serial = serial_from_public_key(public_key)
+    point = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return {
+        "available": True,
+        "serial": serial,
+        "public_key": pem.decode(),
+        "key_id": serial,
+        "algorithm": "ES256",
+        "public_key_hex": point.hex(),
+        "device_name": gateway_name,
+    }

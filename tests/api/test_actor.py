@@ -1,0 +1,181 @@
+"""The API actor under the real supervisor, in a real multiprocess actor system.
+
+The root supervisor runs the API actor beside a worker and a device supervisor; the
+data dir holds real SQLite stores (outbox, chargers, transactions) and a real gateway
+key. Requests go over loopback HTTP to the actor's own aiohttp server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from actors.api.actor import api_child_spec
+from actors.api.token import read_token, token_path
+from actors.harvest.messages import Gap, Reading, ReadingBatch
+from storage import chargers as charger_store
+from storage import ocpp_transactions
+from storage.db import connect
+from storage.identity import load_or_create_signer
+from storage.outbox import Outbox
+from supervisor.messages import GetTree, Start, Started, Tree
+from supervisor.spec import SUPERVISOR_ACTOR, ChildSpec, Heartbeat, SupervisorSpec, supervisor_child
+from tests.conftest import ask_typed, free_port, wait_until
+
+ECHO = "tests.supervisor.sample_actors.Echo"
+
+
+def http(port: int, path: str, method: str = "GET", body: dict | None = None, token: str | None = None, timeout: float = 5.0):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+
+
+def _populate(data_dir: Path) -> str:
+    """Real stores in the data dir: an outbox with readings, a charger with two sessions, a key."""
+    db = data_dir / "egw.db"
+    outbox = Outbox.open(db)
+    now = time.time()
+    readings = tuple(Reading("inv1", now - 60 + i, 1000.0 + i, "boot", {"ac_power_w": 100.0 + i, "energy_total_wh": 5000 + i}) for i in range(5))
+    outbox.ingest(ReadingBatch("devices/inv1", 1, readings, gaps=(Gap("inv1", now - 120, now - 61, "offline", 3),)))
+    outbox.close()
+    conn = connect(db)
+    charger_store.init(conn)
+    ocpp_transactions.init(conn)
+    charger_store.record_boot(conn, "CP-1", vendor="ACME", model="Wallbox", serial_number="W1", firmware_version="1.0", registration_status="Accepted", now=now)
+    charger_store.record_status(conn, "CP-1", 1, status="Charging", error_code="NoError", timestamp=now, received=now)
+    charger_store.set_connected(conn, "CP-1", False, now)
+    first, _ = ocpp_transactions.start_transaction(conn, "CP-1", connector_id=1, id_tag="TAG1", meter_start=1000, start_time=now - 7200, received=now)
+    ocpp_transactions.stop_transaction(conn, "CP-1", first, meter_stop=8000, stop_time=now - 3600, reason="Local", received=now)
+    ocpp_transactions.start_transaction(conn, "CP-1", connector_id=1, id_tag="TAG2", meter_start=8000, start_time=now - 600, received=now)
+    conn.close()
+    return load_or_create_signer(data_dir).key_id
+
+
+@pytest.fixture
+def gateway(multiproc_system, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    serial = _populate(data_dir)
+    api_port = free_port()
+    config = {"data_dir": str(data_dir), "api_host": "127.0.0.1", "api_port": api_port, "gateway_name": "site-7",
+              "devices": [{"id": "inv1", "profile": "sunspec", "host": "127.0.0.1", "port": 1502, "unit_id": 1}],
+              "uploads": [{"name": "ingest", "url": "http://127.0.0.1:9/ingest"}], "ocpp_tls_key": "secret-key-pem"}
+    devices = SupervisorSpec(children=(ChildSpec("inv1", ECHO),), heartbeat=Heartbeat(0.5, 5.0))
+    spec = SupervisorSpec(
+        children=(ChildSpec("harvest", ECHO), supervisor_child("devices", devices), api_child_spec(config)),
+        heartbeat=Heartbeat(0.5, 5.0),
+    )
+    root = multiproc_system.createActor(SUPERVISOR_ACTOR)
+    ask_typed(multiproc_system, root, Start("root", spec, path=""), Started)
+    wait_until(lambda: http_ok(api_port, "/api/hello"), timeout=15, what="the API serving")
+    expected = {"harvest", "devices", "devices/inv1", "api"}
+    wait_until(lambda: (p := tree_pids(multiproc_system, root)).keys() == expected and all(p.values()), timeout=10, what="every actor running")
+    return multiproc_system, root, api_port, data_dir, serial
+
+
+def http_ok(port: int, path: str) -> bool:
+    try:
+        return http(port, path, timeout=1.0)[0] == 200
+    except OSError:
+        return False
+
+
+def tree_pids(asys, root) -> dict[str, int | None]:
+    records = ask_typed(asys, root, GetTree(), Tree).records
+    pids = {}
+    for record in records:
+        pids[record["name"]] = record["pid"]
+        for child in record.get("children", []):
+            pids[f"{record['name']}/{child['name']}"] = child["pid"]
+    return pids
+
+
+def test_api_actor_answers_from_the_tree_and_the_stores(gateway):
+    asys, root, port, data_dir, serial = gateway
+    status, _, body = http(port, "/api/actors")
+    assert status == 200
+    names = {a["path"]: a for a in body["actors"]}
+    assert {"harvest", "devices", "api"} <= set(names)
+    assert [c["path"] for c in names["devices"]["children"]] == ["devices/inv1"]
+    assert names["api"]["pid"] != os.getpid() and names["api"]["info"]["port"] == port
+
+    status, _, devices = http(port, "/api/devices")
+    assert status == 200 and [d["id"] for d in devices["devices"]] == ["inv1"]
+    assert devices["devices"][0]["connection"] == {"host": "127.0.0.1", "port": 1502, "unit_id": 1}
+
+    status, _, outbox = http(port, "/api/outbox")
+    assert status == 200 and outbox["available"] is True
+    assert outbox["pending_readings"] == 6 and outbox["gaps"] == 1
+    assert [t["name"] for t in outbox["transports"]] == ["ingest"]
+
+    status, _, chargers = http(port, "/api/chargers")
+    assert status == 200
+    charger = chargers["chargers"][0]
+    assert charger["id"] == "CP-1" and charger["vendor"] == "ACME" and charger["connected"] is False
+    assert charger["connectors"][0]["status"] == "Charging"
+
+    status, _, transactions = http(port, "/api/transactions?idTag=TAG2")
+    assert status == 200 and [t["id_tag"] for t in transactions["transactions"]] == ["TAG2"]
+    assert http(port, "/api/transactions/999")[0] == 404
+
+    status, _, crypto = http(port, "/api/crypto")
+    assert status == 200 and crypto["serial"] == crypto["serialNumber"] == serial
+    assert crypto["deviceName"] == "site-7" and crypto["publicKey"].startswith("04")
+
+    status, _, config = http(port, "/api/config")
+    assert status == 200 and config["ocpp_tls_key"] == "***" and config["api_port"] == port
+
+    status, _, health = http(port, "/api/health")
+    assert status == 200 and health["version"] and health["uptime_s"] >= 0
+    assert stat_mode(token_path(data_dir)) == 0o600
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_charger_commands_need_the_token_and_never_hang_on_an_absent_charger(gateway):
+    _, _, port, data_dir, _ = gateway
+    token = read_token(token_path(data_dir))
+    assert http(port, "/api/chargers/CP-1/reset", "POST", {"type": "Soft"})[0] == 401
+    status, headers, body = http(port, "/api/chargers/CP-1/reset", "POST", {"type": "Soft"}, token=token)
+    assert status == 503 and int(headers["Retry-After"]) >= 1, body
+    assert "not connected" in body["message"]
+    assert http(port, "/api/chargers/CP-9/reset", "POST", {"type": "Soft"}, token=token)[0] == 404
+    assert http(port, "/api/devices", "POST", {"id": "inv2", "profile": "sunspec"}, token=token)[0] == 501
+
+
+def test_sigkilled_api_actor_serves_again_within_2_s_and_no_other_actor_restarts(gateway):
+    asys, root, port, _, _ = gateway
+    before = tree_pids(asys, root)
+    assert all(before.values()), before
+    killed_at = time.monotonic()
+    os.kill(before["api"], signal.SIGKILL)
+    wait_until(lambda: not http_ok(port, "/api/hello") or tree_pids(asys, root)["api"] != before["api"], timeout=2.0, what="the kill to take effect")
+
+    def serving_again() -> bool:
+        return http_ok(port, "/api/health") and tree_pids(asys, root)["api"] not in (None, before["api"])
+
+    wait_until(serving_again, timeout=2.0, interval=0.02, what="the API serving again")
+    elapsed = time.monotonic() - killed_at
+    after = tree_pids(asys, root)
+    assert {k: v for k, v in after.items() if k != "api"} == {k: v for k, v in before.items() if k != "api"}
+    records = {r["name"]: r for r in ask_typed(asys, root, GetTree(), Tree).records}
+    assert records["api"]["restarts"] == 1
+    assert records["harvest"]["restarts"] == 0 and records["devices"]["restarts"] == 0
+    assert elapsed < 2.0
