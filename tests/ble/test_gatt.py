@@ -183,3 +183,39 @@ async def test_stop_is_not_reported_as_a_loss(dbus_daemon, fake_bluez, aiohttp_a
     await server.stop()
     await asyncio.wait_for(watcher, 5)  # the bus watcher has seen the disconnect and finished
     assert lost == []
+
+
+class GatedDispatcher:
+    """Holds every request until `release` is set: a slow API."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = 0
+
+    async def dispatch(self, method, path, headers, body):
+        from actors.ble.tunnel import DispatchResult
+
+        self.started += 1
+        await self.release.wait()
+        return DispatchResult(200, {"Content-Type": "application/json"}, b'{"path": "%s"}' % path.encode())
+
+
+async def test_a_slow_api_never_blocks_the_gatt_server_and_the_queue_is_bounded(dbus_daemon, fake_bluez):
+    dispatcher = GatedDispatcher()
+    server = BleServer("egw", Tunnel(dispatcher, lambda: True, lambda: None), bus_address=dbus_daemon.address, queue_size=2)
+    await server.start()
+    await fake_bluez.wait_for(lambda: fake_bluez.applications)
+    central = Central(fake_bluez, next(iter(fake_bluez.applications.values())))
+    await central.start_notify(RESPONSE_UUID)
+    # one request in progress, two queued: each write returns at once although the API hangs
+    for i in range(3):
+        await asyncio.wait_for(central.write(REQUEST_UUID, b"GET /api/%d EGWTTP/1.1\r\n\r\n" % i), 2)
+    await wait_until(lambda: dispatcher.started == 1)
+    await central.write(REQUEST_UUID, b"GET /api/3 EGWTTP/1.1\r\n\r\n")
+    busy = parse_page(await asyncio.wait_for(central.notifications.get(), 5))
+    assert busy.status == 503 and busy.headers["location"] == "/api/3"
+    assert parse_page(await central.read(RESPONSE_UUID)).status == 503  # reads are answered meanwhile too
+    dispatcher.release.set()
+    served = [parse_page(await asyncio.wait_for(central.notifications.get(), 5)) for _ in range(3)]
+    assert [json.loads(p.body)["path"] for p in served] == ["/api/0", "/api/1", "/api/2"]
+    await server.stop()
