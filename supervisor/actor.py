@@ -31,6 +31,8 @@ from supervisor.hardening import harden_process, in_forked_actor
 from supervisor.logs import ActorLog
 from supervisor.messages import ChildFailed, Ping, Pong, Start, Started, StatusUpdate
 
+MAX_EARLY_MESSAGES = 100
+
 
 class SupervisedActor(ActorTypeDispatcher):
     """An actor that a `supervisor.supervisor.Supervisor` can start, watch and restart."""
@@ -43,6 +45,8 @@ class SupervisedActor(ActorTypeDispatcher):
         self.parent: Any = None
         self.log = ActorLog(self.name)
         self._failed = False
+        self._started = False
+        self._early: list[tuple[Any, Any]] = []  # messages that overtook Start, replayed after it
 
     # ----------------------------------------------------------------- hooks
     def on_start(self, config: Any) -> None:
@@ -72,9 +76,20 @@ class SupervisedActor(ActorTypeDispatcher):
                 return None
             if isinstance(msg, Start):
                 self._start(msg, sender)
+                early, self._early = self._early, []
+                for queued, queued_sender in early:
+                    self.receiveMessage(queued, queued_sender)
                 return None
             if isinstance(msg, ActorExitRequest):
                 self.on_stop()
+                return None
+            if not self._started:
+                # Message order between different senders is not guaranteed: a peer that
+                # looked up our fresh address may overtake our supervisor's Start.
+                if len(self._early) < MAX_EARLY_MESSAGES:
+                    self._early.append((msg, sender))
+                else:
+                    self.log.warning("message before start dropped: too many queued", type=type(msg).__name__)
                 return None
             if isinstance(msg, ChildActorExited) and not hasattr(self, "receiveMsg_ChildActorExited"):
                 return None
@@ -93,6 +108,7 @@ class SupervisedActor(ActorTypeDispatcher):
         if in_forked_actor():
             harden_process()
         self.on_start(msg.config)
+        self._started = True
         self.send(sender, Started(self.name, os.getpid()))
 
     def _fail(self, exc: BaseException) -> None:
