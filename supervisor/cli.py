@@ -23,7 +23,12 @@ from supervisor.config import ConfigError, load_config, settings_table
 
 # Subcommands that live with the part of the gateway they talk to: (name, module, help).
 # Each module offers add_arguments(parser) and run(args) -> int.
-PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = ()
+PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("status", "actors.api.cli", "show a running gateway's actors, devices, outbox and chargers"),
+    ("token", "actors.api.token_cli", "print the API token for write requests (created on first start)"),
+    ("devices", "actors.device.scan", "find Modbus devices on the network and their profiles"),
+    ("sim", "simulators.cli", "run one simulator on its own: inverter, charger or ingest"),
+)
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:

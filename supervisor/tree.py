@@ -25,7 +25,13 @@ from supervisor.config import GatewayConfig
 from supervisor.spec import Backoff, ChildSpec, Heartbeat, Intensity, SupervisorSpec
 
 # (module, function): function(config_values: dict) -> list[ChildSpec], in start order.
-PARTS: tuple[tuple[str, str], ...] = ()
+PARTS: tuple[tuple[str, str], ...] = (
+    ("actors.harvest.specs", "harvest_child_specs"),  # harvest, transports
+    ("actors.device.specs", "devices_part"),  # devices
+    ("actors.ocpp.specs", "ocpp_child_specs"),  # chargers, ocpp
+    ("actors.api.actor", "api_children"),  # api
+    ("actors.ble.actor", "ble_children"),  # ble (nothing when ble_enabled is false)
+)
 
 
 def _part(module: str, function: str) -> Callable[[dict[str, Any]], list[ChildSpec]]:
