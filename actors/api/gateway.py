@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -27,15 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from actors.api import stores
+from actors.api import device_registry, stores
 from actors.api.backend import (
     BadInputError,
+    ConflictError,
     NotFoundError,
     NotSupportedError,
     RejectedError,
     UnavailableError,
 )
 from actors.api.validation import parse_datetime
+from supervisor.messages import ChildStopped, LookupResult, StartChild, StopChild
+from supervisor.spec import ChildSpec
 
 OK_STATES = frozenset({"running", "online", "ok", "idle", "connected", "serving"})
 """States an actor can be in without the gateway counting as degraded."""
@@ -126,6 +130,23 @@ def walk(records: list[dict[str, Any]]):
     for record in records:
         yield record
         yield from walk(record.get("children", []))
+
+
+def device_records(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Device id -> its actor's record. An actor polling several devices behind one endpoint
+    (named "a+b") publishes each device's state under info["devices"]; those are split out."""
+    supervisor = find(records, "devices")
+    found: dict[str, dict[str, Any]] = {}
+    for record in (supervisor or {}).get("children", []):
+        shared = record["info"].get("devices") if isinstance(record["info"], dict) else None
+        if isinstance(shared, dict) and shared:
+            for device_id, info in shared.items():
+                info = info if isinstance(info, dict) else {}
+                state = record["state"] if record["state"] in RESTARTING_STATES else str(info.get("state") or record["state"])
+                found[str(device_id)] = {**record, "state": state, "info": info, "actor_path": record["path"]}
+        else:
+            found[record["name"]] = {**record, "actor_path": record["path"]}
+    return found
 
 
 def _epoch_or_iso(value: Any) -> str | None:
@@ -243,20 +264,23 @@ class GatewayBackend:
 
     async def devices(self) -> list[dict[str, Any]]:
         records = await self._tree()
-        configured = {str(d.get("id")): d for d in self.settings.devices if d.get("id")}
-        supervisor = find(records, "devices")
-        running = {r["name"]: r for r in (supervisor or {}).get("children", [])}
+        configured = {str(d.get("id")): d for d in await self.configured_devices()}
+        running = device_records(records)
         return [device_view(i, running.get(i), configured.get(i)) for i in sorted(set(configured) | set(running))]
 
     async def device(self, device_id: str) -> dict[str, Any]:
         records = await self._tree()
-        record = find(records, f"devices/{device_id}")
-        configured = next((d for d in self.settings.devices if str(d.get("id")) == device_id), None)
+        record = device_records(records).get(device_id)
+        configured = next((d for d in await self.configured_devices() if str(d.get("id")) == device_id), None)
         if record is None and configured is None:
             raise NotFoundError(f"no device {device_id!r}", field="path.id")
         if record is not None and record["state"] in RESTARTING_STATES:
             raise UnavailableError(f"device {device_id} is {record['state']}", retry_after=1)
         return device_view(device_id, record, configured)
+
+    async def configured_devices(self) -> list[dict[str, Any]]:
+        """Devices from the configuration file, with those added or removed over the API applied."""
+        return await self._blocking(device_registry.apply_changes, list(self.settings.devices), self.db_path)
 
     async def outbox_status(self) -> dict[str, Any]:
         view = await self._blocking(stores.outbox_view, self.db_path, list(self.settings.uploads))
@@ -340,15 +364,81 @@ class GatewayBackend:
         return outcome_result(charger_id, command, outcome)
 
     async def add_device(self, settings: dict[str, Any]) -> dict[str, Any]:
-        raise NotSupportedError("adding devices at run time is not available in this gateway build; add it to the configuration file")
+        """Validate as the device family does, persist, then have the device supervisor start it."""
+        try:
+            from actors.device.specs import DEVICE_ACTOR, DeviceConfigError, endpoint_key, validate_device
+        except ImportError:
+            raise NotSupportedError("this gateway build has no device family") from None
+        try:
+            device = validate_device(dict(settings))
+        except DeviceConfigError as exc:
+            raise BadInputError(str(exc), field=_device_field(str(exc))) from None
+        device_id = device["id"]
+        configured = await self.configured_devices()
+        running = device_records(await self._tree())
+        if device_id in running or any(str(d.get("id")) == device_id for d in configured):
+            raise ConflictError(f"a device with id {device_id!r} exists", field="id")
+        for other in configured:
+            try:
+                same_endpoint = endpoint_key(validate_device(dict(other))) == endpoint_key(device)
+            except DeviceConfigError:
+                continue
+            if same_endpoint:
+                where = "serial_port" if "serial_port" in device else "host"
+                raise ConflictError(f"{device_id} shares its endpoint with {other.get('id')!r}; devices on one endpoint are polled over one connection: add it in the configuration file", field=where)
+        supervisor = await self._lookup("devices")
+        try:
+            await self._blocking(device_registry.record_added, self.db_path, device)
+        except device_registry.RegistryFullError as exc:
+            raise ConflictError(str(exc)) from None
+        try:
+            await self.port.ask(supervisor, StartChild(ChildSpec(name=device_id, actor=DEVICE_ACTOR, config=device)),
+                                match=lambda m: isinstance(m, LookupResult) and m.path == device_id, timeout=self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError(f"device {device_id} is saved but the device supervisor did not confirm its start; it starts with the gateway at the latest", retry_after=1) from None
+        return device_view(device_id, {"state": "starting", "info": {}, "restarts": 0}, device)
 
     async def remove_device(self, device_id: str) -> dict[str, Any]:
-        raise NotSupportedError("removing devices at run time is not available in this gateway build; remove it from the configuration file")
+        """Persist the removal, then have the device supervisor stop the device's actor for good."""
+        configured = next((d for d in await self.configured_devices() if str(d.get("id")) == device_id), None)
+        record = device_records(await self._tree()).get(device_id)
+        if configured is None and record is None:
+            raise NotFoundError(f"no device {device_id!r}", field="path.id")
+        if record is not None and record["actor_path"] != f"devices/{device_id}":
+            raise ConflictError(f"{device_id} is polled together with other devices by {record['actor_path']}; remove it in the configuration file", field="path.id")
+        supervisor = await self._lookup("devices")
+        try:
+            await self._blocking(device_registry.record_removed, self.db_path, device_id)
+        except device_registry.RegistryFullError as exc:
+            raise ConflictError(str(exc)) from None
+        try:
+            await self.port.ask(supervisor, StopChild(device_id), match=lambda m: isinstance(m, ChildStopped) and m.name == device_id, timeout=self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError(f"device {device_id} is removed from the saved devices but the device supervisor did not confirm the stop", retry_after=1) from None
+        return device_view(device_id, {"state": "stopped", "info": {}, "restarts": (record or {}).get("restarts", 0)}, configured)
+
+    async def _lookup(self, path: str) -> Any:
+        try:
+            address = await self.port.lookup(path, self.settings.ask_timeout)
+        except TimeoutError:
+            address = None
+        if address is None:
+            raise UnavailableError(f"{path} is not running (restarting?)", retry_after=1)
+        return address
 
     async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
         if not any(str(u.get("name")) == name for u in self.settings.uploads):
             raise NotFoundError(f"no transport {name!r}", field="path.name")
         raise NotSupportedError("changing transport settings at run time is not available in this gateway build; change the configuration file")
+
+
+def _device_field(message: str) -> str:
+    """The setting a device family error names ("devices[0] (inv2).port: ..." -> "port")."""
+    match = re.search(r"\.([a-z_]+):", message)
+    if match:
+        return match.group(1)
+    match = re.search(r"unknown setting\(s\) ([a-z_]+)", message)
+    return match.group(1) if match else "body"
 
 
 def central_request(command: str, params: Mapping[str, Any]) -> Any:

@@ -18,19 +18,18 @@ from pathlib import Path
 import pytest
 
 from actors.api.actor import api_child_spec
+from actors.device.specs import devices_part
+from actors.harvest.specs import harvest_child_specs
+from actors.api.device_registry import apply_changes
 from actors.api.token import read_token, token_path
-from actors.harvest.messages import Gap, Reading, ReadingBatch
 from storage import chargers as charger_store
 from storage import ocpp_transactions
 from storage.db import connect
 from storage.identity import load_or_create_signer
-from storage.outbox import Outbox
 from supervisor.messages import GetTree, Start, Started, Tree
-from supervisor.spec import SUPERVISOR_ACTOR, ChildSpec, Heartbeat, SupervisorSpec, supervisor_child
+from simulators.inverter import InverterSimulator
+from supervisor.spec import SUPERVISOR_ACTOR, Backoff, Heartbeat, SupervisorSpec
 from tests.conftest import ask_typed, free_port, wait_until
-
-ECHO = "tests.supervisor.sample_actors.Echo"
-
 
 def http(port: int, path: str, method: str = "GET", body: dict | None = None, token: str | None = None, timeout: float = 5.0):
     data = json.dumps(body).encode() if body is not None else None
@@ -46,13 +45,9 @@ def http(port: int, path: str, method: str = "GET", body: dict | None = None, to
 
 
 def _populate(data_dir: Path) -> str:
-    """Real stores in the data dir: an outbox with readings, a charger with two sessions, a key."""
+    """Real stores the charger family would have written, and the gateway key."""
     db = data_dir / "egw.db"
-    outbox = Outbox.open(db)
     now = time.time()
-    readings = tuple(Reading("inv1", now - 60 + i, 1000.0 + i, "boot", {"ac_power_w": 100.0 + i, "energy_total_wh": 5000 + i}) for i in range(5))
-    outbox.ingest(ReadingBatch("devices/inv1", 1, readings, gaps=(Gap("inv1", now - 120, now - 61, "offline", 3),)))
-    outbox.close()
     conn = connect(db)
     charger_store.init(conn)
     ocpp_transactions.init(conn)
@@ -66,24 +61,36 @@ def _populate(data_dir: Path) -> str:
     return load_or_create_signer(data_dir).key_id
 
 
+def _device(device_id: str, sim: InverterSimulator) -> dict:
+    return {"id": device_id, "profile": sim.profile_name, "host": "127.0.0.1", "port": sim.port, "unit_id": next(iter(sim.units)),
+            "poll_interval": 0.25, "timeout": 0.5, "backoff_cap": 1.0}
+
+
 @pytest.fixture
-def gateway(multiproc_system, tmp_path):
+def simulator():
+    with InverterSimulator("huawei_sun2000") as sim:
+        yield sim
+
+
+@pytest.fixture
+def gateway(multiproc_system, tmp_path, simulator):
+    """A gateway subtree as `egw run` builds it: harvest (real outbox), device actors polling the
+    inverter simulator over Modbus TCP, and the API; chargers and the key in the data dir."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     serial = _populate(data_dir)
     api_port = free_port()
     config = {"data_dir": str(data_dir), "api_host": "127.0.0.1", "api_port": api_port, "gateway_name": "site-7",
-              "devices": [{"id": "inv1", "profile": "sunspec", "host": "127.0.0.1", "port": 1502, "unit_id": 1}],
-              "uploads": [{"name": "ingest", "url": "http://127.0.0.1:9/ingest"}], "ocpp_tls_key": "secret-key-pem"}
-    devices = SupervisorSpec(children=(ChildSpec("inv1", ECHO),), heartbeat=Heartbeat(0.5, 5.0))
+              "devices": [_device("inv1", simulator)], "uploads": [], "ocpp_tls_key": "secret-key-pem"}
     spec = SupervisorSpec(
-        children=(ChildSpec("harvest", ECHO), supervisor_child("devices", devices), api_child_spec(config)),
+        children=(*harvest_child_specs(config), *devices_part(config), api_child_spec(config)),
+        backoff=Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60),
         heartbeat=Heartbeat(0.5, 5.0),
     )
     root = multiproc_system.createActor(SUPERVISOR_ACTOR)
     ask_typed(multiproc_system, root, Start("root", spec, path=""), Started)
     wait_until(lambda: http_ok(api_port, "/api/hello"), timeout=15, what="the API serving")
-    expected = {"harvest", "devices", "devices/inv1", "api"}
+    expected = {"harvest", "transports", "devices", "devices/inv1", "api"}
     wait_until(lambda: (p := tree_pids(multiproc_system, root)).keys() == expected and all(p.values()), timeout=10, what="every actor running")
     return multiproc_system, root, api_port, data_dir, serial
 
@@ -105,32 +112,39 @@ def tree_pids(asys, root) -> dict[str, int | None]:
     return pids
 
 
-def test_api_actor_answers_from_the_tree_and_the_stores(gateway):
+def test_api_actor_answers_from_the_tree_and_the_stores(gateway, simulator):
     asys, root, port, data_dir, serial = gateway
     status, _, body = http(port, "/api/actors")
     assert status == 200
     names = {a["path"]: a for a in body["actors"]}
-    assert {"harvest", "devices", "api"} <= set(names)
+    assert {"harvest", "transports", "devices", "api"} <= set(names)
     assert [c["path"] for c in names["devices"]["children"]] == ["devices/inv1"]
     assert names["api"]["pid"] != os.getpid() and names["api"]["info"]["port"] == port
 
-    status, _, devices = http(port, "/api/devices")
-    assert status == 200 and [d["id"] for d in devices["devices"]] == ["inv1"]
-    assert devices["devices"][0]["connection"] == {"host": "127.0.0.1", "port": 1502, "unit_id": 1}
+    def polled() -> dict | None:
+        status, _, devices = http(port, "/api/devices")
+        device = devices["devices"][0] if status == 200 and devices["devices"] else None
+        return device if device and device["online"] and device["values"] else None
 
-    status, _, outbox = http(port, "/api/outbox")
-    assert status == 200 and outbox["available"] is True
-    assert outbox["pending_readings"] == 6 and outbox["gaps"] == 1
-    assert [t["name"] for t in outbox["transports"]] == ["ingest"]
+    device = wait_until(polled, timeout=10, what="inv1 online with values")
+    assert device["id"] == "inv1" and device["serial"] == next(iter(simulator.units.values())).serial
+    assert device["connection"] == {"host": "127.0.0.1", "port": simulator.port, "unit_id": next(iter(simulator.units))}
+    assert device["values"]["grid_frequency_hz"] == pytest.approx(50.0, abs=0.06)
+    assert http(port, "/api/devices/inv1")[2]["serial"] == device["serial"]
+
+    outbox = wait_until(lambda: (o := http(port, "/api/outbox")[2])["available"] and (o["pending_readings"] or 0) > 0 and o, timeout=10, what="readings in the outbox")
+    assert outbox["oldest_pending"] is not None and outbox["bytes"] > 0
 
     status, _, chargers = http(port, "/api/chargers")
     assert status == 200
     charger = chargers["chargers"][0]
     assert charger["id"] == "CP-1" and charger["vendor"] == "ACME" and charger["connected"] is False
     assert charger["connectors"][0]["status"] == "Charging"
+    assert charger["connectors"][0]["transaction_id"] is not None
 
     status, _, transactions = http(port, "/api/transactions?idTag=TAG2")
     assert status == 200 and [t["id_tag"] for t in transactions["transactions"]] == ["TAG2"]
+    assert http(port, "/api/transactions?charger=CP-1")[2]["transactions"][1]["energy_wh"] == 7000
     assert http(port, "/api/transactions/999")[0] == 404
 
     status, _, crypto = http(port, "/api/crypto")
@@ -143,6 +157,10 @@ def test_api_actor_answers_from_the_tree_and_the_stores(gateway):
     status, _, health = http(port, "/api/health")
     assert status == 200 and health["version"] and health["uptime_s"] >= 0
     assert stat_mode(token_path(data_dir)) == 0o600
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'egw_device_online{device="inv1"} 1' in metrics.splitlines()
+    assert 'egw_actor_restarts_total{actor="devices/inv1"} 0' in metrics.splitlines()
 
 
 def stat_mode(path: Path) -> int:
@@ -157,7 +175,34 @@ def test_charger_commands_need_the_token_and_never_hang_on_an_absent_charger(gat
     assert status == 503 and int(headers["Retry-After"]) >= 1, body
     assert "not connected" in body["message"]
     assert http(port, "/api/chargers/CP-9/reset", "POST", {"type": "Soft"}, token=token)[0] == 404
-    assert http(port, "/api/devices", "POST", {"id": "inv2", "profile": "sunspec"}, token=token)[0] == 501
+
+
+def test_devices_added_and_removed_over_the_api_start_and_stop_live_and_are_persisted(gateway, simulator):
+    asys, root, port, data_dir, _ = gateway
+    token = read_token(token_path(data_dir))
+    with InverterSimulator("huawei_sun2000") as second:
+        settings = {k: v for k, v in _device("inv2", second).items() if k != "backoff_cap"}
+        assert http(port, "/api/devices", "POST", settings)[0] == 401
+        status, _, body = http(port, "/api/devices", "POST", {**settings, "unit_id": 999}, token=token)
+        assert status == 400 and body["field"] == "unit_id"
+        status, _, body = http(port, "/api/devices", "POST", {**settings, "port": simulator.port}, token=token)
+        assert status == 409 and "inv1" in body["message"]  # same endpoint as inv1: one connection per endpoint
+        status, _, body = http(port, "/api/devices", "POST", settings, token=token)
+        assert status == 201, body
+        assert http(port, "/api/devices", "POST", settings, token=token)[0] == 409
+        wait_until(lambda: (d := http(port, "/api/devices/inv2")[2]).get("online") and d.get("serial") == next(iter(second.units.values())).serial, timeout=10, what="inv2 polled")
+        assert [d["id"] for d in apply_changes([{"id": "inv1"}], data_dir / "egw.db")] == ["inv1", "inv2"]
+        before = tree_pids(asys, root)
+
+        status, _, body = http(port, "/api/devices/inv2", "DELETE", token=token)
+        assert status == 200 and body["status"] == "removed"
+        wait_until(lambda: "devices/inv2" not in tree_pids(asys, root), timeout=10, what="inv2's actor stopped")
+        assert http(port, "/api/devices/inv2")[0] == 404
+        status, _, body = http(port, "/api/devices/inv1", "DELETE", token=token)  # a configured device
+        assert status == 200
+        assert apply_changes([{"id": "inv1"}], data_dir / "egw.db") == []
+        after = tree_pids(asys, root)
+        assert {k: after[k] for k in ("harvest", "devices", "api")} == {k: before[k] for k in ("harvest", "devices", "api")}
 
 
 def test_sigkilled_api_actor_serves_again_within_2_s_and_no_other_actor_restarts(gateway):

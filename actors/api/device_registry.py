@@ -1,0 +1,114 @@
+"""Devices added or removed over the REST API, persisted so they survive a restart.
+
+The configuration file stays the installer's document; the API never rewrites it.
+Instead, `POST /api/devices` and `DELETE /api/devices/{id}` record the change here (a
+table of this component in the gateway database), and the gateway applies the
+changes on top of the configured devices when it builds its tree:
+
+    values["devices"] = effective_devices(values)      # before devices_part(values)
+
+A device removed over the API stays removed even though the file still lists it;
+adding it again over the API brings it back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from storage.db import connect, migrate, transaction
+
+COMPONENT = "api_devices"
+MIGRATIONS = [
+    """
+    CREATE TABLE api_devices (
+        id        TEXT PRIMARY KEY,
+        settings  TEXT,
+        removed   INTEGER NOT NULL DEFAULT 0,
+        changed   REAL NOT NULL
+    );
+    """,
+]
+MAX_DEVICES = 256  # bounded: a misbehaving client cannot grow the table without limit
+
+
+class RegistryFullError(Exception):
+    pass
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    conn = connect(path)
+    migrate(conn, COMPONENT, MIGRATIONS)
+    return conn
+
+
+def record_added(path: str | Path, settings: Mapping[str, Any], now: float | None = None) -> None:
+    """Persist a device added over the API (replacing an earlier removal of the same id)."""
+    conn = _open(Path(path))
+    try:
+        with transaction(conn):
+            count = conn.execute("SELECT count(*) FROM api_devices WHERE id != ?", (settings["id"],)).fetchone()[0]
+            if count >= MAX_DEVICES:
+                raise RegistryFullError(f"at most {MAX_DEVICES} devices can be changed over the API")
+            conn.execute(
+                "INSERT INTO api_devices (id, settings, removed, changed) VALUES (?, ?, 0, ?)"
+                " ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, removed = 0, changed = excluded.changed",
+                (settings["id"], json.dumps(dict(settings), sort_keys=True), time.time() if now is None else now),
+            )
+    finally:
+        conn.close()
+
+
+def record_removed(path: str | Path, device_id: str, now: float | None = None) -> None:
+    """Persist the removal of a device (configured or added over the API)."""
+    conn = _open(Path(path))
+    try:
+        with transaction(conn):
+            count = conn.execute("SELECT count(*) FROM api_devices WHERE id != ?", (device_id,)).fetchone()[0]
+            if count >= MAX_DEVICES:
+                raise RegistryFullError(f"at most {MAX_DEVICES} devices can be changed over the API")
+            conn.execute(
+                "INSERT INTO api_devices (id, settings, removed, changed) VALUES (?, NULL, 1, ?)"
+                " ON CONFLICT(id) DO UPDATE SET settings = NULL, removed = 1, changed = excluded.changed",
+                (device_id, time.time() if now is None else now),
+            )
+    finally:
+        conn.close()
+
+
+def changes(path: str | Path) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """(added id -> settings, removed ids), read-only; empty when nothing was ever changed."""
+    path = Path(path)
+    if not path.exists():
+        return {}, set()
+    conn = connect(path, readonly=True)
+    try:
+        rows = conn.execute("SELECT id, settings, removed FROM api_devices").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}, set()
+        raise
+    finally:
+        conn.close()
+    added = {row["id"]: json.loads(row["settings"]) for row in rows if not row["removed"] and row["settings"]}
+    removed = {row["id"] for row in rows if row["removed"]}
+    return added, removed
+
+
+def apply_changes(configured: list[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """The configured devices with the API's additions and removals applied (configuration order first)."""
+    added, removed = changes(path)
+    result = [dict(d) for d in configured if str(d.get("id")) not in removed and str(d.get("id")) not in added]
+    result += [added[i] for i in sorted(added)]
+    return result
+
+
+def effective_devices(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """For the tree builder: `values["devices"]` with the API's changes applied."""
+    from actors.api.stores import database_path
+
+    return apply_changes(list(values.get("devices") or []), database_path(values))
