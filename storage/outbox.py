@@ -118,8 +118,7 @@ def is_cumulative(quantity: str) -> bool:
     return quantity.endswith(CUMULATIVE_SUFFIXES)
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
 
 
 @dataclass(frozen=True)
@@ -234,8 +233,9 @@ class Outbox:
 
         rows: list[tuple] = []
         first_seq: dict[str, int] = {}
+        offsets: dict[str, float | None] = {}  # boot id -> wall - mono, read once per batch
         for reading in batch.readings:
-            for clock_body in self._clock_check(reading.boot_id, reading.wall_time, reading.mono_time):
+            for clock_body in self._clock_check(offsets, reading.boot_id, reading.wall_time, reading.mono_time):
                 body = _dumps(clock_body)
                 rows.append((GATEWAY_STREAM, (s := allocate(GATEWAY_STREAM)), s, "clock", reading.wall_time, body, len(body) + ROW_OVERHEAD_BYTES))
             body = _dumps({"t": reading.wall_time, "m": reading.mono_time, "b": reading.boot_id, "v": reading.values, "f": list(reading.flags), "r": reading.raw})
@@ -260,19 +260,24 @@ class Outbox:
         self._bump("items_in", len(rows))
         return first_seq
 
-    def _clock_check(self, boot_id: str, wall: float, mono: float) -> list[dict]:
+    def _clock_check(self, offsets: dict[str, float | None], boot_id: str, wall: float, mono: float) -> list[dict]:
         """Detect a wall-clock jump: wall - monotonic is constant within one boot unless the clock is set."""
         offset = wall - mono
-        row = self.conn.execute("SELECT wall_minus_mono FROM outbox_clock WHERE boot_id = ?", (boot_id,)).fetchone()
-        if row is None:
+        if boot_id not in offsets:
+            row = self.conn.execute("SELECT wall_minus_mono FROM outbox_clock WHERE boot_id = ?", (boot_id,)).fetchone()
+            offsets[boot_id] = row[0] if row else None
+        known = offsets[boot_id]
+        if known is None:
             self.conn.execute("INSERT INTO outbox_clock (boot_id, wall_minus_mono) VALUES (?, ?)", (boot_id, offset))
+            offsets[boot_id] = offset
             return []
-        jump = offset - row[0]
+        jump = offset - known
         if abs(jump) < self.clock_jump_threshold_s:
             return []
         self.conn.execute("UPDATE outbox_clock SET wall_minus_mono = ? WHERE boot_id = ?", (offset, boot_id))
+        offsets[boot_id] = offset
         self._bump("clock_events", 1)
-        return [{"t": wall, "m": mono, "b": boot_id, "jump_s": jump, "old_offset": row[0], "new_offset": offset}]
+        return [{"t": wall, "m": mono, "b": boot_id, "jump_s": jump, "old_offset": known, "new_offset": offset}]
 
     # ------------------------------------------------------------ transports
     def register_transport(self, name: str, window: int) -> None:

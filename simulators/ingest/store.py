@@ -22,6 +22,7 @@ from storage.db import connect, migrate, transaction
 from storage.identity import serial_from_public_key
 
 COMPONENT = "ingest"
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 MIGRATIONS = [
     """
     CREATE TABLE ingest_gateways (
@@ -153,7 +154,7 @@ class IngestStore:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO ingest_items (gateway, stream, seq, seq_last, kind, wall_time, body, batch)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(gateway, it["s"], it["q"], it["ql"], it["k"], it["w"], json.dumps(it["x"], separators=(",", ":")), digest) for it in items],
+                [(gateway, it["s"], it["q"], it["ql"], it["k"], it["w"], _encode(it["x"]), digest) for it in items],
             )
             stored = self.conn.total_changes - before
             self.conn.execute(
