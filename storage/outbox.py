@@ -160,7 +160,12 @@ class Outbox:
         clock_jump_threshold_s: float = CLOCK_JUMP_THRESHOLD_S,
     ) -> None:
         self.conn = conn
-        migrate(conn, COMPONENT, MIGRATIONS)
+        try:
+            migrate(conn, COMPONENT, MIGRATIONS)
+        except sqlite3.OperationalError:
+            # harvest and transports open the database together on first start: whoever lost
+            # the race to create the tables finds them there on a second look
+            migrate(conn, COMPONENT, MIGRATIONS)
         self.budget_bytes = int(budget_bytes)
         self.min_free_fraction = float(min_free_fraction)
         self.clock_jump_threshold_s = clock_jump_threshold_s
@@ -548,18 +553,18 @@ class Outbox:
         }
 
 
-def outbox_status(db_path: str | Path) -> dict[str, Any]:
-    """Status for the REST API: opens the database read-only, so it never blocks the writer."""
-    conn = connect(db_path, readonly=True)
+def outbox_status(
+    db_path: str | Path, *, budget_bytes: int = DEFAULT_BUDGET_BYTES, min_free_fraction: float = DEFAULT_MIN_FREE_FRACTION
+) -> dict[str, Any]:
+    """Status for the REST API, from SQLite alone (no actor is asked, so it never blocks on one).
+
+    Opens its own short-lived connection; pass the configured budget so `budget_use` is right.
+    """
+    outbox = Outbox.open(db_path, budget_bytes=budget_bytes, min_free_fraction=min_free_fraction)
     try:
-        outbox = Outbox.__new__(Outbox)
-        outbox.conn = conn
-        outbox.budget_bytes = DEFAULT_BUDGET_BYTES
-        outbox.min_free_fraction = DEFAULT_MIN_FREE_FRACTION
-        outbox._disk_usage = lambda: shutil.disk_usage(Path(db_path).parent)
         return outbox.status()
     finally:
-        conn.close()
+        outbox.close()
 
 
 # ------------------------------------------------------------------ helpers

@@ -3,7 +3,8 @@
 It behaves like the producer side of the harvest contract: one batch per tick with one
 reading per device (values carry a per-device counter `n`), batches kept until
 `BatchAck`, re-sent to harvest's *current* address (looked up through the supervisor
-on every re-send round, since a restarted harvest has a new address).
+on every re-send round, since a restarted harvest has a new address). Between a
+re-send round's lookup and its answer, new batches are only kept, not sent.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from supervisor.actor import SupervisedActor
 from supervisor.messages import Lookup, LookupResult
 
 MAX_UNACKED = 5000
+RESEND_PER_ROUND = 100
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,13 @@ class SimulatedPoller(SupervisedActor):
         self.wakeupAfter(self.period, payload="tick")
 
     def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
-        if msg.path == "harvest":
-            self.harvest = msg.address
+        """Re-send the oldest unacked batches to harvest's current address (bounded per round)."""
+        if msg.path != "harvest":
+            return
+        self.harvest = msg.address
+        if self.harvest is not None:
+            for batch in list(self.unacked.values())[:RESEND_PER_ROUND]:
+                self.send(self.harvest, batch)
 
     def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:  # noqa: N802
         self.unacked.pop(msg.batch_id, None)
@@ -76,10 +83,9 @@ class SimulatedPoller(SupervisedActor):
             self.unacked[self.batch_id] = batch
             if self.harvest is not None:
                 self.send(self.harvest, batch)
-        if time.monotonic() - self.last_resend > self.resend:
+        if self.unacked and time.monotonic() - self.last_resend > self.resend:
+            # harvest may have restarted at a new address: stop sending to the old one until we know
             self.last_resend = time.monotonic()
+            self.harvest = None
             self.send(self.parent, Lookup("harvest"))
-            if self.harvest is not None:
-                for batch in list(self.unacked.values())[:200]:
-                    self.send(self.harvest, batch)
         self.wakeupAfter(self.period, payload="tick")

@@ -7,6 +7,7 @@ import json
 from actors.harvest.messages import DeviceEvent, Gap, Reading, ReadingBatch
 from storage.outbox import Outbox
 
+START = 1_760_000_000.0
 BIG_DISK = (100 * 2**30, 10 * 2**30, 90 * 2**30)
 
 
@@ -141,3 +142,22 @@ def test_pending_is_bounded_by_count_and_bytes_but_always_makes_progress(tmp_pat
     assert len(outbox.pending("a", 10, 10**6)) == 10
     assert len(outbox.pending("a", 100, one * 3 + 1)) == 3
     assert len(outbox.pending("a", 100, 1)) == 1
+
+
+def test_status_for_the_rest_api_reads_everything_from_the_database(tmp_path):
+    from storage.outbox import outbox_status
+
+    outbox = open_outbox(tmp_path / "o.db")
+    outbox.register_transport("cloud", 100)
+    outbox.ingest(ReadingBatch("p", 1, readings("inv1", 0, 4)))
+    items = outbox.pending("cloud", 2, 10**6)
+    outbox.release("cloud", items[-1].id, "a" * 64, {"inv1": 2}, 2, now=START)
+    outbox.record_failure("cloud", "HTTP 503: busy", backoff_s=2.0, retry_at=START + 2, now=START + 1)
+    rest = outbox.pending("cloud", 100, 10**6)
+    outbox.dead_letter("cloud", rest, 422, "HTTP 422: schema", "b" * 64, "x.y.z", now=START + 3)
+    status = outbox_status(tmp_path / "o.db", budget_bytes=10**6)
+    cloud = status["transports"]["cloud"]
+    assert status["items_in"] == 4 and status["items_acked"] == 2 and status["items"] == 0 and status["budget_bytes"] == 10**6
+    assert cloud["last_success"] == START and cloud["acked_seq"] == {"inv1": 2} and cloud["acked_items"] == 2
+    assert cloud["dead_letters"] == 1 and cloud["last_dead_letter_error"] == "HTTP 422: schema"
+    assert cloud["last_error"] == "dead-lettered: HTTP 422: schema" and cloud["pending"] == 0
