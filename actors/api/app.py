@@ -39,6 +39,7 @@ log = logging.getLogger("egw.api")
 
 MAX_BODY = 64 * 1024
 BACKEND_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 40.0  # a charger may take its whole OCPP call timeout (30 s by default) to answer
 
 CHARGER_COMMANDS = {
     "charger_remote_start": "RemoteStartTransaction",
@@ -66,8 +67,9 @@ def gateway_version() -> str:
 class ApiState:
     """Per-app state: the token, limits, the OpenAPI document and request counters."""
 
-    def __init__(self, backend: ApiBackend, token: str | None, version: str, backend_timeout: float, max_body: int) -> None:
+    def __init__(self, backend: ApiBackend, token: str | None, version: str, backend_timeout: float, max_body: int, command_timeout: float = COMMAND_TIMEOUT) -> None:
         self.backend = backend
+        self.command_timeout = command_timeout
         self.max_body = max_body
         self.token = token
         self.version = version
@@ -76,12 +78,17 @@ class ApiState:
         self.document_bytes = json.dumps(self.document).encode()
         self.requests: Counter = Counter()  # (method, route template, status) -> count; bounded by the route table
 
-    async def call(self, what: str, coro: Awaitable[Any]) -> Any:
-        """Await a backend call, turning a slow part into 503 rather than a hanging request."""
+    async def call(self, what: str, coro: Awaitable[Any], timeout: float | None = None) -> Any:
+        """Await a backend call, turning a slow part into 503 rather than a hanging request.
+
+        Reads get `backend_timeout`; commands that wait for a charger or a supervisor get
+        the longer `command_timeout`, and are still bounded.
+        """
+        limit = self.backend_timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(coro, self.backend_timeout)
+            return await asyncio.wait_for(coro, limit)
         except TimeoutError:
-            raise UnavailableError(f"{what}: no answer within {self.backend_timeout:g} s", retry_after=max(1, math.ceil(self.backend_timeout))) from None
+            raise UnavailableError(f"{what}: no answer within {limit:g} s", retry_after=max(1, math.ceil(min(limit, 30)))) from None
 
 
 STATE_KEY = web.AppKey("egw_api_state", ApiState)
@@ -183,18 +190,18 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
         return json_response(await s.call(f"device {p['id']}", s.backend.device(p["id"])))
 
     async def add_device(s: ApiState, p: dict, body: dict) -> web.StreamResponse:
-        device = await s.call("device supervisor", s.backend.add_device(body))
+        device = await s.call("device supervisor", s.backend.add_device(body), s.command_timeout)
         return json_response({"id": body["id"], "status": "added", "device": device}, status=201)
 
     async def remove_device(s: ApiState, p: dict, b: None) -> web.StreamResponse:
-        device = await s.call("device supervisor", s.backend.remove_device(p["id"]))
+        device = await s.call("device supervisor", s.backend.remove_device(p["id"]), s.command_timeout)
         return json_response({"id": p["id"], "status": "removed", "device": device})
 
     async def outbox(s: ApiState, p: dict, b: None) -> web.StreamResponse:
         return json_response(await s.call("outbox", s.backend.outbox_status()))
 
     async def update_transport(s: ApiState, p: dict, body: dict) -> web.StreamResponse:
-        transport = await s.call(f"transport {p['name']}", s.backend.update_transport(p["name"], body))
+        transport = await s.call(f"transport {p['name']}", s.backend.update_transport(p["name"], body), s.command_timeout)
         return json_response({"name": p["name"], "status": "updated", "transport": transport})
 
     async def list_chargers(s: ApiState, p: dict, b: None) -> web.StreamResponse:
@@ -209,7 +216,7 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
         async def command(s: ApiState, p: dict, body: dict | None) -> web.StreamResponse:
             if body is None:  # GetConfiguration: keys come from the query string
                 body = {"key": p["key"].split(",")} if "key" in p else {}
-            result = await s.call(f"charger {p['id']}", s.backend.charger_command(p["id"], action, body))
+            result = await s.call(f"charger {p['id']}", s.backend.charger_command(p["id"], action, body), s.command_timeout)
             return json_response({"charger": p["id"], "command": action, "status": str(result.get("status", "Accepted")), "result": result})
 
         return command
@@ -270,14 +277,15 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
     return handlers
 
 
-def build_app(backend: ApiBackend, *, token: str | None, version: str | None = None, max_body: int = MAX_BODY, backend_timeout: float = BACKEND_TIMEOUT) -> web.Application:
+def build_app(backend: ApiBackend, *, token: str | None, version: str | None = None, max_body: int = MAX_BODY,
+              backend_timeout: float = BACKEND_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT) -> web.Application:
     """The API as an aiohttp application over `backend`.
 
     `token` guards the protected routes; None makes every protected route answer 401
     (a gateway that could not create its token must not become writable by anyone).
     """
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
-    app[STATE_KEY] = ApiState(backend, token, version or gateway_version(), backend_timeout, max_body)
+    app[STATE_KEY] = ApiState(backend, token, version or gateway_version(), backend_timeout, max_body, command_timeout)
     handlers = _handlers()
     missing = {r.operation for r in ROUTES} - set(handlers)
     if missing:

@@ -216,23 +216,22 @@ TransportChange = {"type": "object", "required": ["name", "status"], "properties
 DeviceSettings = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["id", "profile"],
+    "required": ["id"],
+    "description": "the same settings as a [[devices]] entry of the configuration file: Modbus TCP (host, port) or RTU (serial_port, baudrate, parity, stopbits); a profile name or sunspec = true",
     "properties": {
         "id": IdentifierSchema,
         "profile": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.-]+$"},
-        "name": {"type": "string", "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f]*$"},
-        "kind": {"enum": ["inverter", "meter", "battery"]},
+        "sunspec": {"type": "boolean"},
         "host": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9.:\[\]-]+$"},
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "unit_id": {"type": "integer", "minimum": 0, "maximum": 255},
         "poll_interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "timeout": {"type": "number", "minimum": 0.05, "maximum": 4.0},
+        "backoff_cap": {"type": "number", "minimum": 0.1, "maximum": 3600},
         "serial_port": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^/dev/[A-Za-z0-9_./-]+$"},
         "baudrate": {"enum": [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]},
         "parity": {"enum": ["N", "E", "O"]},
         "stopbits": {"enum": [1, 2]},
-        "bytesize": {"enum": [7, 8]},
-        "enabled": {"type": "boolean"},
     },
 }
 

@@ -187,7 +187,7 @@ def backend() -> MemoryBackend:
 
 @pytest.fixture
 async def client(backend: MemoryBackend):
-    app = build_app(backend, token=TOKEN, version="0.1.0-test", backend_timeout=0.5)
+    app = build_app(backend, token=TOKEN, version="0.1.0-test", backend_timeout=0.5, command_timeout=1.0)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as test_client:
         yield test_client
 
@@ -234,7 +234,7 @@ class ServedApp:
 
 @pytest.fixture
 def served(backend: MemoryBackend):
-    with ServedApp(build_app(backend, token=TOKEN, version="0.1.0-test", backend_timeout=0.5)) as server:
+    with ServedApp(build_app(backend, token=TOKEN, version="0.1.0-test", backend_timeout=0.5, command_timeout=1.0)) as server:
         yield server
 
 

@@ -235,3 +235,10 @@ async def test_transport_settings(client, backend):
     assert (await get_ok(client, "/api/outbox"))["transports"][0]["enabled"] is False
     response = await client.put("/api/transports/ingest", json={"url": "ftp://x"}, headers=AUTH)
     assert response.status == 400 and (await response.json())["field"] == "url"
+
+
+async def test_a_command_to_a_wedged_part_is_503_within_the_command_timeout(client, backend):
+    backend.hang = True
+    response = await asyncio.wait_for(client.post("/api/chargers/CP-1/reset", json={"type": "Soft"}, headers=AUTH), 10)
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert backend.writes == []
