@@ -27,6 +27,12 @@ from actors.harvest.messages import BatchAck
 from supervisor.actor import SupervisedActor
 from supervisor.messages import Lookup, LookupResult
 
+# Thespian's transport does no socket I/O while a wakeup is already due, so a poll timer
+# armed in the past (a poll slower than its interval) would starve the mailbox: no acks,
+# no heartbeat answers. Every timer is therefore armed at least this far in the future.
+MIN_IDLE = 0.001
+# Status goes to the supervisor on every state change, else at most this often.
+PUBLISH_EVERY = 1.0
 POLL = "poll"
 RESEND = "resend"
 HARVEST_PATH = "harvest"
@@ -52,6 +58,7 @@ class DeviceActor(SupervisedActor):
         self.lookup_sent_at: float | None = None
         self.connection = getattr(self.poller.link, "describe", "")
         self._last_logged: dict[str, tuple] = {}
+        self._published_at = float("-inf")
         self._lookup_harvest()
         self._arm_poll()
         self.wakeupAfter(timedelta(seconds=self.resend_after), payload=RESEND)
@@ -75,7 +82,7 @@ class DeviceActor(SupervisedActor):
             self.wakeupAfter(timedelta(seconds=self.resend_after), payload=RESEND)
 
     def _arm_poll(self) -> None:
-        delay = max(0.0, self.poller.next_wakeup() - time.monotonic())
+        delay = max(MIN_IDLE, self.poller.next_wakeup() - time.monotonic())
         self.wakeupAfter(timedelta(seconds=delay), payload=POLL)
 
     # ----------------------------------------------------------------- harvest
@@ -129,8 +136,11 @@ class DeviceActor(SupervisedActor):
     # ------------------------------------------------------------------ status
     def _publish(self) -> None:
         states = [d.state for d in self.poller.devices]
-        for state in states:
-            self._log_change(state)
+        changed = [self._log_change(state) for state in states]
+        now = time.monotonic()
+        if not any(changed) and now - self._published_at < PUBLISH_EVERY:
+            return
+        self._published_at = now
         if len(states) == 1:
             self.publish(self._state_word(states[0]), **self._info(states[0]))
             return
@@ -156,12 +166,14 @@ class DeviceActor(SupervisedActor):
             "unacknowledged": len(self.outbox),
         }
 
-    def _log_change(self, state: DeviceState) -> None:
-        key = (state.online, state.last_error)
+    def _log_change(self, state: DeviceState) -> bool:
+        """Log a device's state when it changed; True if it did."""
+        key = (state.online, state.last_error, state.serial)
         if self._last_logged.get(state.device_id) == key:
-            return
+            return False
         self._last_logged[state.device_id] = key
         if state.online:
             self.log.info("device online", device=state.device_id, serial=state.serial, last_error=state.last_error)
         else:
             self.log.warning("device offline", device=state.device_id, error=state.last_error, gaps=state.gaps)
+        return True
