@@ -160,7 +160,7 @@ class MemoryBackend:
         if settings["id"] in self.devices_by_id:
             raise ConflictError(f"device {settings['id']!r} exists", field="id")
         self.writes.append(("add_device", settings))
-        self.devices_by_id[settings["id"]] = _device(settings["id"], profile=settings["profile"], state="starting", online=False, values={},
+        self.devices_by_id[settings["id"]] = _device(settings["id"], profile=settings.get("profile", "sunspec"), state="starting", online=False, values={},
                                                      connection={k: settings[k] for k in ("host", "port", "unit_id") if k in settings})
         return copy.deepcopy(self.devices_by_id[settings["id"]])
 
