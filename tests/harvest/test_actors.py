@@ -100,3 +100,37 @@ def test_child_specs_name_harvest_and_one_transport_per_endpoint_under_a_supervi
     assert children[1].config["transport"] == {"max_count": 500, "max_bytes": 512 * 1024, "name": "backup", "url": "http://10.0.0.2/v1/batches", "timeout_s": 2.0}
     with pytest.raises(ValueError, match="unknown settings"):
         harvest_child_specs({"data_dir": str(tmp_path), "uploads": [{"name": "x", "url": "http://h/", "retries": 3}]})
+
+
+def test_transport_actor_backs_off_on_a_frozen_clock_and_resets_after_success(asys, tmp_path):
+    """freezegun drives the actor's timers: nothing is retried before its backoff has elapsed."""
+    from freezegun import freeze_time
+
+    signer = load_or_create_signer(tmp_path)
+    outbox = Outbox.open(tmp_path / "egw.db")
+    outbox.ingest(batch(1, count=10))
+    with IngestServerThread(tmp_path / "receiver.db") as receiver:
+        receiver.call(receiver.app.store.register, signer.public_key_pem())
+        receiver.app.inject("error", count=3)
+        with freeze_time("2026-01-01 00:00:00", real_asyncio=True) as frozen:
+            transport = asys.createActor("actors.harvest.transport.TransportActor")
+            config = {"db_path": str(tmp_path / "egw.db"), "data_dir": str(tmp_path), "gateway_id": "gw1", "transport": {"name": "cloud", "url": receiver.url, "jitter": 0.0}}
+            ask_for(asys, transport, Start("cloud", config), Started)
+
+            def requests_after(seconds):
+                frozen.tick(seconds)
+                for _ in range(5):  # let due timers fire and the request complete
+                    asys.listen(0.05)
+                return receiver.app.requests
+
+            assert requests_after(0) == 1  # the first attempt, answered 500
+            assert requests_after(0.9) == 1  # backoff 1 s not yet over
+            assert requests_after(0.2) == 2  # ... now it is: second attempt, 500 again
+            assert requests_after(1.8) == 2  # backoff doubled to 2 s
+            assert requests_after(0.3) == 3
+            assert requests_after(3.8) == 3  # 4 s
+            assert requests_after(0.3) == 4  # fourth attempt succeeds
+            assert receiver.call(lambda: receiver.app.store.summary()["items"]) == 10
+            status = outbox.status()["transports"]["cloud"]
+            assert status["failures"] == 0 and status["backoff_s"] == 0 and status["last_success"] == pytest.approx(1767225600.0 + 7.3)
+    outbox.close()
