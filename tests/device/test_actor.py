@@ -112,3 +112,13 @@ def test_sigkill_of_one_device_actor_leaves_the_others_on_schedule(multiproc_sys
         slots = [round((r.mono_time - meter[0].mono_time) / 0.5) for r in meter]
         assert slots == list(range(len(slots))), "the meter's deadlines stayed on its grid: no slot skipped"
         assert not [g for b in batches(asys, root) if b.producer == "meter" for g in b.gaps]
+
+
+def test_unacknowledged_batches_are_bounded_and_their_loss_is_a_gap(multiproc_system):
+    asys = multiproc_system
+    with InverterSimulator("goodwe") as sim:
+        root = start_tree(asys, [_device("inv1", sim, poll_interval=0.05)], ack=False)
+        got = wait_until(lambda: [g for b in batches(asys, root) for g in b.gaps if g.reason == "dropped_unacknowledged"], what="a dropped-batch gap")
+        assert got[0].device_id == "inv1" and got[0].missed_polls == 1
+        record = wait_until(lambda: (r := device_records(asys, root)["inv1"])["info"].get("unacknowledged") == 8 and r, what="outbox at its bound")
+        assert record["restarts"] == 0 and record["state"] == "online"

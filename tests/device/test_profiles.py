@@ -170,3 +170,32 @@ def test_scale_factor_and_unit_conversion():
     assert to_physical(energy, 123456, None) == pytest.approx(1_234_560)
     assert lsb(energy) == pytest.approx(10.0)
     assert lsb(power, -2) == pytest.approx(0.01)
+
+
+# --------------------------------------------------- garbage register values
+_PLANS = {}
+
+
+def _plan(name):
+    from actors.device.decode import poll_plan
+
+    if name not in _PLANS:
+        _PLANS[name] = poll_plan(load_profile(name))
+    return _PLANS[name]
+
+
+@given(st.sampled_from([n for n in SHIPPED if n != "sunspec"]), st.data())
+def test_any_register_contents_decode_to_numbers_none_or_flags_never_an_exception(name, data):
+    from actors.device.decode import decode_values
+
+    plan = _plan(name)
+    blocks = [data.draw(st.lists(st.integers(0, 0xFFFF), min_size=b.count, max_size=b.count)) for b in plan.blocks]
+    decoded = decode_values(plan, blocks)
+    assert set(decoded.values) == set(plan.profile.quantity_points())
+    for quantity, value in decoded.values.items():
+        assert value is None or (isinstance(value, (int, float)) and not math.isnan(value)), (quantity, value)
+    assert set(decoded.flags) <= set(decoded.values)
+    for quantity in decoded.flags:  # flagged values are out of their physical range
+        from actors.device.quantities import out_of_range
+
+        assert out_of_range(quantity, decoded.values[quantity])

@@ -1,0 +1,73 @@
+"""The endpoint poll loop with scripted answers: sanity flags, shared endpoints, broken framing."""
+
+from __future__ import annotations
+
+from actors.device.decode import poll_plan
+from actors.device.harvester import Backoff, EndpointPoller
+from actors.device.link import NoResponseError
+from actors.device.profile import load_profile
+from simulators.inverter.server import make_unit
+from tests.device.conftest import MIDDAY, ScriptedLink
+
+
+def _answers(profile: str, unit: int) -> dict:
+    """A unit's register image from the simulator model, as scripted answers for every block."""
+    sim_unit = make_unit(profile, unit)
+    regs = sim_unit.registers(MIDDAY)
+    plan = poll_plan(load_profile(profile))
+    out = {}
+    for block in plan.blocks + plan.identity_blocks:
+        out[(unit, block.function, block.start)] = [regs[block.function].get(a, 0) for a in range(block.start, block.end)]
+    return out
+
+
+def _settings(device_id: str, unit: int, profile: str = "huawei_sun2000") -> dict:
+    return {"id": device_id, "profile": profile, "host": "192.0.2.1", "unit_id": unit, "poll_interval": 10.0}
+
+
+def test_out_of_range_values_are_flagged_and_not_published():
+    answers = _answers("huawei_sun2000", 1)
+    answers[(1, 3, 32085)] = [0xFFFF]  # grid frequency 655.35 Hz
+    poller = EndpointPoller([_settings("inv1", 1)], ScriptedLink(answers))
+    [outcome] = poller.run_due()
+    assert outcome.reading.flags == ("grid_frequency_hz",)
+    assert outcome.reading.values["grid_frequency_hz"] == 655.35  # kept for diagnosis ...
+    assert "grid_frequency_hz" not in poller.devices[0].state.values  # ... but not shown as truth
+    assert poller.devices[0].state.values["ac_power_w"] > 0
+
+
+def test_one_failing_unit_does_not_affect_its_neighbour_on_the_same_link():
+    answers = {**_answers("huawei_sun2000", 1), **_answers("huawei_sun2000", 2)}
+    del answers[(2, 3, 32080)]  # unit 2 answers "illegal address" for its power block
+    link = ScriptedLink(answers)
+    poller = EndpointPoller([_settings("inv1", 1), _settings("inv2", 2)], link)
+    first, second = poller.run_due()
+    assert first.reading is not None and first.error is None
+    assert second.reading is None and second.error.startswith("device_error: exception code 2")
+    assert poller.devices[0].state.online and poller.devices[1].state.online  # it answered: it is up
+    assert poller.connected and link.connects == 1
+
+
+def test_a_garbled_answer_reopens_the_connection_without_backoff():
+    answers = _answers("huawei_sun2000", 1)
+    garbled = {"left": 1}
+
+    def once_garbage():
+        if garbled["left"]:
+            garbled["left"] -= 1
+            return NoResponseError("unit 1: ModbusIOException: garbage")
+        return answers[(1, 3, 32064)]
+
+    link = ScriptedLink({**answers, (1, 3, 32064): once_garbage})
+    backoff = Backoff(initial=5.0, cap=60.0, jitter=0.0)
+    poller = EndpointPoller([{**_settings("inv1", 1), "poll_interval": 0.001}], link, backoff=backoff)
+    [bad] = poller.run_due()
+    assert bad.error.startswith("no_response") and bad.reconnect
+    assert not poller.connected and poller.reconnect_at <= poller.clock.monotonic()
+    while not (outcomes := poller.run_due()):
+        pass
+    assert outcomes[0].reading is not None
+    assert link.connects == 2 and backoff.failures == 0
+    # The identity is read again on the new connection (the device may have changed).
+    identity_reads = [r for r in link.requests if r[2] == 30000]
+    assert len(identity_reads) == 2
