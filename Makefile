@@ -6,13 +6,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint soak bench clean
+.PHONY: run test lint soak bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# runtime only, no test tools: what the container image runs
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-cache-dir .
 
 run: $(STAMP)
 	$(BIN)/egw demo

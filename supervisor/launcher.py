@@ -42,6 +42,9 @@ ROOT_SILENCE_LIMIT = 30.0  # seconds without a Pong before the launcher gives up
 def preimport_heavy_libraries() -> None:
     """Import what actors use before forking them, so the pages are shared copy-on-write."""
     import aiohttp.web  # noqa: F401
+    import bless  # noqa: F401
+    import dbus_fast.aio  # noqa: F401
+    import dbus_next.aio  # noqa: F401
     import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401
     import ocpp.v16  # noqa: F401
     import pymodbus.client  # noqa: F401
