@@ -24,6 +24,7 @@ NA_MARKERS: dict[str, tuple[int, ...]] = {
     "S64": (0x8000000000000000,),
     "F32": (0x7FC00000, 0xFFC00000),
 }
+SF_MIN, SF_MAX = -10, 10  # the SunSpec range of a scale factor
 _STRUCT = {"U16": ">H", "S16": ">h", "U32": ">I", "S32": ">i", "U64": ">Q", "S64": ">q", "F32": ">f"}
 
 
@@ -70,8 +71,8 @@ def to_physical(point: Point, raw: int | float | None, sf: int | None = None) ->
     """Scale a raw value into the quantity's unit (or the point's unit when it has none)."""
     if raw is None or isinstance(raw, str):
         return raw
-    if point.sf is not None and sf is None:
-        return None  # the scale factor itself is not implemented: the value is meaningless
+    if point.sf is not None and (sf is None or not SF_MIN <= sf <= SF_MAX):
+        return None  # scale factor not implemented or garbage: the value is meaningless
     value = raw * point.scale
     if sf is not None:
         value = value * (10.0 ** sf)

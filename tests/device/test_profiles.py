@@ -199,3 +199,10 @@ def test_any_register_contents_decode_to_numbers_none_or_flags_never_an_exceptio
         from actors.device.quantities import out_of_range
 
         assert out_of_range(quantity, decoded.values[quantity])
+
+
+def test_a_scale_factor_outside_the_sunspec_range_makes_the_value_unusable():
+    power = Point("w", 0, "S16", 1, sf="w_sf", unit="W", quantity="ac_power_w")
+    assert to_physical(power, 100, 10) == 100 * 10**10
+    assert to_physical(power, 100, 11) is None
+    assert to_physical(power, 100, 309) is None
