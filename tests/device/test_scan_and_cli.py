@@ -66,3 +66,27 @@ def test_simulator_module_rejects_an_unknown_profile():
     result = subprocess.run([sys.executable, "-m", "simulators.inverter", "--profile", "acme", "--port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "acme.toml: profile: no such profile" in result.stderr
+
+
+def test_demo_site_devices_are_valid_and_answer():
+    from actors.device.harvester import EndpointPoller
+    from actors.device.link import ModbusLink
+    from actors.device.specs import device_child_specs
+    from simulators.inverter.demo import start_demo_site
+
+    sims, devices = start_demo_site()
+    try:
+        specs = device_child_specs(devices)
+        assert [s.name for s in specs] == ["sunspec-1", "huawei-1+huawei-2", "eastron-1"]
+        for spec in specs:
+            group = spec.config["devices"] if "devices" in spec.config else [spec.config]
+            poller = EndpointPoller(group, ModbusLink(group[0]))
+            try:
+                outcomes = poller.run_due()
+            finally:
+                poller.link.close()
+            assert [o.error for o in outcomes] == [None] * len(group)
+            assert all(o.reading.values for o in outcomes)
+    finally:
+        for sim in sims:
+            sim.stop()
