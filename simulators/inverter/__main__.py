@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True, help=f"one of: {', '.join(profile_names())}")
     parser.add_argument("--port", type=int, default=5020, help="TCP port (0: pick a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    parser.add_argument("--serial-port", help="serve Modbus RTU on this serial device instead of TCP")
+    parser.add_argument("--baudrate", type=int, default=19200, help="RTU baud rate (default 19200)")
     parser.add_argument("--units", default="", help="comma-separated unit ids (default: the profile's)")
     parser.add_argument("--peak-w", type=float, default=5000.0, help="PV peak power of the first unit")
     parser.add_argument("--delay", type=float, default=0.0, help="fault: answer every request this many seconds late")
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     units = tuple(int(u) for u in args.units.split(",") if u.strip()) or None
     try:
-        sim = InverterSimulator(args.profile, port=args.port, units=units, host=args.host, peak_w=args.peak_w)
+        sim = InverterSimulator(args.profile, port=args.port, units=units, host=args.host, peak_w=args.peak_w, serial_port=args.serial_port, baudrate=args.baudrate)
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sim.start()
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"error: cannot listen on {args.serial_port or f'{args.host}:{args.port}'}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"listening": describe(sim)}), flush=True)
     stop = threading.Event()

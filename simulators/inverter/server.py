@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from actors.device.codec import encode
@@ -136,7 +136,7 @@ def make_unit(profile_name: str, unit_id: int, model: PvModel | None = None, sun
 
 
 class InverterSimulator:
-    """A Modbus TCP server on 127.0.0.1 in its own thread and asyncio loop; start/stop/restart."""
+    """A Modbus TCP server on 127.0.0.1 (or RTU on a serial port) in its own thread and asyncio loop."""
 
     def __init__(
         self,
@@ -147,8 +147,11 @@ class InverterSimulator:
         clock: Callable[[], float] = time.time,
         sunspec_models: tuple[int, ...] = SUNSPEC_MODELS,
         peak_w: float = 5000.0,
+        serial_port: str | None = None,
+        baudrate: int = 19200,
     ) -> None:
         self.profile_name = profile
+        self.serial_port, self.baudrate = serial_port, baudrate  # Modbus RTU instead of TCP when set
         self.host, self.port = host, port
         self.clock = clock
         first = make_unit(profile, 0, PvModel(peak_w=peak_w), sunspec_models)
@@ -238,6 +241,10 @@ class InverterSimulator:
         devices = [self._sim_device(u) for u in self.units.values()]
         if 0 not in self.units:
             devices.append(self._absent_units())
+        if self.serial_port:
+            self._server = ModbusSerialServer(devices, port=self.serial_port, baudrate=self.baudrate, trace_packet=self._trace_packet)
+            await self._server.serve_forever(background=True)
+            return
         self._server = ModbusTcpServer(devices, address=(self.host, self.port), trace_packet=self._trace_packet)
         await self._server.serve_forever(background=True)
         self.port = self._server.transport.sockets[0].getsockname()[1]
@@ -301,7 +308,8 @@ class InverterSimulator:
 
 
 def describe(sim: InverterSimulator) -> dict[str, Any]:
-    return {"profile": sim.profile_name, "host": sim.host, "port": sim.port, "units": sorted(sim.units)}
+    where = {"serial_port": sim.serial_port, "baudrate": sim.baudrate} if sim.serial_port else {"host": sim.host, "port": sim.port}
+    return {"profile": sim.profile_name, **where, "units": sorted(sim.units)}
 
 
 __all__ = ["FaultPlan", "InverterSimulator", "SimulatedUnit", "describe", "make_unit"]
