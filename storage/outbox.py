@@ -346,7 +346,8 @@ class Outbox:
 
         The chain's previous hash stays at the last acknowledged batch, so the receiver
         sees an unbroken chain of what it accepted. Parked batches are bounded per
-        transport; the oldest beyond the bound is removed (and counted).
+        transport (`MAX_DEAD_LETTERS_PER_TRANSPORT`): the uploader checks
+        `dead_letter_count()` and stops parking (it backs off instead) at the bound.
         """
         with transaction(self.conn):
             self.conn.execute(
@@ -354,13 +355,6 @@ class Outbox:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, now, http_status, error[:2000], items[0].id, items[-1].id, len(items), batch_hash, jws),
             )
-            excess = self.conn.execute(
-                "SELECT id FROM outbox_dead_letters WHERE transport = ? ORDER BY id DESC LIMIT -1 OFFSET ?",
-                (name, MAX_DEAD_LETTERS_PER_TRANSPORT),
-            ).fetchall()
-            if excess:
-                self.conn.executemany("DELETE FROM outbox_dead_letters WHERE id = ?", [(r[0],) for r in excess])
-                self._bump("dead_letters_discarded", len(excess))
             self.conn.execute(
                 "UPDATE outbox_cursors SET acked_id = max(acked_id, ?), last_attempt = ?, last_error = ?, failures = 0, backoff_s = 0, retry_at = NULL"
                 " WHERE transport = ?",
@@ -368,6 +362,9 @@ class Outbox:
             )
             self._bump("items_dead_lettered", len(items))
             self._delete_released()
+
+    def dead_letter_count(self, name: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM outbox_dead_letters WHERE transport = ?", (name,)).fetchone()[0]
 
     def _delete_released(self) -> None:
         row = self.conn.execute("SELECT min(acked_id) FROM outbox_cursors").fetchone()

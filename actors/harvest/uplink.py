@@ -10,8 +10,10 @@ Outcomes of one attempt, and what happens to the rows:
     2xx + a valid ack covering the batch   rows released (cursor advanced), backoff reset
     429                                    wait Retry-After (or the backoff), rows kept
     408, 5xx, no/garbled/truncated reply   exponential backoff with jitter, rows kept
+    401, 403 (the gateway's credentials)   backoff, rows kept: no batch is at fault
     other 4xx (permanent)                  batch parked as a dead letter with the error,
-                                           cursor moves past it; status shows it
+                                           cursor moves past it; status shows it (at the
+                                           dead-letter bound: backoff, rows kept)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Protocol
 
 from actors.harvest.signing import SignedBatch, build_signed_batch
 from storage.identity import Signer
-from storage.outbox import Outbox
+from storage.outbox import MAX_DEAD_LETTERS_PER_TRANSPORT, Outbox
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -158,6 +160,9 @@ class Uploader:
             acked = self._send(batch)
         except PermanentError as exc:
             error = f"HTTP {exc.status}: {exc}"
+            if self.outbox.dead_letter_count(self.config.name) >= MAX_DEAD_LETTERS_PER_TRANSPORT:
+                # never drop parked batches to make room: hold the rows and back off instead
+                return self._schedule_retry("retry", self._grow_backoff(), f"{error}; dead-letter store full, holding the batch")
             self.outbox.dead_letter(self.config.name, items, exc.status, error, batch.batch_hash, batch.jws, self.clock.wall())
             self._inflight = None
             self._reset_backoff()
@@ -182,6 +187,9 @@ class Uploader:
             raise TransientError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
         if reply.status == 429:
             raise ThrottledError(_retry_after(reply.headers.get("retry-after"), self.clock.wall()))
+        if reply.status in (401, 403):
+            # the gateway's credentials, not this batch: every batch would fail the same way
+            raise TransientError(f"HTTP {reply.status}: {_reason(reply.body)} (is the gateway key registered with the receiver?)")
         if 400 <= reply.status < 500 and reply.status != 408:
             raise PermanentError(reply.status, _reason(reply.body))
         if not 200 <= reply.status < 300:

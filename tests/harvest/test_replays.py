@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from itertools import takewhile
 
+from simulators.ingest.store import IngestStore
 from tests.harvest.conftest import START_WALL
 
 DEVICES = ["inv1", "inv2", "inv3", "meter1", "meter2"]
@@ -207,3 +208,32 @@ def test_a_permanent_rejection_parks_the_batch_as_a_dead_letter_and_uploading_co
     items = site.received("inv1")
     assert [i["seq"] for i in items] == list(range(101, 301))
     assert site.summary()["chain_breaks"] == 0  # the chain continues from the last accepted batch
+
+
+def test_an_unregistered_gateway_key_backs_off_instead_of_dead_lettering_every_batch(site_factory, tmp_path):
+    site = site_factory(max_count=100)
+    site.produce(["inv1"], 150, batch_seconds=150, upload=False)
+    fresh = site.receiver.call(IngestStore, tmp_path / "fresh.db")
+    site.receiver.app.store, original = fresh, site.receiver.app.store  # a receiver that never heard of this gateway
+    result = site.uploader.step()
+    assert result.outcome == "retry" and "HTTP 401" in result.error and "registered" in result.error
+    assert site.outbox.status()["transports"]["cloud"]["dead_letters"] == 0
+    site.receiver.app.store = original
+    site.receiver.call(fresh.close)
+    site.clock.advance(result.delay_s)
+    site.drain()
+    assert_exactly_once(site, ["inv1"], site.counter)
+
+
+def test_at_the_dead_letter_bound_rejected_batches_are_held_not_dropped(site_factory, monkeypatch):
+    monkeypatch.setattr("actors.harvest.uplink.MAX_DEAD_LETTERS_PER_TRANSPORT", 1)
+    site = site_factory(max_count=100)
+    site.produce(["inv1"], 300, batch_seconds=300, upload=False)
+    site.receiver.app.inject("reject", count=2)
+    assert site.uploader.step().outcome == "dead_lettered"
+    held = site.uploader.step()
+    assert held.outcome == "retry" and "dead-letter store full" in held.error
+    assert site.outbox.status()["transports"]["cloud"]["pending"] == 200  # still in the outbox
+    site.clock.advance(held.delay_s)
+    site.drain()
+    assert [i["seq"] for i in site.received("inv1")] == list(range(101, 301))
