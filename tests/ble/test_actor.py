@@ -83,7 +83,7 @@ def world():
 def start_tree(asys, settings: BleSettings):
     spec = SupervisorSpec(children=(ChildSpec("ble", "actors.ble.actor.BleActor", settings),), heartbeat=Heartbeat(0.5, 5.0))
     root = asys.createActor(SUPERVISOR_ACTOR)
-    assert isinstance(asys.ask(root, Start("root", spec), 10), Started)
+    assert isinstance(asys.ask(root, Start("root", spec, path=""), 10), Started)
     return root
 
 
