@@ -243,7 +243,12 @@ class Outbox:
             for clock_body in self._clock_check(offsets, reading.boot_id, reading.wall_time, reading.mono_time):
                 body = _dumps(clock_body)
                 rows.append((GATEWAY_STREAM, (s := allocate(GATEWAY_STREAM)), s, "clock", reading.wall_time, body, len(body) + ROW_OVERHEAD_BYTES))
-            body = _dumps({"t": reading.wall_time, "m": reading.mono_time, "b": reading.boot_id, "v": reading.values, "f": list(reading.flags), "r": reading.raw})
+            content = {"t": reading.wall_time, "m": reading.mono_time, "b": reading.boot_id, "v": reading.values}
+            if reading.flags:
+                content["f"] = list(reading.flags)
+            if reading.raw:
+                content["r"] = reading.raw
+            body = _dumps(content)
             seq = allocate(reading.device_id)
             first_seq.setdefault(reading.device_id, seq)
             rows.append((reading.device_id, seq, seq, "reading", reading.wall_time, body, len(body) + ROW_OVERHEAD_BYTES))
@@ -566,14 +571,11 @@ def outbox_status(
 
 # ------------------------------------------------------------------ helpers
 def _batch_digest(batch: ReadingBatch) -> str:
-    h = hashlib.sha256()
-    for r in batch.readings:
-        h.update(f"r|{r.device_id}|{r.wall_time!r}|{r.mono_time!r}|{r.boot_id}\n".encode())
-    for g in batch.gaps:
-        h.update(f"g|{g.device_id}|{g.start_wall!r}|{g.end_wall!r}|{g.reason}\n".encode())
-    for e in batch.events:
-        h.update(f"e|{e.device_id}|{e.wall_time!r}|{e.kind}\n".encode())
-    return h.hexdigest()
+    """What makes a batch the same batch: its items' identities and times (not the full values)."""
+    parts = [f"r|{r.device_id}|{r.wall_time!r}|{r.mono_time!r}|{r.boot_id}" for r in batch.readings]
+    parts += [f"g|{g.device_id}|{g.start_wall!r}|{g.end_wall!r}|{g.reason}" for g in batch.gaps]
+    parts += [f"e|{e.device_id}|{e.wall_time!r}|{e.kind}" for e in batch.events]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _minute_groups(run: list[sqlite3.Row]) -> Iterable[list[sqlite3.Row]]:

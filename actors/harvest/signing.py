@@ -91,6 +91,21 @@ def jws_key_id(jws: str) -> str:
 
 def verify_jws(jws: str, public_key_pem: bytes) -> dict:
     """Verify a compact ES256 JWS against a PEM public key; return the decoded JSON payload."""
+    return parse_payload(verify_jws_payload(jws, public_key_pem))
+
+
+def parse_payload(payload: bytes) -> dict:
+    try:
+        decoded = json.loads(payload)
+    except ValueError as exc:
+        raise JwsError(f"payload is not JSON: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise JwsError("payload must be a JSON object")
+    return decoded
+
+
+def verify_jws_payload(jws: str, public_key_pem: bytes) -> bytes:
+    """Verify a compact ES256 JWS against a PEM public key; return the payload bytes."""
     pieces = jws.split(".")
     if len(pieces) != 3:
         raise JwsError("compact JWS must have three parts")
@@ -110,9 +125,6 @@ def verify_jws(jws: str, public_key_pem: bytes) -> dict:
     except InvalidSignature:
         raise JwsError("signature does not verify against the registered key") from None
     try:
-        payload = json.loads(b64url_decode(pieces[1]))
-    except ValueError as exc:
-        raise JwsError(f"payload is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise JwsError("payload must be a JSON object")
-    return payload
+        return b64url_decode(pieces[1])
+    except ValueError:
+        raise JwsError("payload is not base64url") from None

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.harvest.signing import JwsError, batch_hash, jws_key_id, verify_jws
+from actors.harvest.signing import JwsError, batch_hash, jws_key_id, parse_payload, verify_jws_payload
 from storage.db import connect, migrate, transaction
 from storage.identity import serial_from_public_key
 
 COMPONENT = "ingest"
-_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 MIGRATIONS = [
     """
     CREATE TABLE ingest_gateways (
@@ -129,7 +128,8 @@ class IngestStore:
         if row is None:
             raise BatchRejectedError(401, f"unknown gateway key id {kid!r}: register its public key first")
         try:
-            payload = verify_jws(jws, row["public_key"].encode("ascii"))
+            raw = verify_jws_payload(jws, row["public_key"].encode("ascii"))
+            payload = parse_payload(raw)
         except JwsError as exc:
             raise BatchRejectedError(401 if "verify" in str(exc) else 400, str(exc)) from None
         items = _validate(payload, kid)
@@ -151,10 +151,13 @@ class IngestStore:
                 if not chain_ok:
                     self.conn.execute("UPDATE ingest_gateways SET chain_breaks = chain_breaks + 1 WHERE kid = ?", (kid,))
             before = self.conn.total_changes
-            self.conn.executemany(
+            # SQLite walks the (already validated) payload itself: no per-item re-encoding in Python
+            self.conn.execute(
                 "INSERT OR IGNORE INTO ingest_items (gateway, stream, seq, seq_last, kind, wall_time, body, batch)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(gateway, it["s"], it["q"], it["ql"], it["k"], it["w"], _encode(it["x"]), digest) for it in items],
+                " SELECT ?, json_extract(value, '$.s'), json_extract(value, '$.q'), json_extract(value, '$.ql'),"
+                " json_extract(value, '$.k'), json_extract(value, '$.w'), json_extract(value, '$.x'), ?"
+                " FROM json_each(?, '$.items') ORDER BY key",
+                (gateway, digest, raw.decode("utf-8")),
             )
             stored = self.conn.total_changes - before
             self.conn.execute(
