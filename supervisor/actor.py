@@ -28,7 +28,7 @@ from typing import Any
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited
 
 from supervisor.hardening import harden_process, in_forked_actor
-from supervisor.logs import ActorLog
+from supervisor.logs import ActorLog, label_process_records
 from supervisor.messages import ChildFailed, Ping, Pong, Start, Started, StatusUpdate
 
 MAX_EARLY_MESSAGES = 100
@@ -107,6 +107,7 @@ class SupervisedActor(ActorTypeDispatcher):
         self.log = ActorLog(self.path or self.name)
         if in_forked_actor():
             harden_process()
+            label_process_records(self.path or self.name)
         self.on_start(msg.config)
         self._started = True
         self.send(sender, Started(self.name, os.getpid()))

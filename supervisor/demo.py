@@ -60,7 +60,12 @@ class DemoEnvironment:
         self._charger_stop = threading.Event()
 
     def start(self) -> None:
+        import logging
+
         from simulators.inverter.server import InverterSimulator
+
+        for chatty in ("ocpp", "pymodbus"):  # the simulators' libraries log every frame at INFO
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
         for device in self.config.devices:
             if "profile" in device and device.get("host") == "127.0.0.1":

@@ -76,7 +76,7 @@ class Launcher:
 
     def run(self) -> int:
         cfg = self.config
-        configure_process_logging(cfg.log_level)
+        configure_process_logging(cfg.log_level, "launcher")
         Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
         spec = self.spec or root_spec(cfg)
         if not port_is_free(cfg.actor_port):

@@ -70,6 +70,30 @@ class ActorLog:
         self._emit(logging.ERROR, msg, exc_info=True, **fields)
 
 
+class ActorLabel(logging.Filter):
+    """Names the actor on records from libraries (pymodbus, aiohttp, ...) logged in its process."""
+
+    def __init__(self, actor: str) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "actor", None):
+            record.actor = self.actor
+            if record.name not in ("root", ""):
+                record.logger = record.name
+        return True
+
+
+def label_process_records(actor: str) -> None:
+    """Attach `actor` to every record this process logs without one (idempotent per handler)."""
+    roots = {id(r): r for r in (logging.getLogger(), logging.Logger.root, logging.Logger.manager.root)}
+    for root in roots.values():
+        for handler in root.handlers:
+            handler.filters = [f for f in handler.filters if not isinstance(f, ActorLabel)]
+            handler.addFilter(ActorLabel(actor))
+
+
 def log_definitions(level: str = "INFO") -> dict:
     """The logging configuration handed to the actor system (thespian's `logDefs`)."""
     return {
@@ -81,10 +105,11 @@ def log_definitions(level: str = "INFO") -> dict:
     }
 
 
-def configure_process_logging(level: str = "INFO") -> None:
+def configure_process_logging(level: str = "INFO", process_name: str = "simulator") -> None:
     """Log this (non-actor) process as JSON lines on stdout too: launcher, simulators, CLI."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ActorLabel(process_name))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
