@@ -22,6 +22,10 @@ class PollPlan:
     profile: Profile
     blocks: tuple[Block, ...]  # read every poll
     identity_blocks: tuple[Block, ...]  # read once per connection
+    # Worked out once so a poll only touches what it needs: quantity -> point, and for
+    # every point read each poll, which block holds it and where.
+    quantities: dict[str, Point] = field(default_factory=dict)
+    slots: tuple[tuple[Point, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,12 @@ def poll_plan(profile: Profile) -> PollPlan:
     live += [p for p in profile.points if p.name in sf_names]
     ident_names = {profile.serial, profile.model, profile.match.get("point")} - {None}
     ident = [p for p in profile.points if p.name in ident_names]
-    return PollPlan(profile, tuple(plan_blocks(live, profile.max_gap)), tuple(plan_blocks(ident, profile.max_gap)))
+    blocks = tuple(plan_blocks(live, profile.max_gap))
+    slots = []
+    for point in live:
+        index = next(i for i, b in enumerate(blocks) if b.function == point.function and b.start <= point.address and point.end <= b.end)
+        slots.append((point, index, point.address - blocks[index].start))
+    return PollPlan(profile, blocks, tuple(plan_blocks(ident, profile.max_gap)), profile.quantity_points(), tuple(slots))
 
 
 def block_key(block: Block) -> str:
@@ -64,13 +73,12 @@ def decode_points(profile: Profile, blocks: tuple[Block, ...], data: list[list[i
 
 
 def decode_values(plan: PollPlan, data: list[list[int]]) -> Decoded:
-    profile = plan.profile
-    points = profile.quantity_points()
-    needed = {p.name for p in points.values()} | {p.sf for p in points.values() if p.sf}
-    raw = decode_points(profile, plan.blocks, data, needed)
+    if len(data) != len(plan.blocks):
+        raise ValueError(f"expected {len(plan.blocks)} blocks, got {len(data)}")
+    raw = {point.name: decode_raw(point, data[index][offset : offset + point.count]) for point, index, offset in plan.slots}
     values: dict[str, Any] = {}
     flags: list[str] = []
-    for quantity, point in points.items():
+    for quantity, point in plan.quantities.items():
         sf = raw.get(point.sf) if point.sf else None
         value = to_physical(point, raw.get(point.name), sf)
         values[quantity] = value

@@ -222,7 +222,7 @@ class DevicePoller:
         outcome.gaps += self.gap.close(wall)
         for quantity, value in decoded.values.items():
             if value is not None and QUANTITIES[quantity].counter:
-                point = plan.profile.quantity_points()[quantity]
+                point = plan.quantities[quantity]
                 span = lsb(point) * (2 ** (16 * point.count)) if point.type != "F32" and not point.sf else None
                 found = self.counters.check(quantity, value, span)
                 if found:
