@@ -12,6 +12,8 @@ Rules it implements:
 * A broken connection puts the endpoint offline; reconnects are spaced by exponential
   backoff with jitter up to a cap; every poll slot missed meanwhile ends up in a gap.
 * A device answering with an exception code stays online; its failed slots become gaps.
+* Several unit ids behind one endpoint are polled one after another on one connection;
+  when answers are slow, the rest wait for the next turn instead of blocking the actor.
 * A cumulative counter that goes down is a reset (or a wrap near the type's maximum):
   reported as an event, never as negative production.
 """
@@ -32,6 +34,9 @@ from actors.device.quantities import QUANTITIES
 from actors.device.sunspec import SunSpecError, build_profile, discover
 from actors.harvest.messages import DeviceEvent, Gap, Reading
 
+# One run_due() starts no further device after this many seconds, so a handler never
+# blocks much longer than one request timeout (the supervisor's heartbeat must get through).
+RUN_BUDGET = 1.0
 MAX_GAP_SLOTS = 3600  # a long outage is reported in chunks, so gaps are visible while it lasts
 
 
@@ -275,6 +280,7 @@ class EndpointPoller:
         clock: Clock | None = None,
         boot: str | None = None,
         backoff: Backoff | None = None,
+        run_budget: float = RUN_BUDGET,
     ) -> None:
         self.clock = clock or SystemClock()
         self.link = link
@@ -285,6 +291,7 @@ class EndpointPoller:
         self.backoff = backoff or Backoff(cap=float(first.get("backoff_cap", 60.0)))
         self.connected = False
         self.reconnect_at = now  # connect on the first run
+        self.run_budget = run_budget
         self.connection_errors = 0
 
     def next_wakeup(self) -> float:
@@ -301,6 +308,8 @@ class EndpointPoller:
             return self._count([d.missed(now, "offline") for d in due])
         outcomes: list[PollOutcome] = []
         for index, device in enumerate(due):
+            if outcomes and self.clock.monotonic() - now > self.run_budget:
+                break  # slow answers: the rest stay due and go next turn, after the mailbox had its turn
             if not self.connected:
                 try:
                     self.link.connect()

@@ -22,7 +22,7 @@ from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
 
 DEVICE_ACTOR = "actors.device.actor.DeviceActor"
 KNOWN_KEYS = {"id", "profile", "sunspec", "host", "port", "unit_id", "poll_interval", "timeout", "serial_port", "baudrate", "parity", "stopbits", "backoff_cap"}
-MAX_TIMEOUT = 4.0  # one request must fit well inside the supervisor's heartbeat timeout
+MAX_TIMEOUT = 3.0  # one request (plus the 1 s run budget) must fit inside the 5 s heartbeat timeout
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -147,3 +147,18 @@ def device_child_specs(devices: list[dict]) -> list[ChildSpec]:
 def devices_part(values: dict[str, Any]) -> list[ChildSpec]:
     """The gateway tree's "devices" supervisor (for `supervisor.tree.PARTS`)."""
     return [supervisor_child("devices", SupervisorSpec(strategy="one_for_one", children=tuple(device_child_specs(values.get("devices", [])))))]
+
+
+def reconcile(old: list[dict], new: list[dict]) -> tuple[list[str], list[ChildSpec]]:
+    """What the "devices" supervisor must stop and start to go from `old` to `new` settings.
+
+    For adding or removing devices at run time (StopChild for each name, then StartChild
+    for each spec). Actors whose endpoint group is unchanged keep running untouched; a
+    device joining or leaving a shared endpoint replaces that endpoint's actor. `new` is
+    validated first, so a bad change raises DeviceConfigError and nothing is stopped.
+    """
+    after = {s.name: s for s in device_child_specs(new)}
+    before = {s.name: s for s in device_child_specs(old)}
+    stop = [name for name, spec in before.items() if name not in after or after[name].config != spec.config]
+    start = [spec for name, spec in after.items() if name not in before or before[name].config != spec.config]
+    return stop, start

@@ -71,3 +71,33 @@ def test_a_garbled_answer_reopens_the_connection_without_backoff():
     # The identity is read again on the new connection (the device may have changed).
     identity_reads = [r for r in link.requests if r[2] == 30000]
     assert len(identity_reads) == 2
+
+
+class _ManualClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return MIDDAY + self.t
+
+
+def test_slow_answers_defer_the_next_unit_instead_of_blocking_the_actor():
+    clock = _ManualClock()
+    answers = {**_answers("huawei_sun2000", 1), **_answers("huawei_sun2000", 2)}
+    power = answers[(1, 3, 32064)]
+
+    def slow():
+        clock.t += 1.5  # this unit takes 1.5 s to answer
+        return power
+
+    answers[(1, 3, 32064)] = slow
+    poller = EndpointPoller([_settings("inv1", 1), _settings("inv2", 2)], ScriptedLink(answers), clock=clock)
+    first = poller.run_due()
+    assert [o.device_id for o in first] == ["inv1"]  # inv2 waits for the next turn ...
+    assert poller.next_wakeup() <= clock.monotonic()  # ... which is due at once
+    second = poller.run_due()
+    assert [o.device_id for o in second] == ["inv2"] and second[0].reading is not None
+    assert second[0].gaps == []  # still within its slot: nothing missed

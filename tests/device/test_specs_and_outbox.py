@@ -30,7 +30,7 @@ def test_settings_get_defaults_from_the_profile():
         ({"id": "x", "profile": "sma"}, r"\(x\).host: required for Modbus TCP"),
         ({"id": "x", "profile": "sma", "host": "h", "port": 70000}, r"\(x\).port: must be an integer in 1..65535"),
         ({"id": "x", "profile": "sma", "host": "h", "poll_interval": 0}, r"\(x\).poll_interval"),
-        ({"id": "x", "profile": "sma", "host": "h", "timeout": 30}, r"\(x\).timeout: must be a number in 0.05..4"),
+        ({"id": "x", "profile": "sma", "host": "h", "timeout": 30}, r"\(x\).timeout: must be a number in 0.05..3"),
         ({"id": "x", "profile": "sma", "host": "h", "unit": 3}, r"unknown setting\(s\) unit"),
         ({"id": "x", "profile": "sma", "sunspec": True, "host": "h"}, r"either profile or sunspec"),
         ({"id": "x", "profile": "sma", "serial_port": "/dev/ttyS0", "parity": "X"}, r"\(x\).parity: must be N, E or O"),
@@ -104,3 +104,19 @@ def test_outbox_resends_until_acked_and_records_what_it_gives_up():
     fifth = box.add([], [], [])
     # A batch given up loses neither its readings' window nor the gaps it carried.
     assert fifth.gaps == (Gap("inv1", 3.0, 3.0, "dropped_unacknowledged", 1), Gap("inv1", 2.5, 3.0, "late", 1))
+
+
+def test_reconcile_touches_only_the_endpoints_that_change():
+    from actors.device.specs import reconcile
+
+    inv1 = {"id": "inv1", "profile": "huawei_sun2000", "host": "10.0.0.5", "unit_id": 1}
+    inv2 = {"id": "inv2", "profile": "huawei_sun2000", "host": "10.0.0.5", "unit_id": 2}
+    meter = {"id": "meter", "profile": "eastron_sdm630", "host": "10.0.0.9"}
+    stop, start = reconcile([inv1, meter], [inv1, meter, inv2])
+    assert stop == ["inv1"] and [s.name for s in start] == ["inv1+inv2"]  # the meter keeps running
+    stop, start = reconcile([inv1, inv2, meter], [inv1, inv2])
+    assert stop == ["meter"] and start == []
+    stop, start = reconcile([meter], [{**meter, "poll_interval": 2}])
+    assert stop == ["meter"] and [s.config["poll_interval"] for s in start] == [2.0]
+    with pytest.raises(DeviceConfigError):
+        reconcile([meter], [meter, {"id": "bad"}])
