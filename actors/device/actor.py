@@ -4,7 +4,10 @@ Config: one device's settings dict (see `actors.device.specs`), or {"devices": [
 several unit ids sharing one endpoint. The actor is a thin shell around
 `harvester.EndpointPoller` (scheduling, backoff, decoding, gaps) and `outbox.BatchOutbox`
 (bounded unacknowledged batches): it arms a timer for the next deadline, ships one
-`ReadingBatch` per poll round, and publishes each device's state for status queries.
+`ReadingBatch` per poll round, and publishes each device's state for status queries
+(`values`, `serial`, `model`, `last_poll`, `errors`, `gaps`, `last_error`, `profile`,
+`connection`, `unacknowledged`) on every change of state or error, else at most once a
+second. A shared endpoint publishes the same per device under `devices`.
 
 The harvest actor's address is looked up through the parent supervisor (`Lookup("harvest")`)
 and looked up again whenever batches wait too long, because a restarted harvest actor has
