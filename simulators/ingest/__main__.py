@@ -1,7 +1,13 @@
-"""`python -m simulators.ingest --port N --db FILE [--key PEM ...]` (see `simulators.ingest.cli`)."""
+"""`python -m simulators.ingest --port N --db FILE [--key PEM ...]` (see `simulators.ingest.cli`).
+
+`egw sim ingest ...` imports this module and calls `main(argv)`.
+"""
 
 import sys
 
-from simulators.ingest.cli import main
+from simulators.ingest.cli import add_arguments, main, run
 
-sys.exit(main())
+__all__ = ["add_arguments", "main", "run"]
+
+if __name__ == "__main__":
+    sys.exit(main())
