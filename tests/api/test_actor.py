@@ -97,7 +97,7 @@ def gateway(multiproc_system, tmp_path, simulator):
 
 def http_ok(port: int, path: str) -> bool:
     try:
-        return http(port, path, timeout=1.0)[0] == 200
+        return http(port, path, timeout=0.5)[0] == 200
     except OSError:
         return False
 
