@@ -77,6 +77,7 @@ def test_sigkill_of_the_api_actor_in_a_running_gateway(running_gateway):
     proc, port, _, _ = running_gateway
     wait_until(lambda: all(actor_pids(port).values()), timeout=15, what="every actor running")
     before = actor_pids(port)
+    uptime_before = http(port, "/api/uptime")[2]["msek"]
     killed_at = time.monotonic()
     os.kill(before["api"], signal.SIGKILL)
 
@@ -92,3 +93,4 @@ def test_sigkill_of_the_api_actor_in_a_running_gateway(running_gateway):
     assert {k: v for k, v in after.items() if k != "api"} == {k: v for k, v in before.items() if k != "api"}
     assert proc.poll() is None
     assert elapsed < 2.0
+    assert http(port, "/api/uptime")[2]["msek"] >= uptime_before  # the gateway's uptime, not the API process's
