@@ -153,10 +153,10 @@ def run_kills(multiproc, receiver_process, tmp_path, kills):
     assert tree["harvest"]["restarts"] >= kills // 2 and tree["transports/cloud"]["restarts"] >= kills // 2
 
 
-def test_sigkill_harvest_and_transport_6_times_loses_nothing_and_counts_nothing_twice(multiproc, receiver_process, tmp_path):
-    run_kills(multiproc, receiver_process, tmp_path, kills=6)
+def test_sigkill_harvest_and_transport_20_times_loses_nothing_and_counts_nothing_twice(multiproc, receiver_process, tmp_path):
+    run_kills(multiproc, receiver_process, tmp_path, kills=20)
 
 
 @pytest.mark.soak
-def test_sigkill_harvest_and_transport_24_times_loses_nothing_and_counts_nothing_twice(multiproc, receiver_process, tmp_path):
-    run_kills(multiproc, receiver_process, tmp_path, kills=24)
+def test_sigkill_harvest_and_transport_100_times_loses_nothing_and_counts_nothing_twice(multiproc, receiver_process, tmp_path):
+    run_kills(multiproc, receiver_process, tmp_path, kills=100)
