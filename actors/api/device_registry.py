@@ -1,4 +1,4 @@
-"""Devices added or removed over the REST API, persisted so they survive a restart.
+"""Devices (and upload transports) changed over the REST API, persisted so they survive a restart.
 
 The configuration file stays the installer's document; the API never rewrites it.
 Instead, `POST /api/devices` and `DELETE /api/devices/{id}` record the change here (a
@@ -8,7 +8,10 @@ changes on top of the configured devices when it builds its tree:
     values["devices"] = effective_devices(values)      # before devices_part(values)
 
 A device removed over the API stays removed even though the file still lists it;
-adding it again over the API brings it back.
+adding it again over the API brings it back. Transport settings changed with
+`PUT /api/transports/{name}` are kept the same way and applied by
+
+    values["uploads"] = effective_uploads(values)       # before harvest_child_specs(values)
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ MIGRATIONS = [
         id        TEXT PRIMARY KEY,
         settings  TEXT,
         removed   INTEGER NOT NULL DEFAULT 0,
+        changed   REAL NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE api_transports (
+        name      TEXT PRIMARY KEY,
+        settings  TEXT NOT NULL,
         changed   REAL NOT NULL
     );
     """,
@@ -112,3 +122,49 @@ def effective_devices(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     from actors.api.stores import database_path
 
     return apply_changes(list(values.get("devices") or []), database_path(values))
+
+
+# ------------------------------------------------------------- transports
+def record_transport(path: str | Path, name: str, changes_: Mapping[str, Any], now: float | None = None) -> None:
+    """Persist setting changes of one transport (merged over earlier changes)."""
+    conn = _open(Path(path))
+    try:
+        with transaction(conn):
+            row = conn.execute("SELECT settings FROM api_transports WHERE name = ?", (name,)).fetchone()
+            merged = {**(json.loads(row["settings"]) if row else {}), **dict(changes_)}
+            conn.execute(
+                "INSERT INTO api_transports (name, settings, changed) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET settings = excluded.settings, changed = excluded.changed",
+                (name, json.dumps(merged, sort_keys=True), time.time() if now is None else now),
+            )
+    finally:
+        conn.close()
+
+
+def transport_changes(path: str | Path) -> dict[str, dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return {}
+    conn = connect(path, readonly=True)
+    try:
+        rows = conn.execute("SELECT name, settings FROM api_transports").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+    finally:
+        conn.close()
+    return {row["name"]: json.loads(row["settings"]) for row in rows}
+
+
+def apply_transport_changes(uploads: list[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """The configured upload endpoints with the API's setting changes applied."""
+    changed = transport_changes(path)
+    return [{**dict(u), **changed.get(str(u.get("name")), {})} for u in uploads]
+
+
+def effective_uploads(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """For the tree builder: `values["uploads"]` with the API's changes applied."""
+    from actors.api.stores import database_path
+
+    return apply_transport_changes(list(values.get("uploads") or []), database_path(values))

@@ -283,7 +283,7 @@ class GatewayBackend:
         return await self._blocking(device_registry.apply_changes, list(self.settings.devices), self.db_path)
 
     async def outbox_status(self) -> dict[str, Any]:
-        view = await self._blocking(stores.outbox_view, self.db_path, list(self.settings.uploads))
+        view = await self._blocking(stores.outbox_view, self.db_path, await self.configured_uploads())
         try:
             records = await self._tree()
         except UnavailableError:
@@ -426,11 +426,37 @@ class GatewayBackend:
             raise UnavailableError(f"{path} is not running (restarting?)", retry_after=1)
         return address
 
-    async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
-        if not any(str(u.get("name")) == name for u in self.settings.uploads):
-            raise NotFoundError(f"no transport {name!r}", field="path.name")
-        raise NotSupportedError("changing transport settings at run time is not available in this gateway build; change the configuration file")
+    async def configured_uploads(self) -> list[dict[str, Any]]:
+        return await self._blocking(device_registry.apply_transport_changes, list(self.settings.uploads), self.db_path)
 
+    async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Check the merged settings as the harvest family does, persist them, restart the transport."""
+        current = next((u for u in await self.configured_uploads() if str(u.get("name")) == name), None)
+        if current is None:
+            raise NotFoundError(f"no transport {name!r}", field="path.name")
+        try:
+            from actors.harvest.specs import TRANSPORT_ACTOR
+            from actors.harvest.uplink import TransportConfig
+        except ImportError:
+            raise NotSupportedError("this gateway build has no upload transports") from None
+        config = self.settings.config
+        merged = {"max_count": int(config.get("upload_batch_max", 1000)), "max_bytes": int(config.get("upload_batch_max_kb", 512)) * 1024, **current, **settings}
+        try:
+            checked = TransportConfig.from_dict(merged)
+        except (TypeError, ValueError) as exc:
+            raise BadInputError(str(exc), field=next(iter(settings), "body")) from None
+        if checked.backoff_max_s < checked.backoff_min_s:
+            raise BadInputError("backoff_max_s must not be below backoff_min_s", field="backoff_max_s")
+        supervisor = await self._lookup("transports")
+        await self._blocking(device_registry.record_transport, self.db_path, name, settings)
+        spec = ChildSpec(name=name, actor=TRANSPORT_ACTOR, config={"db_path": str(self.db_path), "data_dir": self.settings.data_dir,
+                                                                    "gateway_id": config.get("gateway_id"), "transport": merged})
+        try:
+            await self.port.ask(supervisor, StopChild(name), match=lambda m: isinstance(m, ChildStopped) and m.name == name, timeout=self.settings.ask_timeout)
+            await self.port.ask(supervisor, StartChild(spec), match=lambda m: isinstance(m, LookupResult) and m.path == name, timeout=self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError(f"transport {name}: settings saved, but the transport supervisor did not confirm the restart", retry_after=1) from None
+        return {k: v for k, v in merged.items()}
 
 def _device_field(message: str) -> str:
     """The setting a device family error names ("devices[0] (inv2).port: ..." -> "port")."""

@@ -239,12 +239,16 @@ TransportSettings = {
     "type": "object",
     "additionalProperties": False,
     "minProperties": 1,
+    "description": "settings of an [[uploads]] entry; the transport restarts with them and they are kept across gateway restarts",
     "properties": {
         "url": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": r"^https?://[!-~]+$"},
-        "enabled": {"type": "boolean"},
-        "batch_max_readings": {"type": "integer", "minimum": 1, "maximum": 100000},
-        "batch_max_bytes": {"type": "integer", "minimum": 1024, "maximum": 64 * 1024 * 1024},
-        "upload_interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
+        "max_count": {"type": "integer", "minimum": 1, "maximum": 100000},
+        "max_bytes": {"type": "integer", "minimum": 1024, "maximum": 64 * 1024 * 1024},
+        "backoff_min_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        "backoff_max_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "idle_poll_s": {"type": "number", "minimum": 0.05, "maximum": 3600},
     },
 }
 

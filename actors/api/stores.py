@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.api.backend import NotFoundError
+from actors.api.redact import redact
 
 DB_FILE = "egw.db"  # the file the harvest family and the charger store share (actors.harvest.specs.DB_FILE)
 
@@ -107,7 +108,7 @@ def _transport_view(name: str, stored: Mapping[str, Any] | None, configured: Map
         state = "dead_letters"
     return {
         "name": name,
-        "url": configured.get("url"),
+        "url": redact(configured.get("url")),  # credentials in a URL stay on the gateway
         "enabled": configured.get("enabled", True) if configured else None,
         "state": state,
         "pending": stored.get("pending"),

@@ -20,13 +20,14 @@ import pytest
 from actors.api.actor import api_child_spec
 from actors.device.specs import devices_part
 from actors.harvest.specs import harvest_child_specs
-from actors.api.device_registry import apply_changes
+from actors.api.device_registry import apply_changes, apply_transport_changes
 from actors.api.token import read_token, token_path
 from storage import chargers as charger_store
 from storage import ocpp_transactions
 from storage.db import connect
 from storage.identity import load_or_create_signer
 from supervisor.messages import GetTree, Start, Started, Tree
+from simulators.ingest.server import IngestServerThread
 from simulators.inverter import InverterSimulator
 from supervisor.spec import SUPERVISOR_ACTOR, Backoff, Heartbeat, SupervisorSpec
 from tests.api.test_fuzz import fuzz_no_500
@@ -82,7 +83,8 @@ def gateway(multiproc_system, tmp_path, simulator):
     serial = _populate(data_dir)
     api_port = free_port()
     config = {"data_dir": str(data_dir), "api_host": "127.0.0.1", "api_port": api_port, "gateway_name": "site-7",
-              "devices": [_device("inv1", simulator)], "uploads": [], "ocpp_tls_key": "secret-key-pem"}
+              "devices": [_device("inv1", simulator)], "uploads": [{"name": "ingest", "url": f"http://127.0.0.1:{free_port()}/v1/batches", "backoff_max_s": 1.0}],
+              "ocpp_tls_key": "secret-key-pem"}
     spec = SupervisorSpec(
         children=(*harvest_child_specs(config), *devices_part(config), api_child_spec(config)),
         backoff=Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60),
@@ -91,7 +93,7 @@ def gateway(multiproc_system, tmp_path, simulator):
     root = multiproc_system.createActor(SUPERVISOR_ACTOR)
     ask_typed(multiproc_system, root, Start("root", spec, path=""), Started)
     wait_until(lambda: http_ok(api_port, "/api/hello"), timeout=15, what="the API serving")
-    expected = {"harvest", "transports", "devices", "devices/inv1", "api"}
+    expected = {"harvest", "transports", "transports/ingest", "devices", "devices/inv1", "api"}
     wait_until(lambda: (p := tree_pids(multiproc_system, root)).keys() == expected and all(p.values()), timeout=10, what="every actor running")
     return multiproc_system, root, api_port, data_dir, serial
 
@@ -120,6 +122,7 @@ def test_api_actor_answers_from_the_tree_and_the_stores(gateway, simulator):
     names = {a["path"]: a for a in body["actors"]}
     assert {"harvest", "transports", "devices", "api"} <= set(names)
     assert [c["path"] for c in names["devices"]["children"]] == ["devices/inv1"]
+    assert [c["path"] for c in names["transports"]["children"]] == ["transports/ingest"]
     assert names["api"]["pid"] != os.getpid() and names["api"]["info"]["port"] == port
 
     def polled() -> dict | None:
@@ -238,3 +241,24 @@ def test_fuzzing_the_running_gateway_gives_no_500(gateway):
     assert status == 200
     seen = fuzz_no_500(port, document, max_examples=150, exclude=frozenset({("POST", "/api/devices")}))
     assert seen[("GET", 2)] > 0 and seen[("POST", 4)] > 0, seen
+
+
+def test_transport_settings_changed_over_the_api_restart_the_transport_and_persist(gateway, tmp_path):
+    asys, root, port, data_dir, _ = gateway
+    token = read_token(token_path(data_dir))
+    before = tree_pids(asys, root)
+    assert http(port, "/api/transports/ingest", "PUT", {"timeout_s": 2.0})[0] == 401
+    status, _, body = http(port, "/api/transports/ingest", "PUT", {"backoff_min_s": 10.0, "backoff_max_s": 5.0}, token=token)
+    assert status == 400 and body["field"] == "backoff_max_s"
+    assert http(port, "/api/transports/nope", "PUT", {"timeout_s": 2.0}, token=token)[0] == 404
+    with IngestServerThread(tmp_path / "ingest.db") as receiver:
+        receiver.call(receiver.app.store.register, load_or_create_signer(data_dir).public_key_pem())
+        status, _, body = http(port, "/api/transports/ingest", "PUT", {"url": receiver.url, "timeout_s": 2.0}, token=token)
+        assert status == 200, body
+        assert body["transport"]["url"] == receiver.url
+        wait_until(lambda: tree_pids(asys, root).get("transports/ingest") not in (None, before["transports/ingest"]), timeout=10, what="the transport restarted")
+        transport = wait_until(lambda: (t := http(port, "/api/outbox")[2]["transports"][0])["last_success"] and t, timeout=15, what="an upload to the new URL")
+        assert transport["url"] == receiver.url
+    assert apply_transport_changes([{"name": "ingest", "url": "http://old"}], data_dir / "egw.db") == [{"name": "ingest", "url": receiver.url, "timeout_s": 2.0}]
+    after = tree_pids(asys, root)
+    assert {k: after[k] for k in ("harvest", "devices/inv1", "api")} == {k: before[k] for k in ("harvest", "devices/inv1", "api")}

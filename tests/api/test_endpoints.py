@@ -230,9 +230,11 @@ async def test_unknown_charger_command_target_is_404(client):
 
 
 async def test_transport_settings(client, backend):
-    response = await client.put("/api/transports/ingest", json={"enabled": False}, headers=AUTH)
+    response = await client.put("/api/transports/ingest", json={"timeout_s": 2.5}, headers=AUTH)
     assert response.status == 200
-    assert (await get_ok(client, "/api/outbox"))["transports"][0]["enabled"] is False
+    assert (await get_ok(client, "/api/outbox"))["transports"][0]["timeout_s"] == 2.5
+    response = await client.put("/api/transports/ingest", json={"enabled": False}, headers=AUTH)
+    assert response.status == 400 and (await response.json())["field"] == "enabled"
     response = await client.put("/api/transports/ingest", json={"url": "ftp://x"}, headers=AUTH)
     assert response.status == 400 and (await response.json())["field"] == "url"
 
