@@ -172,6 +172,13 @@ Transaction = {
         "energy_wh": NullableNumber,
         "stop_reason": NullableString,
         "state": NullableString,
+        "meter_values": {
+            "type": "array",
+            "description": "only in GET /api/transactions/{id}: the session's samples, oldest first",
+            "items": {"type": "object", "required": ["timestamp", "measurand", "value"], "properties": {
+                "timestamp": NullableDateTime, "measurand": {"type": "string"}, "value": {"type": "string"}, "unit": NullableString,
+                "phase": NullableString, "context": NullableString, "connector": {"type": ["integer", "null"]}}},
+        },
     },
 }
 

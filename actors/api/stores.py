@@ -204,19 +204,26 @@ def transaction_views(path: Path, *, charger: str | None, id_tag: str | None, si
 
 
 def transaction_view(path: Path, transaction_id: int) -> dict[str, Any]:
-    from storage.ocpp_transactions import get_transaction
+    """One session with its meter samples (at most 1000, oldest first, by the charger's timestamps)."""
+    from storage.ocpp_transactions import transaction_with_meter_values
 
     row = None
     with read_only(path) as conn:
         if conn is not None:
             try:
-                row = get_transaction(conn, transaction_id)
+                row = transaction_with_meter_values(conn, transaction_id)
             except sqlite3.OperationalError as exc:
                 if not _missing_table(exc):
                     raise
     if row is None:
         raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
-    return _transaction_view(row)
+    view = _transaction_view(row)
+    view["meter_values"] = [
+        {"timestamp": iso(m["timestamp"]), "measurand": m["measurand"], "value": m["value"], "unit": m.get("unit") or None,
+         "phase": m.get("phase") or None, "context": m.get("context") or None, "connector": m.get("connector_id")}
+        for m in row.get("meter_values", [])
+    ]
+    return view
 
 
 def _transaction_view(row: Mapping[str, Any]) -> dict[str, Any]:

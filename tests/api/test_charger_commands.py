@@ -87,11 +87,14 @@ def test_remote_start_and_stop_through_the_api_reach_the_charge_point(ocpp_gatew
         transaction_id = wait_until(lambda: (tx := cp.transactions.get(1, -1)) >= 0 and tx, timeout=15, what="the charge point's session started")
         active = wait_until(lambda: [t for t in http(api_port, "/api/transactions?charger=CP-7")[2]["transactions"] if t["state"] == "Active"], timeout=15, what="an active session")
         assert [t["id"] for t in active] == [transaction_id] and active[0]["id_tag"] == "TAG9" and active[0]["connector"] == 1
+        charge_point.run(cp.meter(1, transaction_id, 1500.0, power_w=7000.0))
 
         status, _, body = http(api_port, "/api/chargers/CP-7/remote-stop", "POST", {"transactionId": transaction_id}, token=token, timeout=15)
         assert status == 200 and body["status"] == "Accepted"
         finished = wait_until(lambda: (t := http(api_port, f"/api/transactions/{transaction_id}")[2]) and t["state"] != "Active" and t, timeout=15, what="the session finished")
         assert finished["stop"] is not None
+        assert {m["measurand"] for m in finished["meter_values"]} >= {"Energy.Active.Import.Register"}
+        assert finished["energy_wh"] == 1500
         status, _, body = http(api_port, "/api/chargers/CP-7/remote-stop", "POST", {"transactionId": transaction_id}, token=token, timeout=15)
         assert status == 200 and body["status"] == "Rejected"  # the charger's own answer, passed through
     finally:
