@@ -92,9 +92,13 @@ def _tree_rows(records: list[dict[str, Any]], depth: int = 0) -> Iterable[list[A
         yield from _tree_rows(record.get("children") or [], depth + 1)
 
 
+HEADLINE_VALUES = ("ac_power_w", "power_w", "meter_power_w", "pv_power_w", "energy_total_wh", "energy_import_wh", "energy_export_wh")
+"""Quantities an installer looks at first; the table shows up to three, these before the rest."""
+
+
 def _value_summary(values: dict[str, Any]) -> str:
-    shown = [f"{k}={_cell(v)}" for k, v in list(values.items())[:3] if v is not None]
-    return ", ".join(shown)
+    ordered = [k for k in HEADLINE_VALUES if k in values] + [k for k in values if k not in HEADLINE_VALUES]
+    return ", ".join([f"{k}={_cell(values[k])}" for k in ordered if values[k] is not None][:3])
 
 
 def render(data: dict[str, Any]) -> str:
