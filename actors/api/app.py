@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import time
 from collections import Counter
@@ -34,8 +33,33 @@ from actors.api.redact import redact
 from actors.api.routes import ROUTES, Route
 from actors.api.token import token_matches
 from actors.api.validation import parse_json_body, parse_params, parse_since
+from supervisor.logs import ActorLog
 
-log = logging.getLogger("egw.api")
+log = ActorLog("api")
+
+
+class RateLimitedLog:
+    """Logs rejected requests, at most `per_minute` lines a minute, then one summary line.
+
+    A client hammering the API with bad or unauthenticated requests must not be able to
+    fill the gateway's log (and its disk); the count of what was left out is kept.
+    """
+
+    def __init__(self, per_minute: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute, self.clock = per_minute, clock
+        self.window_start, self.logged, self.suppressed = clock(), 0, 0
+
+    def __call__(self, msg: str, **fields: Any) -> None:
+        now = self.clock()
+        if now - self.window_start >= 60.0:
+            if self.suppressed:
+                log.warning("rejected requests not logged individually", count=self.suppressed, seconds=round(now - self.window_start))
+            self.window_start, self.logged, self.suppressed = now, 0, 0
+        if self.logged < self.per_minute:
+            self.logged += 1
+            log.info(msg, **fields)
+        else:
+            self.suppressed += 1
 
 MAX_BODY = 64 * 1024
 BACKEND_TIMEOUT = 5.0
@@ -77,6 +101,7 @@ class ApiState:
         self.document = build_document(version)
         self.document_bytes = json.dumps(self.document).encode()
         self.requests: Counter = Counter()  # (method, route template, status) -> count; bounded by the route table
+        self.log_rejected = RateLimitedLog()
 
     async def call(self, what: str, coro: Awaitable[Any], timeout: float | None = None) -> Any:
         """Await a backend call, turning a slow part into 503 rather than a hanging request.
@@ -137,7 +162,7 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
     except ApiError as exc:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, UnavailableError) else None
         if exc.status == 400:
-            log.info("bad request", extra={"fields": {"path": request.path, "field": exc.field, "reason": exc.message}})
+            state.log_rejected("bad request", path=request.path, field=exc.field, reason=exc.message)
         response = json_response(exc.body(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -148,7 +173,7 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - a bug: answer 500 JSON, log with traceback
-        log.exception("unhandled error in API handler", extra={"fields": {"path": request.path, "method": request.method}})
+        log.exception("unhandled error in API handler", path=request.path, method=request.method)
         response = error_response(500, "internal_error", "internal error; see the gateway log")
     state.requests[(method, route, response.status)] += 1
     return response
@@ -161,6 +186,7 @@ def _endpoint(route: Route, handler: Callable[..., Awaitable[web.StreamResponse]
     async def endpoint(request: web.Request) -> web.StreamResponse:
         state: ApiState = request.app[STATE_KEY]
         if route.protected and (state.token is None or not token_matches(state.token, request.headers.get("Authorization"))):
+            state.log_rejected("write request without a valid token", path=request.path, method=request.method, peer=request.remote)
             return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>' (see `egw token`)",
                                   field="header.Authorization", headers={"WWW-Authenticate": 'Bearer realm="egw"'})
         params = parse_params(route, dict(request.match_info), request.query)

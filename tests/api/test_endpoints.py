@@ -244,3 +244,30 @@ async def test_a_command_to_a_wedged_part_is_503_within_the_command_timeout(clie
     response = await asyncio.wait_for(client.post("/api/chargers/CP-1/reset", json={"type": "Soft"}, headers=AUTH), 10)
     assert response.status == 503 and response.headers["Retry-After"] == "1"
     assert backend.writes == []
+
+
+def test_rejected_requests_are_logged_but_a_flood_cannot_fill_the_log(caplog):
+    import logging
+
+    from actors.api.app import RateLimitedLog
+
+    now = [0.0]
+    limited = RateLimitedLog(per_minute=3, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO):
+        for i in range(10):
+            limited("bad request", field=f"f{i}")
+        now[0] = 61.0
+        limited("bad request", field="later")
+    messages = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
+    assert messages == [("bad request", {"field": "f0"}), ("bad request", {"field": "f1"}), ("bad request", {"field": "f2"}),
+                        ("rejected requests not logged individually", {"count": 7, "seconds": 61}), ("bad request", {"field": "later"})]
+
+
+async def test_a_bad_request_is_logged_with_its_field(client, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        await client.get("/api/transactions?limit=0")
+    [record] = [r for r in caplog.records if r.getMessage() == "bad request"]
+    assert record.fields == {"path": "/api/transactions", "field": "query.limit", "reason": record.fields["reason"]}
+    assert record.actor == "api"
