@@ -271,3 +271,14 @@ async def test_a_bad_request_is_logged_with_its_field(client, caplog):
     [record] = [r for r in caplog.records if r.getMessage() == "bad request"]
     assert record.fields == {"path": "/api/transactions", "field": "query.limit", "reason": record.fields["reason"]}
     assert record.actor == "api"
+
+
+async def test_a_chunked_body_over_the_limit_is_413_too(client, backend):
+    async def chunks():
+        for _ in range(20):
+            yield b" " * 8192
+
+    response = await client.post("/api/devices", data=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status == 413
+    assert (await response.json())["error"] == "payload_too_large"
+    assert backend.writes == []
