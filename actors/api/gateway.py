@@ -70,6 +70,7 @@ class GatewaySettings:
     config: dict = field(default_factory=dict)
     secret_keys: tuple[str, ...] = ()
     ask_timeout: float = 2.0
+    tree_max_age: float = 0.1
     command_timeout: float = 35.0
     charger_retry_after: int = 30
 
@@ -225,17 +226,44 @@ class GatewayBackend:
         age = process_age(os.getppid())  # the root supervisor's process: the gateway's age
         self.started_at = started_at if started_at is not None else time.time() - (age if age is not None else 0.0)
         self._request_ids = itertools.count(1)
+        self._tree_cache: tuple[float, list[dict[str, Any]]] | None = None
+        self._tree_inflight: asyncio.Future | None = None
+        self._devices_cache: list[dict[str, Any]] | None = None
+        self._uploads_cache: list[dict[str, Any]] | None = None
 
     async def _blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     async def _tree(self) -> list[dict[str, Any]]:
+        """The actor tree, at most `tree_max_age` old; concurrent requests share one ask.
+
+        The supervisors themselves batch their reports (every 0.2 s), so a tree a tenth of
+        a second old shows nothing a fresh one would not, and sixteen dashboards polling at
+        once cost the root supervisor one GetTree instead of sixteen.
+        """
+        now = time.monotonic()
+        if self._tree_cache is not None and now - self._tree_cache[0] <= self.settings.tree_max_age:
+            return self._tree_cache[1]
+        if self._tree_inflight is None:
+            self._tree_inflight = asyncio.ensure_future(self._fetch_tree())
+            self._tree_inflight.add_done_callback(self._tree_fetched)
+        return await asyncio.shield(self._tree_inflight)
+
+    async def _fetch_tree(self) -> list[dict[str, Any]]:
+        started = time.monotonic()
         try:
             raw = await self.port.get_tree(self.settings.ask_timeout)
         except TimeoutError:
             raise UnavailableError("the root supervisor did not answer", retry_after=1) from None
-        return clean_tree(raw)
+        tree = clean_tree(raw)
+        self._tree_cache = (started, tree)
+        return tree
+
+    def _tree_fetched(self, future: asyncio.Future) -> None:
+        self._tree_inflight = None
+        if not future.cancelled():
+            future.exception()  # retrieved here, so an unanswered ask is never reported as "never retrieved"
 
     # ------------------------------------------------------------------ reads
     async def tree(self) -> list[dict[str, Any]]:
@@ -279,8 +307,14 @@ class GatewayBackend:
         return device_view(device_id, record, configured)
 
     async def configured_devices(self) -> list[dict[str, Any]]:
-        """Devices from the configuration file, with those added or removed over the API applied."""
-        return await self._blocking(device_registry.apply_changes, list(self.settings.devices), self.db_path)
+        """Devices from the configuration file, with those added or removed over the API applied.
+
+        Read from SQLite once per API process and then kept: this actor is the only writer
+        of those changes, and it refreshes the copy after each write.
+        """
+        if self._devices_cache is None:
+            self._devices_cache = await self._blocking(device_registry.apply_changes, list(self.settings.devices), self.db_path)
+        return self._devices_cache
 
     async def outbox_status(self) -> dict[str, Any]:
         view = await self._blocking(stores.outbox_view, self.db_path, await self.configured_uploads())
@@ -391,6 +425,8 @@ class GatewayBackend:
             await self._blocking(device_registry.record_added, self.db_path, device)
         except device_registry.RegistryFullError as exc:
             raise ConflictError(str(exc)) from None
+        finally:
+            self._devices_cache = None
         try:
             await self.port.ask(supervisor, StartChild(ChildSpec(name=device_id, actor=DEVICE_ACTOR, config=device)),
                                 match=lambda m: isinstance(m, LookupResult) and m.path == device_id, timeout=self.settings.ask_timeout)
@@ -411,6 +447,8 @@ class GatewayBackend:
             await self._blocking(device_registry.record_removed, self.db_path, device_id)
         except device_registry.RegistryFullError as exc:
             raise ConflictError(str(exc)) from None
+        finally:
+            self._devices_cache = None
         try:
             await self.port.ask(supervisor, StopChild(device_id), match=lambda m: isinstance(m, ChildStopped) and m.name == device_id, timeout=self.settings.ask_timeout)
         except TimeoutError:
@@ -427,7 +465,10 @@ class GatewayBackend:
         return address
 
     async def configured_uploads(self) -> list[dict[str, Any]]:
-        return await self._blocking(device_registry.apply_transport_changes, list(self.settings.uploads), self.db_path)
+        """Upload endpoints with the API's setting changes applied (cached like `configured_devices`)."""
+        if self._uploads_cache is None:
+            self._uploads_cache = await self._blocking(device_registry.apply_transport_changes, list(self.settings.uploads), self.db_path)
+        return self._uploads_cache
 
     async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
         """Check the merged settings as the harvest family does, persist them, restart the transport."""
@@ -448,7 +489,10 @@ class GatewayBackend:
         if checked.backoff_max_s < checked.backoff_min_s:
             raise BadInputError("backoff_max_s must not be below backoff_min_s", field="backoff_max_s")
         supervisor = await self._lookup("transports")
-        await self._blocking(device_registry.record_transport, self.db_path, name, settings)
+        try:
+            await self._blocking(device_registry.record_transport, self.db_path, name, settings)
+        finally:
+            self._uploads_cache = None
         spec = ChildSpec(name=name, actor=TRANSPORT_ACTOR, config={"db_path": str(self.db_path), "data_dir": self.settings.data_dir,
                                                                     "gateway_id": config.get("gateway_id"), "transport": merged})
         try:
