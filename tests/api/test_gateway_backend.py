@@ -162,3 +162,26 @@ async def test_a_silent_charger_actor_is_503_not_a_hang(tmp_path, executor):
     gateway = backend(tmp_path, executor, ScriptedPort(TREE, {"chargers/CP-1": "addr"}, lambda msg: None))
     with pytest.raises(UnavailableError):
         await gateway.charger_command("CP-1", "Reset", {"type": "Soft"})
+
+
+async def test_concurrent_requests_share_one_tree_ask(tmp_path, executor):
+    import asyncio
+
+    release = asyncio.Event()
+
+    class GatedPort(ScriptedPort):
+        calls = 0
+
+        async def get_tree(self, timeout):
+            GatedPort.calls += 1
+            await release.wait()
+            return self.tree
+
+    gateway = backend(tmp_path, executor, GatedPort(TREE), tree_max_age=0.0)
+    tasks = [asyncio.ensure_future(gateway.devices()) for _ in range(16)]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert GatedPort.calls == 1 and all(r == results[0] for r in results)
+    await gateway.devices()  # max age 0: the next request asks again
+    assert GatedPort.calls == 2
