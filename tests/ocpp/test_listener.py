@@ -124,3 +124,49 @@ async def test_other_chargers_keep_working_while_one_is_replaced(central):
     assert (await b.heartbeat()).current_time
     assert (await a.heartbeat()).current_time
     await wait_until(lambda: set(central.server.connections) == {"A", "B"})
+
+
+def _self_signed(tmp_path):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "ocpp.crt", tmp_path / "ocpp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_tls_security_profile_2(tmp_path):
+    import ssl
+
+    from actors.ocpp.policy import OcppPolicy
+    from actors.ocpp.server import ListenerSettings
+
+    from .conftest import Central
+
+    cert, key = _self_signed(tmp_path)
+    settings = ListenerSettings(host="127.0.0.1", port=0, unknown_chargers="reject", tls_cert=cert, tls_key=key)
+    c = await Central(tmp_path / "gw.db", OcppPolicy(), settings).start()
+    try:
+        charger_store.add_charger(c.conn, "TLS1", auth_key="tls-key-12345678", registration_status="Accepted")
+        trust = ssl.create_default_context(cafile=cert)
+        conn = await connect(f"wss://127.0.0.1:{c.port}/ocpp/TLS1", auth_key="tls-key-12345678", ssl=trust)
+        await conn.send('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        assert (await conn.recv()).startswith('[3,"b"')
+        await conn.close()
+        with pytest.raises(aiohttp.ClientError):  # plain ws:// to a TLS port fails
+            await connect(f"ws://127.0.0.1:{c.port}/ocpp/TLS1", auth_key="tls-key-12345678", timeout=3)
+    finally:
+        await c.close()
