@@ -1,0 +1,34 @@
+"""Messages of the live feed family.
+
+Actors that produce events send `LiveEvent` to the API actor, which owns the hub. It is
+fire-and-forget: no reply, no ack; an event lost while the API restarts is covered by
+the feed's contract (subscribers are dropped, reconnect, and are told to resync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """One thing that happened, for the subscribers of `topic`.
+
+    `kind` says what (e.g. "meter_values", "connector_status", "reading", "restart");
+    `data` is a small JSON-able dict; `time` is the wall-clock time of the event itself
+    (a charger's timestamp, a reading's wall_time), `emitted` when the source sent it.
+    """
+
+    topic: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float | None = None
+    emitted: float | None = None
+
+
+@dataclass(frozen=True)
+class LiveBatch:
+    """Several events in one message (a harvest batch's readings): one send, same order."""
+
+    events: tuple[LiveEvent, ...] = ()

@@ -1,0 +1,242 @@
+"""`GET /api/live` (websocket) and `GET /api/live/sse` (Server-Sent Events) over a `Hub`.
+
+Websocket protocol (JSON text messages):
+
+    client -> {"op": "subscribe", "topic": "transaction/17", "resume_from": 42, "epoch": "ab12cd34"}
+              ("resume_from": the first sequence number wanted; "epoch" from earlier messages)
+    client -> {"op": "unsubscribe", "topic": "transaction/17"}
+    server -> {"type": "subscribed", "topic": ..., "seq": <last seq>, "epoch": ..., "replayed": n}
+    server -> {"type": "event", "topic": ..., "seq": n, "epoch": ..., "kind": ..., "time": ..., "data": {...}}
+    server -> {"type": "resync", "topic": ..., "reason": ..., "rest": "/api/transactions/17"}
+    server -> {"type": "lagged", "dropped": n, "resume_from": {topic: seq}, "disconnect": bool}
+    server -> {"type": "error", "error": code, "message": ..., "topic": ...}
+
+`?topic=` (repeatable) subscribes at connect time. A refused subscription gets an error
+message and the connection is closed (4401 no/unknown token, 4403 token not valid for
+the topic); a malformed message only gets an error message.
+
+SSE: `GET /api/live/sse?topic=T[&resume_from=N]` streams one topic; each event's id is
+`<epoch>:<seq>`, so a reconnecting EventSource resumes exactly via `Last-Event-ID`.
+A lagging SSE client is sent a `lagged` event and disconnected (it reconnects and
+resumes). Refusals are 401/403 JSON, a bad topic 400, a full feed 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSMsgType, web
+
+from actors.live.hub import Frame, Hub, HubFullError, Subscriber, control
+from actors.live.tokens import LiveAuthError, bearer
+from actors.live.topics import Topic, TopicError, parse_topic
+from supervisor.logs import ActorLog
+
+Authorize = Callable[[str | None, Topic], Awaitable[None]]
+
+SEND_TIMEOUT = 10.0  # a client that cannot take one message in this long is dropped
+KEEPALIVE = 15.0  # SSE comment / websocket ping interval, so dead peers are noticed
+MAX_CLIENT_MESSAGE = 4096
+
+HUB_KEY = web.AppKey("egw_live_hub", Hub)
+log = ActorLog("live")
+
+
+def add_live_routes(app: web.Application, hub: Hub, authorize: Authorize, *, send_timeout: float = SEND_TIMEOUT,
+                    keepalive: float = KEEPALIVE) -> None:
+    """Register the live endpoints on `app` (before it is started)."""
+    app[HUB_KEY] = hub
+    feed = _Feed(hub, authorize, send_timeout, keepalive)
+    app.router.add_get("/api/live", feed.websocket, name="live_websocket")
+    app.router.add_get("/api/live/sse", feed.sse, name="live_sse")
+
+    async def close_subscribers(app: web.Application) -> None:
+        hub.close_all("shutdown")
+
+    app.on_shutdown.append(close_subscribers)
+
+
+
+def _json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def _int_param(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise TopicError(f"{name} must be an integer sequence number, not {value[:40]!r}") from None
+    if not 0 <= number < 2**53:
+        raise TopicError(f"{name} out of range")
+    return number
+
+
+def parse_last_event_id(value: str | None) -> tuple[int | None, str | None]:
+    """`(resume_from, epoch)` from an SSE Last-Event-ID `<epoch>:<seq>` (or a bare seq)."""
+    if not value:
+        return None, None
+    epoch, sep, seq = value.strip().rpartition(":")
+    last = _int_param(seq, "Last-Event-ID")
+    return (None if last is None else last + 1), (epoch if sep else None)
+
+
+class _Feed:
+    def __init__(self, hub: Hub, authorize: Authorize, send_timeout: float, keepalive: float) -> None:
+        self.hub, self.authorize = hub, authorize
+        self.send_timeout, self.keepalive = send_timeout, keepalive
+
+    # ------------------------------------------------------------------ SSE
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        try:
+            topic = parse_topic(request.query.get("topic"))
+            resume_from, epoch = parse_last_event_id(request.headers.get("Last-Event-ID"))
+            if resume_from is None:
+                resume_from, epoch = _int_param(request.query.get("resume_from"), "resume_from"), request.query.get("epoch")
+        except TopicError as exc:
+            return _json_error(400, "bad_request", str(exc))
+        try:
+            await self.authorize(bearer(request.headers.get("Authorization"), request.query.get("token")), topic)
+        except LiveAuthError as exc:
+            log.info("live subscription refused", topic=str(topic), peer=request.remote, status=exc.status)
+            headers = {"WWW-Authenticate": 'Bearer realm="egw"'} if exc.status == 401 else None
+            return _json_error(exc.status, exc.code, exc.message, headers)
+        try:
+            subscriber = self.hub.add_subscriber(disconnect_on_lag=True, peer=str(request.remote))
+        except HubFullError as exc:
+            return _json_error(503, "unavailable", str(exc), {"Retry-After": "5"})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            self.hub.subscribe(subscriber, str(topic), resume_from, epoch)
+            await response.prepare(request)
+            await response.write(b"retry: 1000\n\n")
+            while True:
+                try:
+                    frame = await asyncio.wait_for(subscriber.get(), self.keepalive)
+                except TimeoutError:
+                    await asyncio.wait_for(response.write(b": keepalive\n\n"), self.send_timeout)
+                    continue
+                if frame is None:
+                    break
+                await asyncio.wait_for(response.write(frame.sse()), self.send_timeout)
+        except (ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, TimeoutError):
+                log.info("live SSE client too slow; dropped", peer=request.remote, topic=str(topic))
+                _abort(request)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self.hub.remove_subscriber(subscriber)
+        if subscriber.close_reason == "lagged":
+            log.info("live SSE client lagged; disconnected", peer=request.remote, topic=str(topic), dropped=subscriber.dropped)
+        return response
+
+    # ------------------------------------------------------------ websocket
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        token = bearer(request.headers.get("Authorization"), request.query.get("token"))
+        ws = web.WebSocketResponse(heartbeat=self.keepalive, max_msg_size=MAX_CLIENT_MESSAGE)
+        try:
+            subscriber = self.hub.add_subscriber(peer=str(request.remote))
+        except HubFullError as exc:
+            return _json_error(503, "unavailable", str(exc), {"Retry-After": "5"})
+        try:
+            await ws.prepare(request)
+            writer = asyncio.create_task(self._write(ws, subscriber, request))
+            try:
+                for topic in request.query.getall("topic", []):
+                    if not await self._subscribe(ws, subscriber, token, {"topic": topic}):
+                        return ws
+                async for message in ws:
+                    if message.type != WSMsgType.TEXT:
+                        if message.type == WSMsgType.BINARY:
+                            subscriber.push_control(control("error", self.hub.epoch, error="bad_request", message="send JSON text messages"))
+                        continue
+                    if not await self._handle(ws, subscriber, token, message.data):
+                        break
+                    if subscriber.closing:
+                        break
+            finally:
+                subscriber.close(subscriber.close_reason or "client closed")
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(writer), self.send_timeout)
+                writer.cancel()
+        finally:
+            self.hub.remove_subscriber(subscriber)
+        return ws
+
+    async def _write(self, ws: web.WebSocketResponse, subscriber: Subscriber, request: web.Request) -> None:
+        """Drain the subscriber into the socket; the only task that sends on `ws`."""
+        try:
+            while True:
+                frame: Frame | None = await subscriber.get()
+                if frame is None:
+                    break
+                await asyncio.wait_for(ws.send_str(frame.text), self.send_timeout)
+        except TimeoutError:
+            log.info("live websocket client too slow; dropped", peer=request.remote, topics=sorted(subscriber.topics))
+            _abort(request)
+            return
+        except ConnectionError:
+            return
+        code, reason = {"lagged": (4008, "lagged"), "shutdown": (1001, "gateway going away"),
+                        "unauthorized": (4401, "unauthorized"), "forbidden": (4403, "forbidden")}.get(subscriber.close_reason or "", (1000, ""))
+        with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+            await asyncio.wait_for(ws.close(code=code, message=reason.encode()), self.send_timeout)
+
+    async def _handle(self, ws: web.WebSocketResponse, subscriber: Subscriber, token: str | None, text: str) -> bool:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or message.get("op") not in ("subscribe", "unsubscribe"):
+            subscriber.push_control(control("error", self.hub.epoch, error="bad_request",
+                                            message='expected {"op": "subscribe"|"unsubscribe", "topic": ...}'))
+            return True
+        if message["op"] == "unsubscribe":
+            try:
+                topic = str(parse_topic(message.get("topic")))
+            except TopicError as exc:
+                subscriber.push_control(control("error", self.hub.epoch, error="bad_request", message=str(exc)))
+                return True
+            self.hub.unsubscribe(subscriber, topic)
+            subscriber.push_control(control("unsubscribed", self.hub.epoch, topic))
+            return True
+        return await self._subscribe(ws, subscriber, token, message)
+
+    async def _subscribe(self, ws: web.WebSocketResponse, subscriber: Subscriber, token: str | None, message: dict) -> bool:
+        """Subscribe as asked; False when the connection is being closed (refused)."""
+        raw_topic = message.get("topic")
+        try:
+            topic = parse_topic(raw_topic)
+            resume_from = message.get("resume_from")
+            if resume_from is not None and (isinstance(resume_from, bool) or not isinstance(resume_from, int) or not 0 <= resume_from < 2**53):
+                raise TopicError("resume_from must be a non-negative integer sequence number")
+            epoch = message.get("epoch")
+            if epoch is not None and not isinstance(epoch, str):
+                raise TopicError("epoch must be a string")
+        except TopicError as exc:
+            subscriber.push_control(control("error", self.hub.epoch, error="bad_request", message=str(exc),
+                                            topic=raw_topic if isinstance(raw_topic, str) else None))
+            return True
+        try:
+            await self.authorize(token, topic)
+        except LiveAuthError as exc:
+            log.info("live subscription refused", topic=str(topic), peer=subscriber.peer, status=exc.status)
+            subscriber.push_control(control("error", self.hub.epoch, str(topic), error=exc.code, status=exc.status, message=exc.message))
+            subscriber.close(exc.code)
+            return False
+        try:
+            self.hub.subscribe(subscriber, str(topic), resume_from, epoch)
+        except HubFullError as exc:
+            subscriber.push_control(control("error", self.hub.epoch, str(topic), error="unavailable", message=str(exc)))
+        return True
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
