@@ -41,6 +41,11 @@ def _part(module: str, function: str) -> Callable[[dict[str, Any]], list[ChildSp
 def root_spec(config: GatewayConfig, parts: tuple[tuple[str, str], ...] | None = None) -> SupervisorSpec:
     """The root supervisor's spec: every part of the gateway, then any extra children."""
     values = dict(config.values)
+    # devices and upload endpoints changed over the REST API outlive restarts
+    from actors.api.device_registry import effective_devices, effective_uploads
+
+    values["devices"] = effective_devices(values)
+    values["uploads"] = effective_uploads(values)
     children: list[ChildSpec] = []
     for module, function in PARTS if parts is None else parts:
         children.extend(_part(module, function)(values))

@@ -94,3 +94,24 @@ def test_sigkill_of_the_api_actor_in_a_running_gateway(running_gateway):
     assert proc.poll() is None
     assert elapsed < 2.0
     assert http(port, "/api/uptime")[2]["msek"] >= uptime_before  # the gateway's uptime, not the API process's
+
+
+def test_a_device_added_over_rest_is_still_polled_after_the_gateway_restarts(tmp_path, running_gateway):
+    proc, port, env, _ = running_gateway
+    token = read_token(token_path(env["EGW_DATA_DIR"]))
+    with InverterSimulator("sunspec") as second:
+        added = {"id": "roof2", "profile": "sunspec", "host": "127.0.0.1", "port": second.port, "unit_id": next(iter(second.units)), "poll_interval": 0.5}
+        assert http(port, "/api/devices", "POST", added, token=token)[0] == 201
+        wait_until(lambda: http(port, "/api/devices/roof2")[2].get("online"), timeout=15, what="roof2 polled")
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        config = tmp_path / "gateway.toml"  # the same file: it does not list roof2
+        assert "roof2" not in config.read_text()
+        again = subprocess.Popen([*EGW, "run", "--config", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            device = wait_until(lambda: http_ok(port, "/api/health") and (d := http(port, "/api/devices/roof2")[2]).get("online") and d, timeout=30, what="roof2 polled after restart")
+            assert device["serial"] == next(iter(second.units.values())).serial
+        finally:
+            again.send_signal(signal.SIGTERM)
+            assert again.wait(15) == 0
