@@ -8,7 +8,6 @@ through SQLite, ES256 and a loopback HTTP connection to the ingest receiver.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +20,10 @@ from actors.harvest.uplink import HttpReply, StepResult, TransportConfig, Upload
 from simulators.ingest import IngestServerThread
 from storage.identity import load_or_create_signer
 from storage.outbox import Outbox
+from tests.conftest import wait_until  # noqa: F401 - re-exported for the harvest tests
 
 BOOT = "boot-0000"
 START_WALL = 1_760_000_000.0  # a fixed epoch second: every replay is deterministic
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
-    """Poll `predicate` until truthy; fail at the deadline (never a bare sleep standing in for sync)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 class FakeClock:

@@ -40,33 +40,8 @@ def ask_for(asys, address, msg, kind, timeout=5.0):
 
 
 @pytest.fixture
-def multiproc(port_factory_free):
-    from thespian.actors import ActorSystem
-
-    from supervisor.hardening import become_subreaper
-    from supervisor.loopback import confine_actor_sockets_to_loopback
-    from supervisor.procs import descendants, end_family
-
-    confine_actor_sockets_to_loopback()
-    become_subreaper()
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": port_factory_free(), "Process Startup Method": "fork"}, transientUnique=True)
-    try:
-        yield asys
-    finally:
-        asys.shutdown()
-        end_family(descendants(os.getpid()), grace=1.0)
-
-
-@pytest.fixture
-def port_factory_free():
-    import socket
-
-    def free():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    return free
+def multiproc(multiproc_system):
+    return multiproc_system
 
 
 @pytest.fixture
