@@ -27,6 +27,7 @@ from actors.device.link import ModbusLink
 from actors.device.outbox import BatchOutbox
 from actors.device.specs import group_devices
 from actors.harvest.messages import BatchAck
+from actors.harvest.rejections import BatchRejected
 from supervisor.actor import SupervisedActor
 from supervisor.messages import Lookup, LookupResult
 
@@ -100,6 +101,11 @@ class DeviceActor(SupervisedActor):
     def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:  # noqa: N802
         if msg.producer == self.name:
             self.outbox.ack(msg.batch_id)
+
+    def receiveMsg_BatchRejected(self, msg: BatchRejected, sender: Any) -> None:  # noqa: N802
+        """A malformed batch is a bug, not an outage: give it up at once, visibly, with the reason."""
+        if msg.producer == self.name and self.outbox.reject(msg.batch_id):
+            self.log.error("harvest rejected a batch; its readings are recorded as a gap", batch_id=msg.batch_id, reason=msg.reason)
 
     def _lookup_harvest(self) -> None:
         """Ask the supervisor where the harvest actor is now (at most one question in flight)."""

@@ -51,6 +51,16 @@ class BatchOutbox:
     def ack(self, batch_id: int) -> bool:
         return self.pending.pop(batch_id, None) is not None
 
+    def reject(self, batch_id: int) -> bool:
+        """The harvest refused the batch as malformed: re-sending cannot help, so give it up
+        now and let the next batch carry a gap per device saying which readings were lost."""
+        pending = self.pending.pop(batch_id, None)
+        if pending is None:
+            return False
+        self.dropped += 1
+        self.carry_gaps.extend(_loss_gaps(pending.batch, reason="rejected_by_harvest"))
+        return True
+
     def due(self, now: float) -> list[ReadingBatch]:
         """Batches never sent, or sent longer than `resend_after` ago, oldest first."""
         return [p.batch for p in self.pending.values() if p.sent_at is None or now - p.sent_at >= self.resend_after]
@@ -59,11 +69,11 @@ class BatchOutbox:
         return len(self.pending)
 
 
-def _loss_gaps(batch: ReadingBatch) -> list[Gap]:
+def _loss_gaps(batch: ReadingBatch, reason: str = "dropped_unacknowledged") -> list[Gap]:
     """One gap per device covering the readings of a batch that had to be given up."""
     by_device: dict[str, list[Reading]] = {}
     for reading in batch.readings:
         by_device.setdefault(reading.device_id, []).append(reading)
-    gaps = [Gap(d, min(r.wall_time for r in rs), max(r.wall_time for r in rs), "dropped_unacknowledged", len(rs)) for d, rs in by_device.items()]
+    gaps = [Gap(d, min(r.wall_time for r in rs), max(r.wall_time for r in rs), reason, len(rs)) for d, rs in by_device.items()]
     # The batch's own gaps must not vanish either: they travel on with the next batch.
     return gaps + list(batch.gaps)

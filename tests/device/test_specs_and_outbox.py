@@ -106,6 +106,16 @@ def test_outbox_resends_until_acked_and_records_what_it_gives_up():
     assert fifth.gaps == (Gap("inv1", 3.0, 3.0, "dropped_unacknowledged", 1), Gap("inv1", 2.5, 3.0, "late", 1))
 
 
+def test_a_batch_the_harvest_rejects_is_given_up_at_once_and_shows_as_a_gap():
+    box = BatchOutbox("inv1", limit=8, resend_after=5.0)
+    bad = box.add([_reading(1.0), _reading(2.0)], [], [])
+    box.sent(bad.batch_id, now=0.0)
+    assert box.reject(bad.batch_id) and not box.reject(bad.batch_id)
+    assert box.due(100.0) == []  # never re-sent: re-sending a malformed batch cannot help
+    following = box.add([_reading(3.0)], [], [])
+    assert following.gaps == (Gap("inv1", 1.0, 2.0, "rejected_by_harvest", 2),)
+
+
 def test_reconcile_touches_only_the_endpoints_that_change():
     from actors.device.specs import reconcile
 
