@@ -7,7 +7,8 @@ killed one held), and it holds no state worth keeping: everything it shows is re
 again from the tree and the stores on each request.
 
 Settings read from the gateway configuration: api_host, api_port, api_max_body_kb,
-data_dir, gateway_name, devices, uploads (and outbox_db when set).
+data_dir, gateway_name, devices, uploads (and outbox_db when set), wifi_backend,
+wifi_dbus_address.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def api_settings(config: Mapping[str, Any]) -> ApiSettings:
             uploads=tuple(dict(u) for u in config.get("uploads", ()) or ()),
             config=shown,
             secret_keys=secret_keys,
+            wifi_backend=str(config.get("wifi_backend", "networkmanager")),
+            wifi_dbus_address=str(config.get("wifi_dbus_address") or "") or None,
         ),
     )
 

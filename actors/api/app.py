@@ -29,6 +29,7 @@ from aiohttp import web
 from actors.api import metrics as prometheus
 from actors.api.backend import ApiBackend, ApiError, UnavailableError
 from actors.api.openapi import build_document
+from actors.api.provisioning import handlers as provisioning_handlers
 from actors.api.redact import redact
 from actors.api.routes import ROUTES, Route
 from actors.api.token import token_matches
@@ -312,7 +313,7 @@ def build_app(backend: ApiBackend, *, token: str | None, version: str | None = N
     """
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
     app[STATE_KEY] = ApiState(backend, token, version or gateway_version(), backend_timeout, max_body, command_timeout)
-    handlers = _handlers()
+    handlers = {**_handlers(), **provisioning_handlers()}
     missing = {r.operation for r in ROUTES} - set(handlers)
     if missing:
         raise RuntimeError(f"routes without handlers: {sorted(missing)}")

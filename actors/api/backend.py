@@ -23,10 +23,12 @@ class ApiError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        if code is not None:  # a more precise code than the class's (e.g. "wifi_unavailable")
+            self.code = code
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.code, "message": self.message}
@@ -63,8 +65,8 @@ class UnavailableError(ApiError):
     status = 503
     code = "unavailable"
 
-    def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None) -> None:
-        super().__init__(message, field=field)
+    def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, field=field, code=code)
         self.retry_after = max(1, int(retry_after))
 
 
@@ -73,6 +75,16 @@ class NotSupportedError(ApiError):
 
     status = 501
     code = "not_implemented"
+
+
+class UpstreamError(ApiError):
+    """A part of the host the gateway relies on (NetworkManager) answered with a failure.
+
+    The message is safe to show: it never carries a secret from the request.
+    """
+
+    status = 502
+    code = "upstream_failed"
 
 
 class RejectedError(ApiError):
@@ -132,3 +144,25 @@ class ApiBackend(Protocol):
 
     async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
         """Change an upload transport's settings; raises NotFoundError."""
+
+    # ------------------------------------------------------------ provisioning
+    async def wifi_status(self) -> dict[str, Any]:
+        """state, ssid, signal, ip4, provisioned; UnavailableError(code wifi_unavailable) without a network manager."""
+
+    async def wifi_scan(self) -> list[dict[str, Any]]:
+        """Visible networks, one per SSID, strongest first (at most 50)."""
+
+    async def wifi_connect(self, ssid: str, psk: str | None) -> dict[str, Any]:
+        """Store the gateway's Wi-Fi profile and start connecting (does not wait); returns the status."""
+
+    async def wifi_forget(self) -> dict[str, Any]:
+        """Remove the gateway's Wi-Fi profile; the status plus `removed`."""
+
+    async def ble_status(self) -> dict[str, Any]:
+        """The BLE provisioning actor's state, advertising and window; 501 when BLE is not configured."""
+
+    async def ble_open_window(self, minutes: float | None) -> dict[str, Any]:
+        """Open (or extend) the provisioning window for `minutes`, or the configured length; the new status."""
+
+    async def ble_close_window(self) -> dict[str, Any]:
+        """Close the provisioning window now; the new status."""

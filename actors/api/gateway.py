@@ -37,6 +37,7 @@ from actors.api.backend import (
     RejectedError,
     UnavailableError,
 )
+from actors.api.provisioning import WifiService, ble_view, make_wifi_backend
 from actors.api.validation import parse_datetime
 from supervisor.messages import ChildStopped, LookupResult, StartChild, StopChild
 from supervisor.spec import ChildSpec
@@ -73,6 +74,8 @@ class GatewaySettings:
     tree_max_age: float = 0.1
     command_timeout: float = 35.0
     charger_retry_after: int = 30
+    wifi_backend: str = "networkmanager"  # or "fake" (demo) or "none"; see actors.api.provisioning
+    wifi_dbus_address: str | None = None  # NetworkManager's bus; None: the system bus
 
 
 def _record_path(prefix: str, record: Mapping[str, Any]) -> str:
@@ -230,6 +233,7 @@ class GatewayBackend:
         self._tree_inflight: asyncio.Future | None = None
         self._devices_cache: list[dict[str, Any]] | None = None
         self._uploads_cache: list[dict[str, Any]] | None = None
+        self.wifi = WifiService(make_wifi_backend(settings.wifi_backend, settings.wifi_dbus_address))
 
     async def _blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -501,6 +505,63 @@ class GatewayBackend:
         except TimeoutError:
             raise UnavailableError(f"transport {name}: settings saved, but the transport supervisor did not confirm the restart", retry_after=1) from None
         return {k: v for k, v in merged.items()}
+
+    # ------------------------------------------------------------ provisioning
+    async def wifi_status(self) -> dict[str, Any]:
+        return await self.wifi.status()
+
+    async def wifi_scan(self) -> list[dict[str, Any]]:
+        return await self.wifi.scan()
+
+    async def wifi_connect(self, ssid: str, psk: str | None) -> dict[str, Any]:
+        return await self.wifi.connect(ssid, psk)
+
+    async def wifi_forget(self) -> dict[str, Any]:
+        return await self.wifi.forget()
+
+    async def ble_status(self) -> dict[str, Any]:
+        from actors.ble.messages import GetBleStatus
+
+        return ble_view(await self._ask_ble(await self._ble_address(), GetBleStatus()))
+
+    async def ble_open_window(self, minutes: float | None) -> dict[str, Any]:
+        """Refused with 503 while BLE is unavailable: a window nobody can reach over the air
+        would tell the installer that provisioning is possible when it is not."""
+        from actors.ble.messages import GetBleStatus, OpenProvisioningWindow
+
+        address = await self._ble_address()
+        current = await self._ask_ble(address, GetBleStatus())
+        if current.state == "unavailable":
+            record = find(await self._tree(), "ble") or {}
+            retry = (record.get("info") or {}).get("retry_in_s")
+            retry_after = int(retry) + 1 if isinstance(retry, (int, float)) and not isinstance(retry, bool) else 30
+            raise UnavailableError(f"BLE provisioning is unavailable: {current.reason or 'unknown reason'}", retry_after=retry_after, code="ble_unavailable")
+        return ble_view(await self._ask_ble(address, OpenProvisioningWindow(minutes)))
+
+    async def ble_close_window(self) -> dict[str, Any]:
+        from actors.ble.messages import CloseProvisioningWindow
+
+        return ble_view(await self._ask_ble(await self._ble_address(), CloseProvisioningWindow()))
+
+    async def _ble_address(self) -> Any:
+        try:
+            address = await self.port.lookup("ble", self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError("the supervisor did not answer the BLE lookup", retry_after=1) from None
+        if address is None:
+            if find(await self._tree(), "ble") is None:
+                raise NotSupportedError("BLE provisioning is not enabled on this gateway (ble_enabled)")
+            raise UnavailableError("ble is restarting", retry_after=1)
+        return address
+
+    async def _ask_ble(self, address: Any, msg: Any) -> Any:
+        from actors.ble.messages import BleStatus
+
+        try:
+            return await self.port.ask(address, msg, match=lambda m: isinstance(m, BleStatus), timeout=self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError("ble did not answer (restarting?)", retry_after=1) from None
+
 
 def _device_field(message: str) -> str:
     """The setting a device family error names ("devices[0] (inv2).port: ..." -> "port")."""

@@ -54,6 +54,10 @@ _BAD = (400, ("invalid input; `field` names it", "Error"))
 _UNAVAILABLE = (503, ("the part that must answer is restarting; see Retry-After", "Error"))
 _WRITE_ERRORS = dict([_BAD, (401, ("missing or wrong bearer token", "Error")), (413, ("request body too large", "Error")), _UNAVAILABLE])
 
+_WIFI_UNAVAILABLE = ("no NetworkManager or no Wi-Fi device (`error` is wifi_unavailable), or it did not answer; see Retry-After", "Error")
+_WIFI_FAILED = ("NetworkManager refused (`error` is wifi_failed)", "Error")
+_NO_BLE = ("BLE provisioning is not enabled on this gateway (ble_enabled)", "Error")
+
 
 def _charger_command(slug: str, summary: str, body: str) -> Route:
     return Route(
@@ -103,6 +107,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/uptime", "uptime", "Uptime in milliseconds (Sourceful-compatible)", "compat", responses={200: ("uptime", "Uptime")}),
     Route("GET", "/api/version", "version", "Gateway version (Sourceful-compatible)", "compat", responses={200: ("version", "Version")}),
     Route("GET", "/api/hello", "hello", "Liveness greeting (Sourceful-compatible)", "compat", responses={200: ("greeting", "Hello")}),
+    Route("GET", "/api/wifi", "wifi_status", "Wi-Fi state: connected network, signal, address, whether provisioned", "provisioning",
+          responses={200: ("Wi-Fi status", "WifiStatus"), 503: _WIFI_UNAVAILABLE}),
+    Route("GET", "/api/wifi/scan", "wifi_scan", "Visible Wi-Fi networks, strongest first", "provisioning",
+          responses={200: ("networks", "WifiScan"), 502: _WIFI_FAILED, 503: _WIFI_UNAVAILABLE}),
+    Route("POST", "/api/wifi", "wifi_connect", "Provision Wi-Fi: store the network and start connecting (poll GET /api/wifi); the key is write-only", "provisioning",
+          body="WifiCredentials", protected=True, responses={202: ("stored; connecting in the background", "WifiStatus"), **_WRITE_ERRORS, 502: _WIFI_FAILED, 503: _WIFI_UNAVAILABLE}),
+    Route("DELETE", "/api/wifi", "wifi_forget", "Forget the provisioned Wi-Fi network", "provisioning", protected=True,
+          responses={200: ("forgotten", "WifiStatus"), **_WRITE_ERRORS, 502: _WIFI_FAILED, 503: _WIFI_UNAVAILABLE}),
+    Route("GET", "/api/ble", "ble_status", "BLE provisioning: state (unavailable with a reason), advertising, window", "provisioning",
+          responses={200: ("BLE status", "BleStatus"), 501: _NO_BLE, 503: _UNAVAILABLE[1]}),
+    Route("POST", "/api/ble/window", "ble_open_window", "Open (or extend) the BLE provisioning window", "provisioning", body="BleWindowRequest", protected=True,
+          responses={200: ("window open", "BleStatus"), **_WRITE_ERRORS, 501: _NO_BLE, 503: ("BLE is restarting or unavailable (no BlueZ, no adapter); see Retry-After", "Error")}),
+    Route("DELETE", "/api/ble/window", "ble_close_window", "Close the BLE provisioning window now", "provisioning", protected=True,
+          responses={200: ("window closed", "BleStatus"), **_WRITE_ERRORS, 501: _NO_BLE}),
     Route("GET", "/api/openapi.json", "openapi", "This document", "meta", responses={200: ("OpenAPI 3.1 document", None)}),
     Route("GET", "/metrics", "metrics", "Prometheus metrics (text exposition format 0.0.4)", "meta", responses={200: ("metrics", None)}, content_type="text/plain"),
 )

@@ -302,6 +302,68 @@ ChangeConfiguration = {
     "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 50}, "value": {"type": "string", "maxLength": 500}},
 }
 
+# ------------------------------------------------------- provisioning (Wi-Fi, BLE)
+PSK_PATTERN = r"^(?:[ -~]{8,63}|[0-9A-Fa-f]{64})$"
+"""WPA pre-shared key: an 8-63 character printable ASCII passphrase or a 64-hex-digit raw key."""
+
+WifiCredentials = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["ssid"],
+    "properties": {
+        "ssid": {"type": "string", "minLength": 1, "maxLength": 32, "description": "network name, 1 to 32 bytes as UTF-8"},
+        "psk": {"type": ["string", "null"], "minLength": 8, "maxLength": 64, "pattern": PSK_PATTERN, "writeOnly": True,
+                "description": "8 to 63 printable ASCII characters or 64 hex digits; null or absent for an open network. Never returned or logged"},
+    },
+}
+
+WifiStatus = {
+    "type": "object",
+    "required": ["state", "provisioned"],
+    "properties": {
+        "state": {"enum": ["connected", "connecting", "disconnected", "unavailable"]},
+        "ssid": NullableString,
+        "signal": {"type": ["integer", "null"], "minimum": 0, "maximum": 100, "description": "percent"},
+        "ip4": NullableString,
+        "provisioned": {"type": "boolean", "description": "the gateway's own Wi-Fi profile exists"},
+        "removed": {"type": "boolean", "description": "DELETE only: whether there was a profile to forget"},
+    },
+}
+
+WifiScan = {
+    "type": "object",
+    "required": ["networks"],
+    "properties": {
+        "networks": {
+            "type": "array",
+            "maxItems": 50,
+            "description": "visible networks, one entry per SSID (its strongest access point), strongest first",
+            "items": {"type": "object", "required": ["ssid", "signal", "secured"],
+                      "properties": {"ssid": {"type": "string"}, "signal": {"type": "integer", "minimum": 0, "maximum": 100}, "secured": {"type": "boolean"}}},
+        },
+    },
+}
+
+BleWindowRequest = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 1440, "description": "how long the window stays open; the configured ble_window_minutes when absent"}},
+}
+
+BleStatus = {
+    "type": "object",
+    "required": ["state", "advertising", "window_open", "window_remaining_s"],
+    "properties": {
+        "state": {"type": "string", "description": "starting, running or unavailable (no BlueZ, no adapter: see reason)"},
+        "reason": NullableString,
+        "advertising": {"type": "boolean"},
+        "window_open": {"type": "boolean", "description": "whether BLE may change the gateway now (token handed out, writes passed on)"},
+        "window_remaining_s": {"type": "number", "minimum": 0},
+        "window_closes_at": NullableDateTime,
+        "requests_served": Count,
+    },
+}
+
 COMPONENTS: dict[str, dict[str, Any]] = {
     name: value
     for name, value in dict(globals()).items()

@@ -68,6 +68,10 @@ def _field_of(error: ValidationError, prefix: str = "") -> str:
 
 
 def _message(error: ValidationError) -> str:
+    if isinstance(error.schema, dict) and error.schema.get("writeOnly"):
+        # a secret (a Wi-Fi key): jsonschema's own message quotes the value, and this
+        # message goes to the client and into the log, so only say what was expected
+        return f"invalid value (not shown): {error.schema.get('description') or 'see the schema'}"[:200]
     if error.validator == "additionalProperties":
         return "unknown field"
     if error.validator == "required":

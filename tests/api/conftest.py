@@ -18,6 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from actors.api.app import build_app
+from actors.api.provisioning import WifiService, ble_view
+from actors.ble.messages import BleStatus
+from actors.ble.wifi import FakeWifiBackend, WifiNetwork
 from actors.api.backend import (
     ConflictError,
     NotFoundError,
@@ -54,7 +57,10 @@ def _device(device_id: str, **extra: Any) -> dict[str, Any]:
 class MemoryBackend:
     """The gateway as dicts: two devices, one charger with two transactions, one transport."""
 
-    def __init__(self) -> None:
+    def __init__(self, wifi: Any = None) -> None:
+        self.wifi_stack = wifi if wifi is not None else FakeWifiBackend([WifiNetwork("home", 70, True), WifiNetwork("home", 40, True), WifiNetwork("cafe", 90, False), WifiNetwork("", 50, False)])
+        self.wifi = WifiService(self.wifi_stack)
+        self.ble = {"state": "running", "reason": None, "window_until": None}  # window_until: time.monotonic() deadline
         self.devices_by_id: dict[str, dict[str, Any]] = {"inv1": _device("inv1"), "meter1": _device("meter1", profile="eastron_sdm630", state="offline", online=False, values={})}
         self.restarting: set[str] = set()  # device/charger ids whose actor is restarting
         self.hang = False  # every call blocks forever (a wedged part of the gateway)
@@ -178,6 +184,47 @@ class MemoryBackend:
         self.writes.append(("update_transport", (name, settings)))
         self.transports[name].update(settings)
         return copy.deepcopy(self.transports[name])
+
+    async def wifi_status(self) -> dict[str, Any]:
+        await self._enter("wifi")
+        return await self.wifi.status()
+
+    async def wifi_scan(self) -> list[dict[str, Any]]:
+        await self._enter("wifi")
+        return await self.wifi.scan()
+
+    async def wifi_connect(self, ssid: str, psk: str | None) -> dict[str, Any]:
+        await self._enter("wifi")
+        self.writes.append(("wifi_connect", ssid))
+        return await self.wifi.connect(ssid, psk)
+
+    async def wifi_forget(self) -> dict[str, Any]:
+        await self._enter("wifi")
+        self.writes.append(("wifi_forget", None))
+        return await self.wifi.forget()
+
+    def _ble_status(self) -> BleStatus:
+        until = self.ble["window_until"]
+        remaining = max(0.0, until - time.monotonic()) if until is not None else 0.0
+        return BleStatus(self.ble["state"], self.ble["state"] == "running" and remaining > 0, remaining > 0, round(remaining, 1), self.ble["reason"])
+
+    async def ble_status(self) -> dict[str, Any]:
+        await self._enter("ble")
+        return ble_view(self._ble_status())
+
+    async def ble_open_window(self, minutes: float | None) -> dict[str, Any]:
+        await self._enter("ble")
+        if self.ble["state"] == "unavailable":
+            raise UnavailableError(f"BLE provisioning is unavailable: {self.ble['reason']}", retry_after=30, code="ble_unavailable")
+        self.writes.append(("ble_open_window", minutes))
+        self.ble["window_until"] = time.monotonic() + (15.0 if minutes is None else minutes) * 60
+        return ble_view(self._ble_status())
+
+    async def ble_close_window(self) -> dict[str, Any]:
+        await self._enter("ble")
+        self.writes.append(("ble_close_window", None))
+        self.ble["window_until"] = None
+        return ble_view(self._ble_status())
 
 
 @pytest.fixture
