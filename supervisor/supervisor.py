@@ -28,6 +28,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
+from actors.live.publisher import LivePublisher
 from supervisor.actor import SupervisedActor
 from supervisor.messages import (
     ChildFailed,
@@ -102,6 +103,8 @@ class Supervisor(SupervisedActor):
         self.ping_seq = 0
         self.report_pending = False
         self.escalated = False
+        # `gateway` live events (restarts, exits, hangs); the root knows the API's address itself
+        self.live = LivePublisher(self, resolve=self._api_address if self.path == "" else None)
         for child in config.children:
             self._add(child)
         self.wakeupAfter(timedelta(seconds=config.heartbeat.interval), payload=_HEARTBEAT)
@@ -154,6 +157,8 @@ class Supervisor(SupervisedActor):
         child.pid, child.state, child.since = msg.pid, "running", time.time()
         child.last_pong = time.monotonic()
         self.log.info("child started", child=child.spec.name, pid=msg.pid, restarts=child.restarts)
+        if child.restarts:
+            self.live.emit("gateway", "restarted", {"child": self._child_path(child.spec.name), "pid": msg.pid, "restarts": child.restarts})
         self._changed()
 
     def receiveMsg_Pong(self, msg: Pong, sender: Any) -> None:  # noqa: N802
@@ -214,6 +219,7 @@ class Supervisor(SupervisedActor):
         if not child.failed and child.last_error is None:
             child.last_error = "process exited unexpectedly"
         self.log.warning("child exited", child=spec.name, reason=reason, restart=spec.restart)
+        self.live.emit("gateway", "child_exited", {"child": self._child_path(spec.name), "reason": reason, "restart": spec.restart})
         if spec.restart == "temporary" or (spec.restart == "transient" and not child.failed and child.state == "stopped"):
             child.state = "stopped"
             self._changed()
@@ -249,6 +255,7 @@ class Supervisor(SupervisedActor):
     def _escalate(self, reason: str) -> None:
         self.escalated = True
         self.log.error("restart intensity exceeded; escalating", reason=reason)
+        self.live.emit("gateway", "escalated", {"supervisor": self.path or "root", "reason": reason})
         if self.parent is not None:
             self.send(self.parent, Escalate(self.name, reason))
         for child in self.children.values():
@@ -291,6 +298,7 @@ class Supervisor(SupervisedActor):
         child.last_error = f"missed heartbeat: silent for {silent_for:.1f} s"
         child.state = "hung"
         self.log.error("child hung; killing it", child=child.spec.name, pid=child.pid, silent_s=round(silent_for, 2))
+        self.live.emit("gateway", "child_hung", {"child": self._child_path(child.spec.name), "silent_s": round(silent_for, 2)})
         if child.pid and child.pid != os.getpid():
             try:
                 os.kill(child.pid, signal.SIGKILL)
@@ -311,6 +319,13 @@ class Supervisor(SupervisedActor):
     def _report(self) -> None:
         if self.parent is not None and self.parent_is_supervisor:
             self.send(self.parent, SubtreeReport(self.name, self._records()))
+
+    def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
+        self.live.lookup_result(msg)  # the answer to the live feed's Lookup("api")
+
+    def _api_address(self) -> Any:
+        api = self.children.get("api")
+        return api.address if api is not None and api.state == "running" else None
 
     def receiveMsg_GetTree(self, msg: GetTree, sender: Any) -> None:  # noqa: N802
         self.send(sender, Tree(self._records()))

@@ -22,6 +22,8 @@ from thespian.actors import WakeupMessage
 from actors.harvest.messages import BatchAck, ReadingBatch
 from actors.harvest.rejections import BatchRejected
 from actors.harvest.validation import BadBatchError, validate_batch
+from actors.live.device_events import batch_events
+from actors.live.publisher import LivePublisher
 from supervisor.actor import SupervisedActor
 from storage.outbox import DEFAULT_BUDGET_BYTES, DEFAULT_MIN_FREE_FRACTION, Outbox
 
@@ -44,6 +46,8 @@ class HarvestActor(SupervisedActor):
         self.batches = 0
         self.rejected = 0
         self.last_budget: dict[str, Any] = {}
+        self.live = LivePublisher(self)  # device/<id> events after each commit, outbox state changes
+        self.last_state: str | None = None
         self.log.info("outbox open", db=str(self.db_path), bytes=self.outbox.total_bytes, budget=self.outbox.budget_bytes)
         self._enforce_budget()
         self._publish()
@@ -64,9 +68,13 @@ class HarvestActor(SupervisedActor):
             return
         first_seq = self.outbox.ingest(batch)
         self.send(sender, BatchAck(batch.producer, batch.batch_id, first_seq))
+        self.live.emit_many(batch_events(batch, first_seq))
         self.batches += 1
         if self.outbox.over_budget():
             self._enforce_budget(max_steps=2)
+
+    def receiveMsg_LookupResult(self, msg: Any, sender: Any) -> None:  # noqa: N802 (thespian API)
+        self.live.lookup_result(msg)
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:  # noqa: N802 (thespian API)
         if msg.payload != _TICK:
@@ -91,8 +99,12 @@ class HarvestActor(SupervisedActor):
     def _publish(self) -> None:
         outbox = self.outbox
         budget = outbox.effective_budget()
+        state = "degraded" if outbox.total_bytes > budget else "running"
+        if state != self.last_state:
+            self.live.emit("gateway", "outbox_state", {"state": state, "outbox_bytes": outbox.total_bytes, "budget_bytes": budget})
+            self.last_state = state
         self.publish(
-            "degraded" if outbox.total_bytes > budget else "running",
+            state,
             outbox_bytes=outbox.total_bytes,
             budget_bytes=budget,
             batches=self.batches,

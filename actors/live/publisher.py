@@ -65,6 +65,8 @@ class LivePublisher:
                     self.dropped += len(self.pending) + len(batch) - (self.pending.maxlen or 0)
                 self.pending.extend(batch)
                 return
+            if self.pending:  # kept while the API was away (a resolve()d address shows up without a LookupResult)
+                batch, self.pending = (*self.pending, *batch), deque(maxlen=self.pending.maxlen)
             self._send(address, batch)
         except Exception as exc:  # noqa: BLE001 - the feed must never take a source down
             self._errors += 1
