@@ -84,7 +84,7 @@ def gateway(multiproc_system, tmp_path, simulator):
     api_port = free_port()
     config = {"data_dir": str(data_dir), "api_host": "127.0.0.1", "api_port": api_port, "gateway_name": "site-7",
               "devices": [_device("inv1", simulator)], "uploads": [{"name": "ingest", "url": f"http://127.0.0.1:{free_port()}/v1/batches", "backoff_max_s": 1.0}],
-              "ocpp_tls_key": "secret-key-pem"}
+              "ocpp_tls_key": "secret-key-pem", "wifi_backend": "none"}  # never the host's NetworkManager
     spec = SupervisorSpec(
         children=(*harvest_child_specs(config), *devices_part(config), api_child_spec(config)),
         backoff=Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60),
