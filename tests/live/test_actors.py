@@ -1,0 +1,108 @@
+"""The feed in a real multiprocess actor system: harvest and supervisors as sources, the
+live-feed API actor SIGKILLed while clients are subscribed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import aiohttp
+
+from actors.harvest.specs import harvest_child_specs
+from supervisor.messages import GetTree, Start, Started, Tree
+from supervisor.spec import Backoff, ChildSpec, Heartbeat, SupervisorSpec
+from tests.conftest import ask_typed, free_port, wait_until
+from tests.live.conftest import API_TOKEN, AUTH, read_sse, receive_until
+
+FAST = Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60)
+
+
+def start_root(asys, tmp_path, api_port: int):
+    values = {"data_dir": str(tmp_path), "uploads": []}
+    children = (*harvest_child_specs(values),
+                ChildSpec("api", "tests.live.actors.LiveApiActor", {"port": api_port, "token": API_TOKEN, "db_path": str(tmp_path / "egw.db")}),
+                ChildSpec("producer", "tests.live.actors.Producer"))
+    spec = SupervisorSpec(children=children, backoff=FAST, heartbeat=Heartbeat(interval=0.5, timeout=10.0))
+    root = asys.createActor("supervisor.supervisor.Supervisor")
+    ask_typed(asys, root, Start("root", spec, path=""), Started)
+    return root
+
+
+def node(asys, root, name: str) -> dict | None:
+    for record in ask_typed(asys, root, GetTree(), Tree).records:
+        if record["name"] == name and record["state"] == "running" and record["pid"]:
+            return record
+    return None
+
+
+async def connect(http: aiohttp.ClientSession, url: str, timeout: float = 15.0) -> aiohttp.ClientWebSocketResponse:
+    """Reconnect the way a client does: retry until the API answers again."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await http.ws_connect(url, headers=AUTH)
+        except aiohttp.ClientError:
+            assert asyncio.get_running_loop().time() < deadline, "the live feed did not come back"
+            await asyncio.sleep(0.05)
+
+
+async def test_killing_the_api_actor_drops_subscribers_who_reconnect_and_resume(multiproc_system, tmp_path):
+    asys = multiproc_system
+    port = free_port()
+    root = start_root(asys, tmp_path, port)
+    first = await asyncio.to_thread(wait_until, lambda: node(asys, root, "api"), what="live API running")
+    url = f"ws://127.0.0.1:{port}/api/live"
+    async with aiohttp.ClientSession() as http:
+        ws = await connect(http, url)
+        await ws.send_json({"op": "subscribe", "topic": "device/sim"})
+        await receive_until(ws, lambda m: m["type"] == "subscribed")
+        readings = [m for m in await receive_until(ws, lambda m: m.get("seq", 0) >= 5, timeout=10) if m["type"] == "event"]
+        assert [m["seq"] for m in readings] == list(range(readings[0]["seq"], readings[-1]["seq"] + 1))
+        outbox = [m["data"]["outbox_seq"] for m in readings]
+        assert outbox == list(range(outbox[0], outbox[0] + len(outbox)))  # each committed reading, once, in order
+        epoch, last = readings[-1]["epoch"], readings[-1]["seq"]
+
+        os.kill(first["pid"], signal.SIGKILL)
+        while True:  # the subscriber is dropped: its stream ends
+            message = await ws.receive(10.0)
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                break
+            last = max(last, receive_seq(message))
+        await ws.close()
+
+        ws = await connect(http, url)
+        await ws.send_json({"op": "subscribe", "topic": "device/sim", "resume_from": last + 1, "epoch": epoch})
+        head = await receive_until(ws, lambda m: m["type"] == "subscribed")
+        assert head[0]["type"] == "resync" and head[0]["rest"] == "/api/devices/sim"  # told to re-read, never silently skipped
+        after = [m for m in await receive_until(ws, lambda m: m.get("type") == "event" and m["seq"] >= head[-1]["seq"] + 3, timeout=10) if m["type"] == "event"]
+        assert after[0]["epoch"] != epoch and [m["seq"] for m in after] == list(range(head[-1]["seq"] + 1, after[-1]["seq"] + 1))
+        assert after[0]["data"]["outbox_seq"] > outbox[-1]  # the harvest actor found the new API by itself
+        # the gateway topic of the new API tells what happened
+        await ws.send_json({"op": "subscribe", "topic": "gateway", "resume_from": 1, "epoch": after[0]["epoch"]})
+        gateway = [m for m in await receive_until(ws, lambda m: m.get("kind") == "restarted", timeout=10) if m.get("topic") == "gateway" and m["type"] == "event"]
+        assert gateway[-1]["data"]["child"] == "api" and gateway[-1]["data"]["restarts"] == 1
+        await ws.close()
+    second = node(asys, root, "api")
+    assert second and second["pid"] != first["pid"]
+
+
+def receive_seq(message: aiohttp.WSMessage) -> int:
+    data = json.loads(message.data)
+    return data.get("seq", 0) if data.get("type") == "event" else 0
+
+
+async def test_harvest_readings_reach_an_sse_client_of_the_live_api(multiproc_system, tmp_path):
+    asys = multiproc_system
+    port = free_port()
+    root = start_root(asys, tmp_path, port)
+    await asyncio.to_thread(wait_until, lambda: node(asys, root, "api"), what="live API running")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/api/live/sse?topic=device/sim", headers=AUTH) as response:
+            assert response.status == 200
+            got = await read_sse(response, 4, timeout=10)
+    assert got[0]["event"] == "subscribed"
+    readings = [e["data"] for e in got[1:]]
+    assert all(e["kind"] == "reading" and e["data"]["values"]["ac_power_w"] > 1000.0 for e in readings)
+    assert [e["seq"] for e in readings] == list(range(readings[0]["seq"], readings[0]["seq"] + 3))
