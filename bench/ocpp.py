@@ -44,6 +44,9 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+REPLY_TIMEOUT = 30.0  # a reply slower than this fails the run instead of hanging it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,7 +226,7 @@ class Client:
         started = time.perf_counter()
         await self.ws.send_str(json.dumps([2, unique_id, action, payload]))
         while True:
-            msg = await self.ws.receive()
+            msg = await self.ws.receive(timeout=REPLY_TIMEOUT)
             if msg.type != aiohttp.WSMsgType.TEXT:
                 raise ConnectionError(f"{self.cp_id}: connection closed ({msg.type})")
             frame = json.loads(msg.data)
@@ -258,7 +261,7 @@ class Client:
 
 
 async def _clients(url: str, n: int, prefix: str) -> tuple[aiohttp.ClientSession, list[Client]]:
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # the default pool stops at 100 sockets
     rng = random.Random(42)
     clients = [Client(url, f"{prefix}{i:04d}", random.Random(rng.random())) for i in range(n)]
     for i in range(0, n, 25):  # connect in waves: chargers do not all boot in the same millisecond

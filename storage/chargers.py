@@ -192,6 +192,15 @@ def update_charger_status(conn: sqlite3.Connection, charge_point_id: str, status
         conn.execute("UPDATE chargers SET status = ? WHERE charge_point_id = ?", (status, charge_point_id))
 
 
+def set_registration_status(conn: sqlite3.Connection, charge_point_id: str, status: str) -> bool:
+    """Approve (Accepted), hold (Pending) or refuse (Rejected) a charger; its next BootNotification gets this answer."""
+    if status not in REGISTRATION_STATUSES:
+        raise ValueError(f"registration status must be one of {REGISTRATION_STATUSES}, not {status!r}")
+    with transaction(conn):
+        cursor = conn.execute("UPDATE chargers SET registration_status = ? WHERE charge_point_id = ?", (status, charge_point_id))
+    return cursor.rowcount > 0
+
+
 def record_boot(
     conn: sqlite3.Connection,
     charge_point_id: str,

@@ -118,3 +118,12 @@ async def test_live_updates_are_pushed_for_each_meter_sample(central):
     await wait_until(lambda: any(getattr(u, "energy_wh", None) == 250 for u in updates))
     live = [u for u in updates if getattr(u, "transaction_id", None) == tid][-1]
     assert live.power_w == 3000.0 and live.session_energy_wh == 250
+
+
+async def test_pending_charger_approved_by_the_operator_is_accepted_on_its_next_boot(central):
+    charger_store.add_charger(central.conn, "CPA", registration_status="Pending")
+    cp = await central.charger("CPA", boot=False)
+    assert (await cp.boot()).status == "Pending"
+    assert charger_store.set_registration_status(central.conn, "CPA", "Accepted")
+    assert (await cp.boot()).status == "Accepted"
+    assert (await cp.heartbeat()).current_time
