@@ -143,9 +143,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": code, "message": message}
-    if field is not None:
-        body["field"] = field
+    body = {"error": code, **({"field": field} if field is not None else {}), "message": message}
     return json_response(body, status=status, headers=headers)
 
 

@@ -31,9 +31,11 @@ class ApiError(Exception):
             self.code = code
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        # `field` before `message`: a phone reading one BLE page (~180 bytes) sees it first
+        body: dict[str, Any] = {"error": self.code}
         if self.field is not None:
             body["field"] = self.field
+        body["message"] = self.message
         return body
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from actors.ble.wifi import WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
@@ -86,28 +88,20 @@ async def test_refusals_from_network_manager_are_wifi_errors_without_the_key(nm)
     assert not isinstance(info.value, WifiUnavailableError)
 
 
-async def test_routes_over_network_manager(nm):
-    import aiohttp
-    from aiohttp import web
+async def test_api_routes_over_network_manager(nm):
+    from aiohttp.test_utils import TestClient, TestServer
 
-    from actors.ble.wifi import add_wifi_routes
+    from actors.api.app import build_app
+    from tests.api.conftest import MemoryBackend
 
     fake, backend = nm
-    app = web.Application()
-    add_wifi_routes(app, backend, token="n" * 43)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(url + "/api/wifi", json={"ssid": "home", "psk": PSK}, headers={"Authorization": "Bearer " + "n" * 43}) as r:
-                assert r.status == 202 and (await r.json())["state"] == "connected"
-            async with session.get(url + "/api/wifi/scan") as r:
-                assert [n["ssid"] for n in (await r.json())["networks"]] == ["home", "cafe"]
+    auth = {"Authorization": "Bearer " + "n" * 43}
+    async with TestClient(TestServer(build_app(MemoryBackend(wifi=backend), token="n" * 43), host="127.0.0.1", port=0)) as client:
+        r = await client.post("/api/wifi", json={"ssid": "home", "psk": PSK}, headers=auth)
+        assert r.status == 202 and (await r.json())["state"] == "connected"
+        r = await client.get("/api/wifi/scan")
+        assert [n["ssid"] for n in (await r.json())["networks"]] == ["home", "cafe"]
         fake.refuse = "no secrets agent"
-        async with aiohttp.ClientSession() as session:
-            async with session.post(url + "/api/wifi", json={"ssid": "home", "psk": PSK}, headers={"Authorization": "Bearer " + "n" * 43}) as r:
-                assert r.status == 502 and PSK not in await r.text()
-    finally:
-        await runner.cleanup()
+        r = await client.post("/api/wifi", json={"ssid": "home", "psk": PSK}, headers=auth)
+        text = await r.text()
+        assert r.status == 502 and json.loads(text)["error"] == "wifi_failed" and "no secrets agent" in text and PSK not in text
