@@ -27,6 +27,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -93,7 +94,7 @@ def _serve_feed(port: int, db_path: str, ready: multiprocessing.Event) -> None: 
 # ------------------------------------------------------------ measurements
 async def fan_out(port: int, subscribers: int, events: int) -> list[float]:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    charger = Client(f"ws://127.0.0.1:{port}/ocpp", f"{CHARGER}", __import__("random").Random(1))
+    charger = Client(f"ws://127.0.0.1:{port}/ocpp", f"{CHARGER}", random.Random(1))
     try:
         await charger.open(session)
         _, frame = await charger.call("StartTransaction", {"connectorId": 1, "idTag": "BENCH", "meterStart": 0, "timestamp": iso(time.time())})
@@ -141,7 +142,7 @@ async def fan_out(port: int, subscribers: int, events: int) -> list[float]:
 
 async def round_trips(port: int, count: int) -> list[float]:
     async with aiohttp.ClientSession() as session:
-        charger = Client(f"ws://127.0.0.1:{port}/ocpp", "BENCH-RT", __import__("random").Random(2))
+        charger = Client(f"ws://127.0.0.1:{port}/ocpp", "BENCH-RT", random.Random(2))
         await charger.open(session)
         _, frame = await charger.call("StartTransaction", {"connectorId": 1, "idTag": "BENCH", "meterStart": 0, "timestamp": iso(time.time())})
         transaction_id = frame[2]["transactionId"]
