@@ -2,6 +2,8 @@
 
 `LiveApiActor` is the API actor's live-feed wiring on its own (the same mixin and
 `attach_live_feed` call the gateway's API actor gets), serving only the live routes.
+`LiveChargerActor` is the charger actor with the emission lines the feed asks for
+(see the report of issue 9), so the real OCPP path can be tested before they land.
 `Producer` is a device stand-in: one `ReadingBatch` of device "sim" every 50 ms to the
 real harvest actor, re-sent until acknowledged.
 """
@@ -16,6 +18,12 @@ from aiohttp import web
 
 from actors.harvest.messages import BatchAck, Reading, ReadingBatch
 from actors.live.feed import ServesLiveFeed
+from actors.live.messages import LiveEvent
+from actors.live.ocpp_events import live_events
+from actors.live.publisher import LivePublisher
+from actors.ocpp.charger import ChargerActor
+from actors.ocpp.protocol import Effects
+from storage import ocpp_transactions as tx_store
 from supervisor.actor import SupervisedActor
 from supervisor.asyncbridge import AsyncioActor
 from supervisor.messages import Lookup, LookupResult
@@ -73,3 +81,28 @@ class Producer(SupervisedActor):
         else:
             self.send(self.harvest, self.unacked)
         self.wakeupAfter(self.INTERVAL, payload="poll")
+
+
+class LiveChargerActor(ChargerActor):
+    """ChargerActor + the live-feed lines proposed for actors/ocpp/charger.py."""
+
+    def on_start(self, config: dict[str, Any]) -> None:
+        self.live = LivePublisher(self)
+        super().on_start(config)
+
+    def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
+        if self.live.lookup_result(msg):
+            return
+        super().receiveMsg_LookupResult(msg, sender)
+
+    def _apply(self, effects: Effects) -> None:
+        live = effects.live
+        effects.live = [u for u in live if not isinstance(u, LiveEvent)]  # subscribers keep getting what they got
+        super()._apply(effects)
+        self.live.emit_many(event for update in live for event in live_events(update, self._transaction_on))
+
+    def _transaction_on(self, connector_id: int) -> int | None:
+        for tx in tx_store.active_transactions(self.conn, self.charge_point_id):
+            if tx["connector_id"] == connector_id:
+                return tx["transaction_id"]
+        return None

@@ -9,8 +9,12 @@ import os
 import signal
 
 import aiohttp
+import pytest
 
 from actors.harvest.specs import harvest_child_specs
+from actors.ocpp.specs import ocpp_child_specs
+from simulators.charger.chargepoint import SimulatedChargePoint
+from simulators.charger.connection import connect as ocpp_connect
 from supervisor.messages import GetTree, Start, Started, Tree
 from supervisor.spec import Backoff, ChildSpec, Heartbeat, SupervisorSpec
 from tests.conftest import ask_typed, free_port, wait_until
@@ -19,9 +23,11 @@ from tests.live.conftest import API_TOKEN, AUTH, read_sse, receive_until
 FAST = Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60)
 
 
-def start_root(asys, tmp_path, api_port: int):
-    values = {"data_dir": str(tmp_path), "uploads": []}
-    children = (*harvest_child_specs(values),
+def start_root(asys, tmp_path, api_port: int, ocpp_port: int | None = None):
+    values = {"data_dir": str(tmp_path), "uploads": [], "ocpp_host": "127.0.0.1", "ocpp_port": ocpp_port,
+              "ocpp_unknown_chargers": "accept", "live_metrics_db_interval": 0.0}
+    ocpp = ocpp_child_specs(values) if ocpp_port else []
+    children = (*harvest_child_specs(values), *ocpp,
                 ChildSpec("api", "tests.live.actors.LiveApiActor", {"port": api_port, "token": API_TOKEN, "db_path": str(tmp_path / "egw.db")}),
                 ChildSpec("producer", "tests.live.actors.Producer"))
     spec = SupervisorSpec(children=children, backoff=FAST, heartbeat=Heartbeat(interval=0.5, timeout=10.0))
@@ -106,3 +112,41 @@ async def test_harvest_readings_reach_an_sse_client_of_the_live_api(multiproc_sy
     readings = [e["data"] for e in got[1:]]
     assert all(e["kind"] == "reading" and e["data"]["values"]["ac_power_w"] > 1000.0 for e in readings)
     assert [e["seq"] for e in readings] == list(range(readings[0]["seq"], readings[0]["seq"] + 3))
+
+
+@pytest.fixture
+def live_chargers(monkeypatch):
+    """Charger actors with the proposed emission lines (set before the actor system forks)."""
+    monkeypatch.setattr("actors.ocpp.listener.CHARGER_ACTOR", "tests.live.actors.LiveChargerActor")
+
+
+async def test_a_session_over_real_ocpp_reaches_transaction_subscribers_through_the_actors(live_chargers, multiproc_system, tmp_path):
+    asys = multiproc_system
+    api_port, ocpp_port = free_port(), free_port()
+    root = start_root(asys, tmp_path, api_port, ocpp_port)
+    await asyncio.to_thread(wait_until, lambda: node(asys, root, "api") and node(asys, root, "ocpp"), what="API and OCPP listener running")
+    conn = await ocpp_connect(f"ws://127.0.0.1:{ocpp_port}/ocpp/CP-9")
+    cp = SimulatedChargePoint("CP-9", conn, response_timeout=5)
+    reader = asyncio.create_task(cp.start())
+    try:
+        assert (await cp.boot()).status == "Accepted"
+        async with aiohttp.ClientSession() as http:
+            charger_ws = await connect(http, f"ws://127.0.0.1:{api_port}/api/live?topic=charger/CP-9")
+            await receive_until(charger_ws, lambda m: m["type"] == "subscribed")
+            await cp.status(1, "Preparing")
+            status = await receive_until(charger_ws, lambda m: m["type"] == "event", timeout=10)
+            assert status[-1]["kind"] == "connector_status" and status[-1]["data"]["status"] == "Preparing"
+            transaction_id = await cp.start_transaction(1, "ALICE", meter_start=0)
+            ws = await connect(http, f"ws://127.0.0.1:{api_port}/api/live?topic=transaction/{transaction_id}")
+            await receive_until(ws, lambda m: m["type"] == "subscribed")
+            for i in range(1, 11):
+                await cp.meter(1, transaction_id, 100 * i, 7000.0 + i)
+            await cp.stop_transaction(transaction_id, 1100)
+            got = [m for m in await receive_until(ws, lambda m: m.get("data", {}).get("power_w") == 0.0, timeout=10) if m["type"] == "event"]
+            await ws.close()
+            await charger_ws.close()
+    finally:
+        reader.cancel()
+        await conn.close()
+    assert [m["seq"] for m in got] == list(range(1, 12))
+    assert [m["data"]["energy_wh"] for m in got] == [100.0 * i for i in range(1, 11)] + [1100.0]
