@@ -11,9 +11,10 @@ Websocket protocol (JSON text messages):
     server -> {"type": "lagged", "dropped": n, "resume_from": {topic: seq}, "disconnect": bool}
     server -> {"type": "error", "error": code, "message": ..., "topic": ...}
 
-`?topic=` (repeatable) subscribes at connect time. A refused subscription gets an error
-message and the connection is closed (4401 no/unknown token, 4403 token not valid for
-the topic); a malformed message only gets an error message.
+`?topic=` (repeatable) subscribes at connect time. A connection without a valid token,
+or a refused subscription, gets an error message and is closed (4401 no/unknown token,
+4403 token not valid for the topic); a malformed message only gets an error message.
+A subscriber that never catches up is closed with 4008 after its final `lagged`.
 
 SSE: `GET /api/live/sse?topic=T[&resume_from=N]` streams one topic; each event's id is
 `<epoch>:<seq>`, so a reconnecting EventSource resumes exactly via `Last-Event-ID`.
@@ -139,6 +140,15 @@ class _Feed:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         token = bearer(request.headers.get("Authorization"), request.query.get("token"))
         ws = web.WebSocketResponse(heartbeat=self.keepalive, max_msg_size=MAX_CLIENT_MESSAGE)
+        recognizes = getattr(self.authorize, "recognizes", None)
+        if recognizes is not None and not recognizes(token):
+            # refused before it takes a subscriber slot; told why over the socket (browsers cannot read a 401 body)
+            log.info("live websocket refused: no valid token", peer=request.remote)
+            await ws.prepare(request)
+            await ws.send_str(control("error", self.hub.epoch, error="unauthorized", status=401,
+                                      message="the live feed needs 'Authorization: Bearer <token>' or ?token=<token> (see `egw token`)").text)
+            await ws.close(code=4401, message=b"unauthorized")
+            return ws
         try:
             subscriber = self.hub.add_subscriber(peer=str(request.remote))
         except HubFullError as exc:

@@ -159,6 +159,14 @@ class LiveAuthorizer:
         self.api_token = api_token
         self.owners = owners
 
+    def recognizes(self, token: str | None) -> bool:
+        """True for the API token or a genuine unexpired transaction token (before any topic is known)."""
+        if not token or self.api_token is None:
+            return False
+        if hmac.compare_digest(token.encode("utf-8", "replace"), self.api_token.encode()):
+            return True
+        return verify_transaction_token(self.api_token, token) is not None
+
     async def __call__(self, token: str | None, topic: Topic) -> None:
         if not token:
             raise LiveAuthError(401, "unauthorized", "the live feed needs 'Authorization: Bearer <token>' or ?token=<token> (see `egw token`)")

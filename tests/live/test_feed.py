@@ -191,11 +191,12 @@ async def test_without_the_right_token_a_subscriber_is_refused(live, http):
         assert response.status == 403 and "transaction/9" in (await response.json())["message"]
     async with http.get(f"{live.url}/api/live/sse?topic=device/inv1&token={other}") as response:
         assert response.status == 403
-    async with http.ws_connect(live.ws_url()) as ws:
-        refused = await subscribe(ws, "gateway")
-        assert refused["type"] == "error" and refused["error"] == "unauthorized" and refused["status"] == 401
-        closing = await ws.receive(2.0)
-        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and ws.close_code == 4401
+    for query in ("topic=gateway", "token=wrong&topic=gateway"):  # refused at connect: no subscriber slot taken
+        async with http.ws_connect(live.ws_url(query)) as ws:
+            refused = await receive_json(ws)
+            assert refused["type"] == "error" and refused["error"] == "unauthorized" and refused["status"] == 401
+            closing = await ws.receive(2.0)
+            assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 4401
     async with http.ws_connect(live.ws_url(f"token={other}&topic=transaction/9")) as ws:
         refused = await receive_json(ws)
         assert refused["error"] == "forbidden"
