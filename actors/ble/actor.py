@@ -87,8 +87,8 @@ class BleActor(AsyncioActor):
         self.settings: BleSettings = config if isinstance(config, BleSettings) else ble_settings(config or {})
         s = self.settings
         self.window = ProvisioningWindow(s.window_minutes)
-        self.dispatcher = HttpDispatcher(s.api_port)
         limits = Limits(page_size=s.page_size)
+        self.dispatcher = HttpDispatcher(s.api_port, max_response=limits.max_response)
         tunnel = Tunnel(self.dispatcher, self.window.is_open, lambda: read_api_token(s.data_dir), limits, log=self.log)
         self.server = BleServer(s.gateway_name, tunnel, bus_address=s.dbus_address, adapter=s.adapter, log=self.log)
         self.server.on_lost = lambda reason: self.run_in_actor(lambda: self._on_lost(reason))

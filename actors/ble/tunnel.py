@@ -64,10 +64,10 @@ class Limits:
 
     max_head: int = 2048
     max_body: int = 16 * 1024
-    max_response: int = 64 * 1024
+    max_response: int = 192 * 1024  # the OpenAPI document (~64 KiB) must fit, with room to grow
     page_size: int = 182
     cache_entries: int = 8
-    cache_bytes: int = 256 * 1024
+    cache_bytes: int = 512 * 1024
     stale_after: float = 10.0
 
     @property

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 
 import pytest
 from aiohttp import web
@@ -21,7 +20,7 @@ from actors.ble.messages import BleStatus, CloseProvisioningWindow, GetBleStatus
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID
 from supervisor.messages import GetTree, Lookup, LookupResult, Start, Started, Tree
 from supervisor.spec import SUPERVISOR_ACTOR, ChildSpec, Heartbeat, SupervisorSpec
-from tests.ble.conftest import SmallApi, parse_page, wait_until_sync
+from tests.ble.conftest import BackgroundLoop, SmallApi, parse_page, wait_until_sync
 from tests.ble.dbus_daemon import PrivateDbusDaemon
 from tests.ble.fake_bluez import Central, FakeBlueZ
 
@@ -30,22 +29,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-class BackgroundLoop:
-    """An asyncio loop in a thread, so that sync thespian calls never block it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 15.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture

@@ -230,3 +230,42 @@ async def test_http_dispatcher_reports_an_unreachable_api_as_502(unused_tcp_port
     page = await roundtrip(tunnel, b"GET /api/health EGWTTP/1.1\r\n\r\n")
     assert page.status == 502 and page.body == b"local API unreachable"
     await tunnel.dispatcher.close()
+
+
+async def test_http_dispatcher_reads_a_body_that_arrives_in_pieces_and_bounds_it():
+    """A streamed body arrives in several TCP segments; all of it is read, up to the bound."""
+    import asyncio
+
+    from aiohttp import web
+
+    release = asyncio.Event()
+
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"part": "' + b"a" * 3000)
+        await release.wait()  # the rest only after the client has seen the first piece
+        await response.write(b"b" * 3000 + b'"}')
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/streamed", streamed)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    whole = HttpDispatcher(port)
+    bounded = HttpDispatcher(port, max_response=4000)
+    try:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, release.set)
+        result = await whole.dispatch("GET", "/api/streamed", {}, b"")
+        assert result.status == 200 and json.loads(result.body) == {"part": "a" * 3000 + "b" * 3000}
+        release.clear()
+        loop.call_later(0.05, release.set)
+        assert len((await bounded.dispatch("GET", "/api/streamed", {}, b"")).body) == 4001  # enough to say "too large"
+    finally:
+        await whole.close()
+        await bounded.close()
+        await runner.cleanup()
