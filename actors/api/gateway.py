@@ -555,10 +555,15 @@ class GatewayBackend:
         return address
 
     async def _ask_ble(self, address: Any, msg: Any) -> Any:
+        """Ask the BLE actor; its answer is matched by request id (several asks may be in flight)."""
+        from dataclasses import replace
+
         from actors.ble.messages import BleStatus
 
+        request_id = f"api-{os.getpid()}-{next(self._request_ids)}"
         try:
-            return await self.port.ask(address, msg, match=lambda m: isinstance(m, BleStatus), timeout=self.settings.ask_timeout)
+            return await self.port.ask(address, replace(msg, request_id=request_id),
+                                       match=lambda m: isinstance(m, BleStatus) and m.request_id == request_id, timeout=self.settings.ask_timeout)
         except TimeoutError:
             raise UnavailableError("ble did not answer (restarting?)", retry_after=1) from None
 

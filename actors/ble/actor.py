@@ -158,19 +158,19 @@ class BleActor(AsyncioActor):
         self.window.open(msg.minutes)
         self.log.info("provisioning window opened", minutes=msg.minutes if msg.minutes is not None else self.settings.window_minutes)
         self._window_changed()
-        self.send(sender, self._status())
+        self.send(sender, self._status(msg.request_id))
 
     def receiveMsg_CloseProvisioningWindow(self, msg: CloseProvisioningWindow, sender: Any) -> None:  # noqa: N802
         self.window.close()
         self._window_changed()
-        self.send(sender, self._status())
+        self.send(sender, self._status(msg.request_id))
 
     def receiveMsg_GetBleStatus(self, msg: GetBleStatus, sender: Any) -> None:  # noqa: N802
-        self.send(sender, self._status())
+        self.send(sender, self._status(msg.request_id))
 
     # ---------------------------------------------------------- status
-    def _status(self) -> BleStatus:
-        return BleStatus(self.state, self.server.advertising, self.window.is_open(), round(self.window.remaining(), 1), self.reason, self.server.requests_served)
+    def _status(self, request_id: str = "") -> BleStatus:
+        return BleStatus(self.state, self.server.advertising, self.window.is_open(), round(self.window.remaining(), 1), self.reason, self.server.requests_served, request_id)
 
     def _publish_state(self) -> None:
         status = self._status()

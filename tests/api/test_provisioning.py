@@ -200,6 +200,7 @@ async def test_ble_restarting_or_unavailable_is_503(client, backend):
 
 # ------------------------------------------------------------------ BLE window (gateway backend, scripted actor side)
 def ble_reply(state="running", reason=None):
+    """The BLE actor's answers, each carrying the request id it answers (as the actor does)."""
     window = {"open": False}
 
     def reply(msg):
@@ -209,7 +210,7 @@ def ble_reply(state="running", reason=None):
             window["open"] = False
         elif not isinstance(msg, GetBleStatus):
             return None
-        return BleStatus(state, window["open"] and state == "running", window["open"], 600.0 if window["open"] else 0.0, reason, 3)
+        return BleStatus(state, window["open"] and state == "running", window["open"], 600.0 if window["open"] else 0.0, reason, 3, msg.request_id)
 
     return reply
 
@@ -229,10 +230,11 @@ async def test_gateway_backend_sends_window_messages_to_the_ble_actor(tmp_path, 
     backend = gateway_backend(tmp_path, pool, port)
     opened = await backend.ble_open_window(10)
     assert opened["window_open"] and opened["advertising"] and opened["window_closes_at"] and opened["requests_served"] == 3
-    assert port.asked[-1] == ("ble-address", OpenProvisioningWindow(10))
+    address, sent = port.asked[-1]
+    assert address == "ble-address" and isinstance(sent, OpenProvisioningWindow) and sent.minutes == 10 and sent.request_id
     closed = await backend.ble_close_window()
     assert not closed["window_open"] and closed["window_closes_at"] is None
-    assert port.asked[-1] == ("ble-address", CloseProvisioningWindow())
+    assert isinstance(port.asked[-1][1], CloseProvisioningWindow) and port.asked[-1][1].request_id != sent.request_id
 
 
 async def test_gateway_backend_ble_errors(tmp_path, pool):
@@ -249,6 +251,9 @@ async def test_gateway_backend_ble_errors(tmp_path, pool):
     restarting = gateway_backend(tmp_path, pool, ScriptedPort([record("ble", "restarting")], {}, ble_reply()))
     with pytest.raises(UnavailableError):
         await restarting.ble_close_window()
+    stale = gateway_backend(tmp_path, pool, ScriptedPort([record("ble")], {"ble": "ble-address"}, lambda msg: BleStatus("running", True, True, 1.0, request_id="someone-else")))
+    with pytest.raises(AssertionError):  # ScriptedPort asserts that the match accepts the answer: another ask's answer is not ours
+        await stale.ble_status()
     silent = gateway_backend(tmp_path, pool, ScriptedPort([record("ble")], {"ble": "ble-address"}, lambda msg: None))
     with pytest.raises(UnavailableError):
         await silent.ble_status()
