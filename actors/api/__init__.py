@@ -7,6 +7,7 @@
     app.py         the aiohttp application: handlers, JSON errors (400/401/404/405/413/503), timeouts
     backend.py     what the handlers need from the gateway (a Protocol) and the errors it may raise
     gateway.py     that Protocol over a running gateway: actor tree, stores, charger commands, devices
+    provisioning.py  /api/wifi (NetworkManager, or 503 wifi_unavailable) and /api/ble (the BLE window)
     stores.py      read-only views of the SQLite stores (outbox, chargers, transactions, identity)
     device_registry.py  devices added/removed over the API, persisted
     metrics.py     /metrics in Prometheus text format

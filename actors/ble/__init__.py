@@ -6,7 +6,7 @@
     window.py    the provisioning window (when BLE may change the gateway)
     actor.py     the supervised actor: window, `unavailable` + retry, child spec
     messages.py  Open/CloseProvisioningWindow, GetBleStatus -> BleStatus
-    wifi.py      /api/wifi endpoints and the WifiBackend interface (+ fake)
+    wifi.py      the WifiBackend interface (+ fake) behind the API's /api/wifi endpoints
     wifi_nm.py   WifiBackend over NetworkManager's D-Bus API
 
 PROTOCOL.md describes the tunnel for phone-app authors.
