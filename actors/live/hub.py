@@ -113,6 +113,7 @@ class Subscriber:
         self.lags = 0  # lags since the writer last caught up (emptied the queue)
         self.total_lags = 0
         self.dropped = 0
+        self.replay_credit = 0  # history frames queued by a resume, on top of the live bound
         self.closing = False  # no more messages: the writer sends what is queued, then closes
         self.close_reason: str | None = None
         self._ready = asyncio.Event()
@@ -121,7 +122,7 @@ class Subscriber:
         """Enqueue without ever waiting: the publisher's whole per-subscriber cost."""
         if self.closing:
             return
-        if len(self.queue) >= self.queue_size:
+        if len(self.queue) >= self.queue_size + self.replay_credit:
             self._lag(frame)
             return
         self.queue.append(frame)
@@ -133,6 +134,7 @@ class Subscriber:
             if frame.seq is not None:
                 self.delivered.setdefault(frame.topic, frame.seq - 1)
         self.queue.clear()
+        self.replay_credit = 0
         self.dropped += dropped
         self.lags += 1
         self.total_lags += 1
@@ -166,6 +168,8 @@ class Subscriber:
         frame = self.queue.popleft()
         if frame.seq is not None:
             self.delivered[frame.topic] = frame.seq
+        if self.replay_credit:
+            self.replay_credit -= 1
         if not self.queue:
             self.lags = 0
         return frame
@@ -284,10 +288,12 @@ class Hub:
             kind, _, ident = topic.partition("/")
             subscriber.push_control(control("resync", self.epoch, topic, seq=state.seq, reason=resync,
                                             rest=REST_RESOURCES[kind].format(id=ident)))
+        if topic in subscriber.topics and subscriber.queue:  # re-subscribing: the replay replaces what is queued
+            subscriber.queue = deque(f for f in subscriber.queue if f.topic != topic or f.seq is None)
         subscriber.push_control(control("subscribed", self.epoch, topic, seq=state.seq, replayed=len(replay)))
         subscriber.delivered.pop(topic, None)
-        for frame in replay:
-            subscriber.queue.append(frame)  # history may exceed the live queue bound once; it is bounded by HISTORY
+        subscriber.queue.extend(replay)  # at most `history` frames, allowed on top of the live bound
+        subscriber.replay_credit += len(replay)
         subscriber.topics.add(topic)
         state.subscribers[subscriber] = None
 

@@ -110,9 +110,13 @@ class _Feed:
             subscriber = self.hub.add_subscriber(disconnect_on_lag=True, peer=str(request.remote))
         except HubFullError as exc:
             return _json_error(503, "unavailable", str(exc), {"Retry-After": "5"})
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
             self.hub.subscribe(subscriber, str(topic), resume_from, epoch)
+        except HubFullError as exc:
+            self.hub.remove_subscriber(subscriber)
+            return _json_error(503, "unavailable", str(exc), {"Retry-After": "5"})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
             await response.prepare(request)
             await response.write(b"retry: 1000\n\n")
             while True:

@@ -161,3 +161,24 @@ def test_non_finite_numbers_become_null():
     hub.subscribe(sub, "device/inv1")
     hub.publish(LiveEvent("device/inv1", "reading", {"ac_power_w": float("nan")}))
     assert drain(sub)[-1]["data"] == {"ac_power_w": None}
+
+
+def test_a_full_replay_does_not_count_as_lagging():
+    hub = Hub(history=8, queue_size=8)
+    publish(hub, "device/inv1", 8)
+    sub = hub.add_subscriber()
+    hub.subscribe(sub, "device/inv1", resume_from=1, epoch=hub.epoch)
+    publish(hub, "device/inv1", 4)  # live events on top of the replayed history
+    got = drain(sub)
+    assert sub.total_lags == 0 and events(got) == [("device/inv1", n) for n in range(1, 13)]
+
+
+def test_resubscribing_with_resume_from_replaces_what_was_queued_for_that_topic():
+    hub = Hub()
+    sub = hub.add_subscriber()
+    hub.subscribe(sub, "gateway")
+    hub.subscribe(sub, "device/a")
+    publish(hub, "gateway", 3)
+    publish(hub, "device/a", 1)
+    hub.subscribe(sub, "gateway", resume_from=2, epoch=hub.epoch)
+    assert events(drain(sub)) == [("device/a", 1), ("gateway", 2), ("gateway", 3)]  # no duplicates of 2 and 3
