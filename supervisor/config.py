@@ -63,6 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("outbox_budget_mb", int, 512, "Outbox byte budget before old data is downsampled, then dropped"),
     Setting("outbox_min_free_pct", float, 5.0, "Free-disk watermark (percent) that triggers the same degradation"),
     Setting("ble_enabled", bool, True, "Run the BLE provisioning service (reports 'unavailable' without an adapter)"),
+    Setting("wifi_backend", str, "networkmanager", "Wi-Fi provisioning: networkmanager (system D-Bus), fake (in memory, for demos) or none"),
+    Setting("wifi_dbus_address", str, "", "D-Bus address of NetworkManager's bus; empty: the system bus"),
     Setting("ble_adapter", str, "hci0", "Bluetooth adapter to serve on"),
     Setting("ble_mtu", int, 185, "ATT MTU assumed for paging tunnel responses"),
     Setting("ble_dbus_address", str, "", "D-Bus address of BlueZ's bus; empty: the system bus"),
@@ -204,6 +206,8 @@ def _setting(key: str, source: str) -> Setting:
 def _check(values: Mapping[str, Any]) -> None:
     if values["ocpp_unknown_chargers"] not in ("reject", "accept"):
         raise ConfigError(f"ocpp_unknown_chargers: must be 'reject' or 'accept', got {values['ocpp_unknown_chargers']!r}")
+    if values["wifi_backend"] not in ("networkmanager", "fake", "none"):
+        raise ConfigError(f"wifi_backend: must be 'networkmanager', 'fake' or 'none', got {values['wifi_backend']!r}")
     if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level: must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
     for key in ("restart_max",):

@@ -30,6 +30,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "gateway_name": "egw-demo",
     "data_dir": "data/demo",
     "ocpp_unknown_chargers": "accept",
+    "wifi_backend": "fake",
 }
 
 

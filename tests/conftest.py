@@ -69,6 +69,7 @@ def gateway_env(tmp_path: Path) -> dict[str, str]:
         EGW_API_PORT=str(free_port()),
         EGW_OCPP_PORT=str(free_port()),
         EGW_BLE_ENABLED="false",
+        EGW_WIFI_BACKEND="none",
         PYTHONUNBUFFERED="1",
     )
     return env
