@@ -180,15 +180,16 @@ def actor_gateway(port: int, data_dir: str) -> Iterator[None]:
     from supervisor.loopback import confine_actor_sockets_to_loopback
     from supervisor.messages import GetTree, Start, Started, Tree
     from supervisor.procs import descendants, end_family
-    from supervisor.spec import SupervisorSpec
+    from supervisor.spec import Heartbeat, SupervisorSpec
 
     preimport_heavy_libraries()
     confine_actor_sockets_to_loopback()
     become_subreaper()
     values = {"data_dir": data_dir, "uploads": [], "ocpp_host": "127.0.0.1", "ocpp_port": port, "ocpp_unknown_chargers": "accept"}
-    spec = SupervisorSpec(children=tuple(harvest_child_specs(values) + ocpp_child_specs(values)))
+    # the gateway's default heartbeat (supervisor.config: heartbeat_interval 1 s, heartbeat_timeout 10 s)
+    spec = SupervisorSpec(children=tuple(harvest_child_specs(values) + ocpp_child_specs(values)), heartbeat=Heartbeat(1.0, 10.0))
     asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"},
-                       logDefs=log_definitions("ERROR"), transientUnique=True)
+                       logDefs=log_definitions(os.environ.get("BENCH_LOG_LEVEL", "ERROR")), transientUnique=True)
     try:
         root = asys.createActor("supervisor.supervisor.Supervisor")
         reply = asys.ask(root, Start("root", spec, path=""), 10)

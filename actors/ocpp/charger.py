@@ -64,7 +64,8 @@ class ChargerActor(SupervisedActor):
         charger_store.init(self.conn)
         tx_store.init(self.conn)
         self.protocol = ChargerProtocol(self.charge_point_id, self.conn, OcppPolicy.from_config(config.get("policy")), log=self.log)
-        if charger_store.get_charger(self.conn, self.charge_point_id) is not None:
+        charger = charger_store.get_charger(self.conn, self.charge_point_id)
+        if charger is not None and charger["connected"]:
             charger_store.set_connected(self.conn, self.charge_point_id, False, time.time())  # until the listener says otherwise
         self.listener: Any = None
         self.harvest: Any = None
@@ -113,6 +114,8 @@ class ChargerActor(SupervisedActor):
     # --------------------------------------------------- listener protocol
     def receiveMsg_ChargerConnected(self, msg: ChargerConnected, sender: Any) -> None:  # noqa: N802
         self.listener = sender
+        if msg.connection_id == self.connection_id:
+            return  # the same connection introduced twice: keep its frames' order and state
         self.connection_id = msg.connection_id
         self.incoming.reset(msg.next_seq)
         self._apply(self.protocol.connected(msg.connection_id))

@@ -150,6 +150,13 @@ def _validator(schema_name: str) -> Draft4Validator:
     return Draft4Validator(json.loads(path.read_text(encoding="utf-8-sig"), parse_float=parse_float))
 
 
+def preload() -> None:
+    """Build every validator now (in a parent process, so forked actors inherit them)."""
+    for action in CHARGER_TO_CENTRAL | CENTRAL_TO_CHARGER:
+        _validator(action)
+        _validator(f"{action}Response")
+
+
 def validate(action: str, payload: dict, *, response: bool = False, unique_id: str = "-1") -> None:
     """Check a payload against the 1.6 schema of `action` (request or response); raise FrameError."""
     name = f"{action}Response" if response else action

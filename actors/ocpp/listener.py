@@ -33,7 +33,7 @@ from supervisor.spec import ChildSpec
 CHARGER_ACTOR = "actors.ocpp.charger.ChargerActor"
 CHARGERS_SUPERVISOR = "chargers"
 MAX_HELD = 64
-START_TIMEOUT = 5.0
+START_TIMEOUT = 30.0  # after a gateway restart every charger reconnects at once; actor start-up queues
 
 
 @dataclass
@@ -132,8 +132,8 @@ class ListenerActor(AsyncioActor):
 
     def _ready(self, charge_point_id: str, address: Any) -> None:
         link = self.links.get(charge_point_id)
-        if link is None:
-            return
+        if link is None or link.address == address:
+            return  # not connected, or already relaying to this very actor (re-binding would reorder frames)
         link.address = None
         self._bind(charge_point_id, link, address)
 

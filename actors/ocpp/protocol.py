@@ -40,6 +40,8 @@ from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 from supervisor.logs import ActorLog
 
+TOUCH_INTERVAL = 30.0  # seconds between `last_seen` writes while frames keep arriving
+
 
 @dataclass
 class Effects:
@@ -74,6 +76,7 @@ class ChargerProtocol:
         self.refresh_due: float | None = None
         self.triggered: set[str] = set()
         self._live_written: dict[int, float] = {}
+        self._last_touch = 0.0
         self._live_pending: dict[int, tuple[float, float | None, float | None]] = {}
         charger = charger_store.get_charger(conn, charge_point_id)
         self.registration = charger["registration_status"] if charger else "Pending"
@@ -184,7 +187,9 @@ class ChargerProtocol:
             self._check_admitted(call)
             now = self.clock()
             reply = HANDLERS[call.action](self, call.payload, now)
-            charger_store.touch(self.conn, self.charge_point_id, now)
+            if now - self._last_touch >= TOUCH_INTERVAL:  # last_seen to the minute, not one fsync per frame
+                charger_store.touch(self.conn, self.charge_point_id, now)
+                self._last_touch = now
         except FrameError as exc:
             exc.unique_id = call.unique_id
             self._reply_error(exc, call.action)

@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import actors.ocpp.charger  # noqa: F401 - imported in the launcher so forked charger actors share it (copy-on-write)
+import actors.ocpp.listener  # noqa: F401
+from actors.ocpp import frames
 from actors.ocpp.policy import OcppPolicy
 from supervisor.spec import Backoff, ChildSpec, Intensity, SupervisorSpec, supervisor_child
 
@@ -55,7 +58,13 @@ def ocpp_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def ocpp_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
-    """[chargers supervisor, ocpp listener] for the root supervisor."""
+    """[chargers supervisor, ocpp listener] for the root supervisor.
+
+    Called in the launcher before the actor system forks: the 1.6 schema validators are
+    built here once, so a new charger actor (one per connecting charger) starts in
+    milliseconds instead of re-reading and compiling the schemas.
+    """
+    frames.preload()
     listener_config = ocpp_config(config)
     chargers = supervisor_child(
         "chargers",
