@@ -87,8 +87,10 @@ class LiveChargerActor(ChargerActor):
     """ChargerActor + the live-feed lines proposed for actors/ocpp/charger.py."""
 
     def on_start(self, config: dict[str, Any]) -> None:
-        self.live = LivePublisher(self)
         super().on_start(config)
+        self.wired = hasattr(self, "live")  # once the lines are in ChargerActor itself, this class adds nothing
+        if not self.wired:
+            self.live = LivePublisher(self)
 
     def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
         if self.live.lookup_result(msg):
@@ -96,6 +98,9 @@ class LiveChargerActor(ChargerActor):
         super().receiveMsg_LookupResult(msg, sender)
 
     def _apply(self, effects: Effects) -> None:
+        if getattr(self, "wired", True):
+            super()._apply(effects)
+            return
         live = effects.live
         effects.live = [u for u in live if not isinstance(u, LiveEvent)]  # subscribers keep getting what they got
         super()._apply(effects)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.live.hub import Hub
+from actors.live.messages import LiveEvent
 from actors.live.ocpp_events import live_events, transaction_started, transaction_stopped
 from actors.ocpp.frames import parse_timestamp
 from actors.ocpp.policy import OcppPolicy
@@ -41,6 +42,8 @@ class ProtocolLink:
             self.calls[frame[1]] = (frame[2], frame[3])
         effects = self.protocol.receive(1, text)
         started_or_stopped = self._announce(effects)
+        if any(isinstance(update, LiveEvent) for update in effects.live):
+            started_or_stopped = []  # the handlers emit them themselves now
         self._apply(effects)
         for event in started_or_stopped:  # appended after the handler's LiveUpdate, as in the handlers
             self.hub.publish(event)
