@@ -173,7 +173,7 @@ def actor_gateway(port: int, data_dir: str) -> Iterator[None]:
     from thespian.actors import ActorSystem
 
     from actors.harvest.specs import harvest_child_specs
-    from actors.ocpp.specs import ocpp_child_specs
+    import actors.ocpp.specs as ocpp_specs
     from supervisor.hardening import become_subreaper
     from supervisor.launcher import preimport_heavy_libraries
     from supervisor.logs import log_definitions
@@ -187,7 +187,7 @@ def actor_gateway(port: int, data_dir: str) -> Iterator[None]:
     become_subreaper()
     values = {"data_dir": data_dir, "uploads": [], "ocpp_host": "127.0.0.1", "ocpp_port": port, "ocpp_unknown_chargers": "accept"}
     # the gateway's default heartbeat (supervisor.config: heartbeat_interval 1 s, heartbeat_timeout 10 s)
-    spec = SupervisorSpec(children=tuple(harvest_child_specs(values) + ocpp_child_specs(values)), heartbeat=Heartbeat(1.0, 10.0))
+    spec = SupervisorSpec(children=tuple(harvest_child_specs(values) + ocpp_specs.ocpp_child_specs(values)), heartbeat=Heartbeat(1.0, 10.0))
     asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"},
                        logDefs=log_definitions(os.environ.get("BENCH_LOG_LEVEL", "ERROR")), transientUnique=True)
     try:

@@ -254,3 +254,46 @@ class ChargerReady:
     """A (re)started charger actor introduces itself to the listener, which re-attaches it."""
 
     charge_point_id: str
+
+
+REQUESTS: dict[str, type[CentralRequest]] = {
+    cls.action: cls
+    for cls in (RemoteStartTransaction, RemoteStopTransaction, ReserveNow, CancelReservation, ChangeAvailability, Reset,
+                UnlockConnector, TriggerMessage, GetConfiguration, ChangeConfiguration, ClearCache, SetChargingProfile,
+                ClearChargingProfile, GetCompositeSchedule)
+}
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def request_from_payload(action: str, payload: dict[str, Any]) -> CentralRequest:
+    """Build a request from an OCPP-style camelCase payload (what the REST API receives).
+
+    `ReserveNow.expiryDate` is an RFC 3339 string here (epoch seconds in the dataclass);
+    the reservation id is not given: the charger actor assigns it. Raises ValueError
+    naming the action or field for anything that does not fit.
+    """
+    from actors.ocpp.frames import parse_timestamp
+
+    cls = REQUESTS.get(action)
+    if cls is None:
+        raise ValueError(f"{action!r} is not a central-initiated OCPP 1.6 request this gateway sends")
+    names = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in payload.items():
+        name = _snake(key)
+        if cls is ReserveNow and name == "expiry_date":
+            try:
+                kwargs["expiry"] = parse_timestamp(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"expiryDate: {value!r} is not an RFC 3339 date-time") from None
+            continue
+        if name not in names:
+            raise ValueError(f"{key}: not a field of {action}")
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{action}: {exc}") from None

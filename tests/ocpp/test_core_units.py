@@ -123,3 +123,17 @@ def test_policy_rejects_nonsense():
     with pytest.raises(ValueError):
         OcppPolicy.from_config({"call_queue_limit": 0})
     assert OcppPolicy.from_config({"heartbeat_interval": 60, "unrelated": 1}).heartbeat_interval == 60
+
+
+def test_requests_built_from_api_payloads():
+    from actors.ocpp.messages import RemoteStartTransaction, ReserveNow, request_from_payload
+
+    assert request_from_payload("RemoteStartTransaction", {"idTag": "A", "connectorId": 1}) == RemoteStartTransaction("A", 1)
+    reserve = request_from_payload("ReserveNow", {"connectorId": 1, "idTag": "B", "expiryDate": "2030-01-01T00:00:00Z"})
+    assert isinstance(reserve, ReserveNow) and reserve.payload(7)["expiryDate"] == "2030-01-01T00:00:00.000Z"
+    with pytest.raises(ValueError, match="expiryDate"):
+        request_from_payload("ReserveNow", {"connectorId": 1, "idTag": "B", "expiryDate": "soon"})
+    with pytest.raises(ValueError, match="bogus"):
+        request_from_payload("Reset", {"type": "Hard", "bogus": 1})
+    with pytest.raises(ValueError, match="Heartbeat"):
+        request_from_payload("Heartbeat", {})

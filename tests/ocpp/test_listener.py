@@ -170,3 +170,23 @@ async def test_tls_security_profile_2(tmp_path):
             await connect(f"ws://127.0.0.1:{c.port}/ocpp/TLS1", auth_key="tls-key-12345678", timeout=3)
     finally:
         await c.close()
+
+
+async def test_peer_that_stops_answering_pings_is_dropped(tmp_path):
+    from actors.ocpp.policy import OcppPolicy
+    from actors.ocpp.server import ListenerSettings
+
+    from .conftest import Central
+
+    settings = ListenerSettings(host="127.0.0.1", port=0, unknown_chargers="accept", ping_interval=0.2)
+    c = await Central(tmp_path / "gw.db", OcppPolicy(), settings).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(c.url("QUIET"), protocols=("ocpp1.6",), autoping=False)
+            await wait_until(lambda: "QUIET" in c.server.connections)
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.PING  # the gateway checks the peer is alive
+            await wait_until(lambda: "QUIET" not in c.server.connections, timeout=5)  # no pong: dropped
+            await ws.close()
+    finally:
+        await c.close()

@@ -127,3 +127,19 @@ async def test_pending_charger_approved_by_the_operator_is_accepted_on_its_next_
     assert charger_store.set_registration_status(central.conn, "CPA", "Accepted")
     assert (await cp.boot()).status == "Accepted"
     assert (await cp.heartbeat()).current_time
+
+
+async def test_rejected_charger_is_told_so_and_refused(central):
+    from ocpp.v16 import call
+
+    charger_store.add_charger(central.conn, "CPR", registration_status="Rejected")
+    cp = await central.charger("CPR", boot=False)
+    reply = await cp.boot()
+    assert reply.status == "Rejected" and reply.interval == 60
+    try:
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"), suppress=False)
+    except Exception as exc:  # noqa: BLE001 - the ocpp package raises its SecurityError class
+        assert type(exc).__name__ == "SecurityError"
+    else:
+        raise AssertionError("a Rejected charger must not be served")
+    assert charger_store.list_connectors(central.conn, "CPR") == []
