@@ -11,7 +11,8 @@ id, duplicate samples ignored).
 What it does with the protocol's effects:
   frames      -> `FrameOut` to the listener
   outcomes    -> `CommandOutcome` to whoever sent the `ChargerCommand`
-  live        -> `LiveUpdate` / `ConnectorStatus` to subscribers (at most 16)
+  live        -> `LiveUpdate` / `ConnectorStatus` to subscribers (at most 16), and as
+                 `LiveEvent`s to the API's live feed (`actors.live`)
   exports     -> `ReadingBatch`es to the harvest actor, one in flight, deleted on `BatchAck`
 
 Config (from the child spec): {"db_path": str, "policy": dict of `OcppPolicy` fields}.
@@ -29,6 +30,8 @@ from thespian.actors import WakeupMessage
 
 from actors.harvest.messages import BatchAck
 from actors.harvest.rejections import BatchRejected
+from actors.live.ocpp_events import live_events
+from actors.live.publisher import LivePublisher
 from actors.ocpp.export import ExportForwarder
 from actors.ocpp.messages import (
     ChargerCommand,
@@ -76,6 +79,7 @@ class ChargerActor(SupervisedActor):
         self._ids: Iterator[int] = itertools.count(1)
         self.exports = ExportForwarder(self.conn, self.charge_point_id, producer=self.path)
         self._next_lookup = 0.0
+        self.live = LivePublisher(self)  # the REST API's live feed (fire-and-forget)
         self._lookup()
         self.wakeupAfter(TICK, payload="tick")
         active = tx_store.active_transactions(self.conn, self.charge_point_id)
@@ -102,7 +106,7 @@ class ChargerActor(SupervisedActor):
             self.send(self.parent, Lookup("harvest"))
 
     def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
-        if msg.address is None:
+        if self.live.lookup_result(msg) or msg.address is None:
             return
         if msg.path == "ocpp" and self.listener is None:
             self.listener = msg.address
@@ -186,6 +190,12 @@ class ChargerActor(SupervisedActor):
             self._lookup()
         self.wakeupAfter(TICK, payload="tick")
 
+    def _transaction_on(self, connector_id: int) -> int | None:
+        for tx in tx_store.active_transactions(self.conn, self.charge_point_id):
+            if tx["connector_id"] == connector_id:
+                return tx["transaction_id"]
+        return None
+
     # ------------------------------------------------------------ effects
     def _apply(self, effects: Effects) -> None:
         if self.listener is not None and self.connection_id is not None:
@@ -196,8 +206,12 @@ class ChargerActor(SupervisedActor):
             if requester is not None:
                 address, request_id = requester
                 self.send(address, CommandOutcome(**{**outcome.__dict__, "request_id": request_id}))
+        events = []
         for update in effects.live:
             for subscriber in self.subscribers:
                 self.send(subscriber, update)
+            events.extend(live_events(update, self._transaction_on))
+        if events:
+            self.live.emit_many(events)
         if effects.exports:
             self._forward_exports()

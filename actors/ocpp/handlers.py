@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from actors.live.ocpp_events import transaction_started, transaction_stopped
 from actors.ocpp.frames import FrameError, format_timestamp, parse_timestamp
 from actors.ocpp.messages import ConnectorStatus, LiveUpdate
 from storage import chargers as charger_store
@@ -100,6 +101,9 @@ def start_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
     )
     p.log.info("transaction started" if new else "replayed StartTransaction answered with its id",
                transaction_id=transaction_id, connector_id=connector_id)
+    if new:
+        p.effects.live.extend(transaction_started(p.charge_point_id, transaction_id, connector_id, payload["idTag"],
+                                                  payload["meterStart"], parse_timestamp(payload["timestamp"])))
     return {"transactionId": transaction_id, "idTagInfo": id_tag_info(p, payload["idTag"], now)}
 
 
@@ -139,7 +143,10 @@ def stop_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
     p.exports_added = True
     if before is None:
         p.log.warning("StopTransaction for an unknown transaction recorded", transaction_id=transaction_id)
-    p.effects.live.append(LiveUpdate(p.charge_point_id, transaction_id, tx["connector_id"], stop_time, payload["meterStop"], 0.0, tx["energy_wh"]))
+    if before is None or before["status"] == "Active":  # a repeated StopTransaction announces nothing new
+        p.effects.live.append(LiveUpdate(p.charge_point_id, transaction_id, tx["connector_id"], stop_time, payload["meterStop"], 0.0, tx["energy_wh"]))
+        p.effects.live.extend(transaction_stopped(p.charge_point_id, transaction_id, tx["connector_id"], payload["meterStop"],
+                                                  tx["energy_wh"], tx["stop_reason"] or "Local", stop_time))
     reply: dict[str, Any] = {}
     if "idTag" in payload:
         reply["idTagInfo"] = id_tag_info(p, payload["idTag"], now)
