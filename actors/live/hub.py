@@ -138,7 +138,7 @@ class Subscriber:
         self.dropped += dropped
         self.lags += 1
         self.total_lags += 1
-        disconnect = self.disconnect_on_lag or self.lags > self.max_lags
+        disconnect = self.disconnect_on_lag or self.lags >= self.max_lags
         resume = {topic: self.delivered.get(topic, self.hub.last_seq(topic)) + 1 for topic in sorted(self.topics)}
         self.queue.append(control("lagged", self.hub.epoch, dropped=dropped, resume_from=resume, disconnect=disconnect,
                                   message="this client fell behind; events were dropped. Resume from history (resume_from) or re-read the REST resources."))

@@ -86,7 +86,15 @@ async def test_a_remote_started_session_streams_to_the_drivers_app_and_to_egw_wa
     token = read_token(token_path(env["EGW_DATA_DIR"]))
     feed_or_skip(port, token)
     ocpp_url = f"ws://127.0.0.1:{env['EGW_OCPP_PORT']}/ocpp/CP-7"
-    conn = await ocpp_connect(ocpp_url)
+    await asyncio.to_thread(wait_until, lambda: all(actor_pids(port).values()), timeout=15, what="every actor running")
+    deadline = time.monotonic() + 15
+    while True:  # the listener may bind a moment after it reports running
+        try:
+            conn = await ocpp_connect(ocpp_url)
+            break
+        except aiohttp.ClientConnectorError:
+            assert time.monotonic() < deadline, "the OCPP listener did not accept connections"
+            await asyncio.sleep(0.1)
     cp = SimulatedChargePoint("CP-7", conn, response_timeout=10)
     reader = asyncio.create_task(cp.start())
     try:
