@@ -17,6 +17,7 @@ tests, benchmarks and the simulator's demo).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import ssl
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ class OcppServer:
         return self.port
 
     async def stop(self) -> None:
-        for connection in list(self.connections.values()):
-            await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway shutting down")
+        closing = [c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway shutting down") for c in list(self.connections.values())]
+        if closing:  # all at once: one slow peer must not hold up the others' close handshakes
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=3.0)
         if self._runner is not None:
             await self._runner.cleanup()
 
