@@ -120,3 +120,38 @@ def test_listener_refuses_bad_credentials_and_serves_two_chargers(multiproc_syst
     db = sqlite3.connect(tmp_path / "egw.db")
     assert {r[0] for r in db.execute("SELECT charge_point_id FROM chargers")} == {"A", "B"}
     db.close()
+
+
+def test_central_command_through_the_charger_actor(multiproc_system, tmp_path):
+    """What the REST API does: look the charger actor up, send ChargerCommand, get CommandOutcome."""
+    from actors.ocpp.messages import ChargerCommand, CommandOutcome, RemoteStartTransaction
+    from supervisor.messages import Lookup, LookupResult
+
+    asys = multiproc_system
+    root, port = start_gateway(asys, tmp_path)
+    wait_until(lambda: running(asys, root, "ocpp"), what="listener running")
+
+    async def scenario():
+        cp = SimulatedChargePoint("CMD1", await connect(f"ws://127.0.0.1:{port}/ocpp/CMD1"), response_timeout=5)
+        reader = asyncio.create_task(cp.start())
+        assert (await cp.boot()).status == "Accepted"
+
+        def command():
+            address = ask_typed(asys, root, Lookup("chargers/CMD1"), LookupResult).address
+            assert address is not None
+            return ask_typed(asys, address, ChargerCommand(RemoteStartTransaction(id_tag="API", connector_id=1), "req-1"), CommandOutcome, timeout=10)
+
+        outcome = await asyncio.to_thread(command)
+        assert (outcome.request_id, outcome.outcome, outcome.payload) == ("req-1", "result", {"status": "Accepted"})
+        assert (await cp.wait_for("RemoteStartTransaction"))["id_tag"] == "API"
+        deadline = time.monotonic() + 10
+        while cp.transactions.get(1, -1) < 0:  # the charger started the session and got its id
+            assert time.monotonic() < deadline, "no StartTransaction answered"
+            await asyncio.sleep(0.02)
+        reader.cancel()
+        await cp._connection.close()
+
+    asyncio.run(scenario())
+    db = db_connect(tmp_path / "egw.db")
+    wait_until(lambda: tx_store.list_transactions(db, charger="CMD1"), what="remote-started transaction stored")
+    db.close()
