@@ -321,6 +321,18 @@ def set_reservation_status(conn: sqlite3.Connection, reservation_id: int, status
         conn.execute("UPDATE reservations SET status = ? WHERE reservation_id = ?", (status, reservation_id))
 
 
+def expire_reservations(conn: sqlite3.Connection, charge_point_id: str, now: float) -> list[int]:
+    """Mark this charger's pending or accepted reservations past their expiry as `Expired`."""
+    rows = conn.execute(
+        "SELECT reservation_id FROM reservations WHERE charge_point_id = ? AND status IN ('Requested', 'Accepted') AND expiry < ?",
+        (charge_point_id, now),
+    ).fetchall()
+    if rows:
+        with transaction(conn):
+            conn.executemany("UPDATE reservations SET status = 'Expired' WHERE reservation_id = ?", [(r[0],) for r in rows])
+    return [r[0] for r in rows]
+
+
 def get_reservation(conn: sqlite3.Connection, reservation_id: int) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM reservations WHERE reservation_id = ?", (reservation_id,)).fetchone()
     return dict(row) if row else None

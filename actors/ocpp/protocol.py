@@ -41,6 +41,7 @@ from storage import ocpp_transactions as tx_store
 from supervisor.logs import ActorLog
 
 TOUCH_INTERVAL = 30.0  # seconds between `last_seen` writes while frames keep arriving
+RESERVATION_CHECK_INTERVAL = 30.0  # seconds between sweeps for expired reservations
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ChargerProtocol:
         self.triggered: set[str] = set()
         self._live_written: dict[int, float] = {}
         self._last_touch = 0.0
+        self._next_expiry_check = 0.0
         self._live_pending: dict[int, tuple[float, float | None, float | None]] = {}
         charger = charger_store.get_charger(conn, charge_point_id)
         self.registration = charger["registration_status"] if charger else "Pending"
@@ -169,6 +171,10 @@ class ChargerProtocol:
             if not self.boot_seen and self.connection_id is not None:
                 self.log.info("charger reconnected without booting; asking for its status")
                 self._enqueue(TriggerMessage("StatusNotification"), request_id=None)
+        if now >= self._next_expiry_check:
+            self._next_expiry_check = now + RESERVATION_CHECK_INTERVAL
+            for reservation_id in tx_store.expire_reservations(self.conn, self.charge_point_id, self.clock()):
+                self.log.info("reservation expired", reservation_id=reservation_id)
         self._flush_live()
         return self._take()
 

@@ -137,3 +137,19 @@ def test_requests_built_from_api_payloads():
         request_from_payload("Reset", {"type": "Hard", "bogus": 1})
     with pytest.raises(ValueError, match="Heartbeat"):
         request_from_payload("Heartbeat", {})
+
+
+def test_reservations_past_their_expiry_are_marked_expired(db):
+    mono = Clock()
+    p = booted(db, OcppPolicy(), mono)
+    wall = Clock(5000.0)
+    p.clock = wall
+    soon = tx_store.create_reservation(db, "CP1", connector_id=1, id_tag="A", expiry=5010.0, now=5000.0)
+    later = tx_store.create_reservation(db, "CP1", connector_id=1, id_tag="B", expiry=9000.0, now=5000.0)
+    tx_store.set_reservation_status(db, soon, "Accepted")
+    p.tick()
+    assert tx_store.get_reservation(db, soon)["status"] == "Accepted"
+    wall.t, mono.t = 5020.0, mono.t + 31
+    p.tick()
+    assert tx_store.get_reservation(db, soon)["status"] == "Expired"
+    assert tx_store.get_reservation(db, later)["status"] == "Requested"
