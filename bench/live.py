@@ -15,8 +15,10 @@ CALLRESULT) against the gateway's real OCPP family (listener actor + charger act
 multiprocess actor system, `bench.ocpp.actor_gateway`). Each fan-out figure is printed
 next to it as a ratio (fan-out / round trip: how many round trips a subscriber waits).
 
-Not included: the one thespian hop from the charger actor to the API actor (the server
-here publishes from the protocol's own loop); see the baseline for what a hop costs.
+Measured twice: "hub" (the protocol and the hub in one server process, no actor hops)
+and "actors" (listener actor -> charger actor -> a live-feed actor named "api" in a real
+multiprocess actor system: the hops the gateway makes; `bench.live_support.FeedActor`
+is the API actor's live-feed part alone).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -91,24 +94,65 @@ def _serve_feed(port: int, db_path: str, ready: multiprocessing.Event) -> None: 
     asyncio.run(main())
 
 
+@contextlib.contextmanager
+def actor_feed(ocpp_port: int, live_port: int, data_dir: str) -> Iterator[None]:
+    """Harvest + the OCPP family + a live-feed actor named "api" under a real root supervisor."""
+    from thespian.actors import ActorSystem
+
+    from actors.harvest.specs import harvest_child_specs
+    from actors.ocpp.specs import ocpp_child_specs
+    from supervisor.hardening import become_subreaper
+    from supervisor.launcher import preimport_heavy_libraries
+    from supervisor.logs import log_definitions
+    from supervisor.loopback import confine_actor_sockets_to_loopback
+    from supervisor.messages import GetTree, Start, Started, Tree
+    from supervisor.procs import descendants, end_family
+    from supervisor.spec import ChildSpec, SupervisorSpec
+
+    preimport_heavy_libraries()
+    confine_actor_sockets_to_loopback()
+    become_subreaper()
+    values = {"data_dir": data_dir, "uploads": [], "ocpp_host": "127.0.0.1", "ocpp_port": ocpp_port, "ocpp_unknown_chargers": "accept"}
+    feed = ChildSpec("api", "bench.live_support.FeedActor", {"port": live_port, "token": TOKEN})
+    spec = SupervisorSpec(children=(*harvest_child_specs(values), *ocpp_child_specs(values), feed))
+    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"},
+                       logDefs=log_definitions("ERROR"), transientUnique=True)
+    try:
+        root = asys.createActor("supervisor.supervisor.Supervisor")
+        reply = asys.ask(root, Start("root", spec, path=""), 10)
+        while not isinstance(reply, Started):
+            reply = asys.listen(10)
+        deadline = time.monotonic() + 20
+        while True:
+            reply = asys.ask(root, GetTree(), 5)
+            if isinstance(reply, Tree) and all(r["state"] == "running" for r in reply.records if r["name"] in ("ocpp", "api", "harvest")) \
+                    and {"ocpp", "api", "harvest"} <= {r["name"] for r in reply.records}:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the OCPP listener or the live feed did not start")
+            time.sleep(0.05)
+        time.sleep(0.3)  # the listener binds right after it reports running
+        yield
+    finally:
+        asys.shutdown()
+        end_family(descendants(os.getpid()), grace=1.0)
+
+
 # ------------------------------------------------------------ measurements
-async def fan_out(port: int, subscribers: int, events: int) -> list[float]:
+async def fan_out(port: int, subscribers: int, events: int, live_port: int | None = None) -> list[float]:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     charger = Client(f"ws://127.0.0.1:{port}/ocpp", f"{CHARGER}", random.Random(1))
+    live_port = live_port or port
     try:
         await charger.open(session)
         _, frame = await charger.call("StartTransaction", {"connectorId": 1, "idTag": "BENCH", "meterStart": 0, "timestamp": iso(time.time())})
         transaction_id = frame[2]["transactionId"]
-        url = f"ws://127.0.0.1:{port}/api/live?topic=transaction/{transaction_id}"
+        url = f"ws://127.0.0.1:{live_port}/api/live?topic=transaction/{transaction_id}"
         sockets = []
         for i in range(0, subscribers, 50):
             sockets += await asyncio.gather(*(session.ws_connect(url, headers={"Authorization": f"Bearer {TOKEN}"}) for _ in range(min(50, subscribers - i))))
-        bases = set()
         for ws in sockets:
-            subscribed = json.loads((await ws.receive(10)).data)
-            assert subscribed["type"] == "subscribed"
-            bases.add(subscribed["seq"])  # the session's `started` event may already have a number
-        [base] = bases
+            assert json.loads((await ws.receive(10)).data)["type"] == "subscribed"
         sent_at: dict[int, float] = {}
         latencies: list[float] = []
         arrived: dict[int, int] = {}
@@ -117,7 +161,10 @@ async def fan_out(port: int, subscribers: int, events: int) -> list[float]:
         async def listen(ws: aiohttp.ClientWebSocketResponse) -> None:
             async for message in ws:
                 now = time.monotonic()
-                seq = json.loads(message.data).get("seq", 0) - base
+                body = json.loads(message.data)
+                if body.get("kind") != "meter_values":
+                    continue
+                seq = int(body["data"]["energy_wh"]) // 10  # which MeterValues this is (the k-th carries k * 10 Wh)
                 if seq in sent_at:
                     latencies.append(now - sent_at[seq])
                     arrived[seq] = arrived.get(seq, 0) + 1
@@ -180,15 +227,22 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             with process_server(_serve_feed, port, str(Path(tmp) / "egw.db")):
                 latencies = asyncio.run(fan_out(port, n, args.events))
-        results[n] = (statistics.median(latencies) * 1000, percentile(latencies, 99) * 1000, len(latencies))
+        results[("hub", n)] = (statistics.median(latencies) * 1000, percentile(latencies, 99) * 1000, len(latencies))
+    for n in args.subscribers:
+        with tempfile.TemporaryDirectory() as tmp:
+            ocpp_port, live_port = free_port(), free_port()
+            with actor_feed(ocpp_port, live_port, tmp):
+                latencies = asyncio.run(fan_out(ocpp_port, n, args.events, live_port))
+        results[("actors", n)] = (statistics.median(latencies) * 1000, percentile(latencies, 99) * 1000, len(latencies))
 
     print(f"Live feed fan-out, {args.events} MeterValues per figure, loopback, {os.cpu_count()} CPUs")
     print(f"{'figure':54} {'value ms':>9} {'baseline ms':>12} {'ratio':>7}")
     print(f"{'OCPP MeterValues round trip (actors) p50':54} {base_p50:9.2f} {base_p50:12.2f} {1.0:7.2f}")
     print(f"{'OCPP MeterValues round trip (actors) p99':54} {base_p99:9.2f} {base_p99:12.2f} {1.0:7.2f}")
-    for n, (p50, p99, count) in results.items():
-        print(f"{f'MeterValues -> {n} subscribers p50 ({count} deliveries)':54} {p50:9.2f} {base_p50:12.2f} {p50 / base_p50:7.2f}")
-        print(f"{f'MeterValues -> {n} subscribers p99':54} {p99:9.2f} {base_p99:12.2f} {p99 / base_p99:7.2f}")
+    for (path, n), (p50, p99, count) in results.items():
+        print(f"{f'MeterValues -> {n} subscribers, {path}, p50 ({count})':54} {p50:9.2f} {base_p50:12.2f} {p50 / base_p50:7.2f}")
+        print(f"{f'MeterValues -> {n} subscribers, {path}, p99':54} {p99:9.2f} {base_p99:12.2f} {p99 / base_p99:7.2f}")
+    print("hub: protocol + hub in one process; actors: listener -> charger actor -> live-feed actor (the real hops)")
     print("ratio = fan-out latency / OCPP round trip of the real gateway (lower is better)")
     return 0
 
