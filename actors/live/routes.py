@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -44,6 +46,27 @@ MAX_CLIENT_MESSAGE = 4096
 
 HUB_KEY = web.AppKey("egw_live_hub", Hub)
 log = ActorLog("live")
+
+
+class _LimitedLog:
+    """At most `per_minute` lines a minute, then a count: clients that hammer the feed
+    without a token, or crowds of slow ones, must not be able to fill the gateway's log."""
+
+    def __init__(self, per_minute: int = 30) -> None:
+        self.per_minute = per_minute
+        self.window, self.logged, self.suppressed = time.monotonic(), 0, 0
+
+    def __call__(self, msg: str, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self.window >= 60.0:
+            if self.suppressed:
+                log.warning("live feed refusals and drops not logged individually", count=self.suppressed)
+            self.window, self.logged, self.suppressed = now, 0, 0
+        if self.logged < self.per_minute:
+            self.logged += 1
+            log.info(msg, **fields)
+        else:
+            self.suppressed += 1
 
 
 def add_live_routes(app: web.Application, hub: Hub, authorize: Authorize, *, send_timeout: float = SEND_TIMEOUT,
@@ -90,6 +113,7 @@ class _Feed:
     def __init__(self, hub: Hub, authorize: Authorize, send_timeout: float, keepalive: float) -> None:
         self.hub, self.authorize = hub, authorize
         self.send_timeout, self.keepalive = send_timeout, keepalive
+        self.refused = self.dropped = _LimitedLog()
 
     # ------------------------------------------------------------------ SSE
     async def sse(self, request: web.Request) -> web.StreamResponse:
@@ -103,7 +127,7 @@ class _Feed:
         try:
             await self.authorize(bearer(request.headers.get("Authorization"), request.query.get("token")), topic)
         except LiveAuthError as exc:
-            log.info("live subscription refused", topic=str(topic), peer=request.remote, status=exc.status)
+            self.refused("live subscription refused", topic=str(topic), peer=request.remote, status=exc.status)
             headers = {"WWW-Authenticate": 'Bearer realm="egw"'} if exc.status == 401 else None
             return _json_error(exc.status, exc.code, exc.message, headers)
         try:
@@ -121,23 +145,26 @@ class _Feed:
             await response.write(b"retry: 1000\n\n")
             while True:
                 try:
-                    frame = await asyncio.wait_for(subscriber.get(), self.keepalive)
+                    async with asyncio.timeout(self.keepalive):  # get() is cancel-safe: it pops only after waking
+                        frame = await subscriber.get()
                 except TimeoutError:
-                    await asyncio.wait_for(response.write(b": keepalive\n\n"), self.send_timeout)
+                    async with asyncio.timeout(self.send_timeout):
+                        await response.write(b": keepalive\n\n")
                     continue
                 if frame is None:
                     break
-                await asyncio.wait_for(response.write(frame.sse()), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):
+                    await response.write(frame.sse())
         except (ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
             if isinstance(exc, TimeoutError):
-                log.info("live SSE client too slow; dropped", peer=request.remote, topic=str(topic))
+                self.dropped("live SSE client too slow; dropped", peer=request.remote, topic=str(topic))
                 _abort(request)
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
             self.hub.remove_subscriber(subscriber)
         if subscriber.close_reason == "lagged":
-            log.info("live SSE client lagged; disconnected", peer=request.remote, topic=str(topic), dropped=subscriber.dropped)
+            self.dropped("live SSE client lagged; disconnected", peer=request.remote, topic=str(topic), dropped=subscriber.dropped)
         return response
 
     # ------------------------------------------------------------ websocket
@@ -147,7 +174,7 @@ class _Feed:
         recognizes = getattr(self.authorize, "recognizes", None)
         if recognizes is not None and not recognizes(token):
             # refused before it takes a subscriber slot; told why over the socket (browsers cannot read a 401 body)
-            log.info("live websocket refused: no valid token", peer=request.remote)
+            self.refused("live websocket refused: no valid token", peer=request.remote)
             await ws.prepare(request)
             await ws.send_str(control("error", self.hub.epoch, error="unauthorized", status=401,
                                       message="the live feed needs 'Authorization: Bearer <token>' or ?token=<token> (see `egw token`)").text)
@@ -189,9 +216,10 @@ class _Feed:
                 frame: Frame | None = await subscriber.get()
                 if frame is None:
                     break
-                await asyncio.wait_for(ws.send_str(frame.text), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):  # no task per message, unlike wait_for
+                    await ws.send_str(frame.text)
         except TimeoutError:
-            log.info("live websocket client too slow; dropped", peer=request.remote, topics=sorted(subscriber.topics))
+            self.dropped("live websocket client too slow; dropped", peer=request.remote, topics=sorted(subscriber.topics))
             _abort(request)
             return
         except ConnectionError:
@@ -239,7 +267,7 @@ class _Feed:
         try:
             await self.authorize(token, topic)
         except LiveAuthError as exc:
-            log.info("live subscription refused", topic=str(topic), peer=subscriber.peer, status=exc.status)
+            self.refused("live subscription refused", topic=str(topic), peer=subscriber.peer, status=exc.status)
             subscriber.push_control(control("error", self.hub.epoch, str(topic), error=exc.code, status=exc.status, message=exc.message))
             subscriber.close(exc.code)
             return False
