@@ -259,3 +259,13 @@ async def test_shutdown_closes_every_subscriber(http):
     assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1001  # "going away", not a silent drop
     assert await sse.content.read() == b""
     await wait_for(lambda: not server.hub.subscribers, what="subscribers gone")
+
+
+async def test_an_idle_sse_stream_carries_keepalives_so_dead_peers_are_noticed(http):
+    server, runner = await start_server(Hub(), keepalive=0.05)
+    try:
+        async with http.get(f"{server.url}/api/live/sse?topic=gateway", headers=AUTH) as response:
+            lines = [await asyncio.wait_for(response.content.readline(), 2.0) for _ in range(6)]
+        assert b": keepalive\n" in lines
+    finally:
+        await runner.cleanup()
