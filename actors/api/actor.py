@@ -18,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.api.app import build_app, gateway_version
+from actors.api.app import add_documented_routes, build_app, gateway_version
 from actors.api.gateway import GatewayBackend, GatewaySettings
 from actors.api.stores import database_path
 from actors.api.token import load_or_create_token
+from actors.live.feed import ServesLiveFeed
+from actors.live.routes import LIVE_OPENAPI_PATHS
 from supervisor.asyncbridge import AsyncioActor
 from supervisor.messages import GetTree, Tree
 from supervisor.spec import ChildSpec
@@ -79,7 +81,7 @@ def api_children(config: Mapping[str, Any]) -> list[ChildSpec]:
     return [api_child_spec(config)]
 
 
-class ApiActor(AsyncioActor):
+class ApiActor(ServesLiveFeed, AsyncioActor):
     """Serves `actors.api.app` over a `GatewayBackend` whose actor side is this actor."""
 
     def on_start(self, config: ApiSettings) -> None:
@@ -90,6 +92,8 @@ class ApiActor(AsyncioActor):
         self.backend = GatewayBackend(settings.gateway, _ActorPort(self), self.executor)
         self.app = build_app(self.backend, token=token, version=settings.gateway.version,
                              max_body=settings.max_body, backend_timeout=settings.backend_timeout)
+        self.attach_live_feed(self.app, token, settings.gateway.db_path)  # GET /api/live, /api/live/sse
+        add_documented_routes(self.app, LIVE_OPENAPI_PATHS)
         self.runner = None
         self.start_loop()
         # Bind before reporting Started: a port in use is a failure the supervisor must see

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from actors.live.tokens import issue_transaction_token
 from actors.api import metrics as prometheus
 from actors.api.backend import ApiBackend, ApiError, UnavailableError
 from actors.api.openapi import build_document
@@ -103,6 +104,11 @@ class ApiState:
         self.document_bytes = json.dumps(self.document).encode()
         self.requests: Counter = Counter()  # (method, route template, status) -> count; bounded by the route table
         self.log_rejected = RateLimitedLog()
+
+    def add_documented_paths(self, paths: dict[str, dict[str, Any]]) -> None:
+        """Describe routes mounted beside the route table (the live feed) in the served document."""
+        self.document["paths"].update(paths)
+        self.document_bytes = json.dumps(self.document).encode()
 
     async def call(self, what: str, coro: Awaitable[Any], timeout: float | None = None) -> Any:
         """Await a backend call, turning a slow part into 503 rather than a hanging request.
@@ -242,7 +248,11 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
             if body is None:  # GetConfiguration: keys come from the query string
                 body = {"key": p["key"].split(",")} if "key" in p else {}
             result = await s.call(f"charger {p['id']}", s.backend.charger_command(p["id"], action, body), s.command_timeout)
-            return json_response({"charger": p["id"], "command": action, "status": str(result.get("status", "Accepted")), "result": result})
+            answer = {"charger": p["id"], "command": action, "status": str(result.get("status", "Accepted")), "result": result}
+            if action == "RemoteStartTransaction" and s.token and answer["status"] == "Accepted":
+                # a driver's app may follow just the session this start produces
+                answer["live_token"] = issue_transaction_token(s.token, charger_id=p["id"], id_tag=body["idTag"])
+            return json_response(answer)
 
         return command
 
@@ -300,6 +310,11 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
     handlers = {name: fn for name, fn in locals().items() if callable(fn) and name != "charger_command"}
     handlers.update({op: charger_command(op) for op in CHARGER_COMMANDS})
     return handlers
+
+
+def add_documented_routes(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
+    """Add OpenAPI path items for routes another module registered on `app`."""
+    app[STATE_KEY].add_documented_paths(paths)
 
 
 def build_app(backend: ApiBackend, *, token: str | None, version: str | None = None, max_body: int = MAX_BODY,

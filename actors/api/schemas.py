@@ -213,6 +213,7 @@ CommandResult = {
         "command": {"type": "string"},
         "status": {"type": "string", "description": "the charger's answer status (Accepted, Rejected, ...)"},
         "result": {"type": "object"},
+        "live_token": {"type": "string", "description": "remote start only: opens GET /api/live for the session this start produces"},
     },
 }
 

@@ -69,6 +69,53 @@ class _LimitedLog:
             self.suppressed += 1
 
 
+_TOPIC = {"type": "string", "pattern": "^(gateway|transaction/[^/]+|charger/[^/]+|device/[^/]+)$"}
+_LIVE_ERRORS = {
+    "401": {"description": "no or unknown token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    "403": {"description": "the token does not open this topic", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+}
+LIVE_OPENAPI_PATHS: dict[str, dict] = {
+    "/api/live": {
+        "get": {
+            "operationId": "live_websocket",
+            "summary": "Live feed over a websocket (JSON messages)",
+            "description": "Upgrade to a websocket, then send `{\"op\": \"subscribe\", \"topic\": ..., \"resume_from\": seq}` or "
+                           "`{\"op\": \"unsubscribe\", \"topic\": ...}`. Topics: `gateway`, `transaction/{id}`, `charger/{id}`, "
+                           "`device/{id}`. Every event carries the topic's sequence number; `lagged` and `resync` messages say "
+                           "when a client missed events. The API token (bearer header or `token` query parameter) opens every "
+                           "topic; a remote start's `live_token` opens only its session. See actors/live/PROTOCOL.md.",
+            "security": [{"bearerToken": []}],
+            "parameters": [{"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {
+                "101": {"description": "switching to the websocket protocol"},
+                "400": {"description": "not a websocket upgrade request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                **_LIVE_ERRORS,
+                "503": {"description": "subscriber limit reached", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
+    },
+    "/api/live/sse": {
+        "get": {
+            "operationId": "live_sse",
+            "summary": "Live feed as Server-Sent Events",
+            "description": "One topic per stream; `Last-Event-ID` (`<epoch>:<seq>`) or `resume_from` resumes after a reconnect.",
+            "security": [{"bearerToken": []}],
+            "parameters": [
+                {"name": "topic", "in": "query", "required": True, "schema": _TOPIC},
+                {"name": "resume_from", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "400": {"description": "bad topic or resume_from", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                **_LIVE_ERRORS,
+                "503": {"description": "subscriber limit reached", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
+    },
+}
+
+
 def add_live_routes(app: web.Application, hub: Hub, authorize: Authorize, *, send_timeout: float = SEND_TIMEOUT,
                     keepalive: float = KEEPALIVE) -> None:
     """Register the live endpoints on `app` (before it is started)."""
@@ -83,9 +130,10 @@ def add_live_routes(app: web.Application, hub: Hub, authorize: Authorize, *, sen
     app.on_shutdown.append(close_subscribers)
 
 
-
-def _json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+def _json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None, field: str | None = None) -> web.Response:
+    """The REST API's error shape: `error`, then `field` (for bad input) so it is read first, then `message`."""
+    body = {"error": code, **({"field": field} if field else {}), "message": message}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def _int_param(value: str | None, name: str) -> int | None:
@@ -117,13 +165,16 @@ class _Feed:
 
     # ------------------------------------------------------------------ SSE
     async def sse(self, request: web.Request) -> web.StreamResponse:
+        field = "query.topic"
         try:
             topic = parse_topic(request.query.get("topic"))
+            field = "header.Last-Event-ID"
             resume_from, epoch = parse_last_event_id(request.headers.get("Last-Event-ID"))
             if resume_from is None:
+                field = "query.resume_from"
                 resume_from, epoch = _int_param(request.query.get("resume_from"), "resume_from"), request.query.get("epoch")
         except TopicError as exc:
-            return _json_error(400, "bad_request", str(exc))
+            return _json_error(400, "bad_request", str(exc), field=field)
         try:
             await self.authorize(bearer(request.headers.get("Authorization"), request.query.get("token")), topic)
         except LiveAuthError as exc:
@@ -171,6 +222,8 @@ class _Feed:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         token = bearer(request.headers.get("Authorization"), request.query.get("token"))
         ws = web.WebSocketResponse(heartbeat=self.keepalive, max_msg_size=MAX_CLIENT_MESSAGE)
+        if not ws.can_prepare(request).ok:
+            return _json_error(400, "bad_request", "GET /api/live is a websocket: send an Upgrade request (or use /api/live/sse)", field="header.Upgrade")
         recognizes = getattr(self.authorize, "recognizes", None)
         if recognizes is not None and not recognizes(token):
             # refused before it takes a subscriber slot; told why over the socket (browsers cannot read a 401 body)

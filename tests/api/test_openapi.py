@@ -58,3 +58,22 @@ def test_document_passes_openapi_spec_validator():
     from actors.api.app import STATE_KEY
 
     validator.validate(json.loads(app[STATE_KEY].document_bytes))
+
+
+def test_the_served_document_also_covers_the_live_feed_the_api_actor_mounts():
+    """The API actor adds /api/live and /api/live/sse beside the route table; they are documented too."""
+    from openapi_spec_validator import validate
+
+    from actors.api.app import STATE_KEY, add_documented_routes
+    from actors.live.feed import attach_live_feed
+    from actors.live.routes import LIVE_OPENAPI_PATHS
+
+    app = build_app(MemoryBackend(), token="t0ken")
+    attach_live_feed(app, "t0ken")
+    add_documented_routes(app, LIVE_OPENAPI_PATHS)
+    document = json.loads(app[STATE_KEY].document_bytes)
+    registered = {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
+    documented = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
+    assert registered == documented
+    assert {"/api/live", "/api/live/sse"} <= set(document["paths"])
+    validate(document)
