@@ -46,6 +46,7 @@ class SupervisedActor(ActorTypeDispatcher):
         self.log = ActorLog(self.name)
         self._failed = False
         self._started = False
+        self._status_seq = 0
         self._early: list[tuple[Any, Any]] = []  # messages that overtook Start, replayed after it
 
     # ----------------------------------------------------------------- hooks
@@ -59,7 +60,8 @@ class SupervisedActor(ActorTypeDispatcher):
     def publish(self, state: str | None = None, **info: Any) -> None:
         """Tell the parent supervisor about this actor's state (shown in the actor tree)."""
         if self.parent is not None:
-            self.send(self.parent, StatusUpdate(self.name, state, info))
+            self._status_seq += 1
+            self.send(self.parent, StatusUpdate(self.name, state, info, self._status_seq))
 
     def stop(self) -> None:
         """End this actor normally: a transient child stopped this way is not restarted."""

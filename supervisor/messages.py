@@ -61,14 +61,20 @@ class StatusUpdate:
     name: str
     state: str | None = None
     info: dict = field(default_factory=dict)
+    seq: int = 0  # increases per update from one actor incarnation; older ones are ignored
 
 
 @dataclass(frozen=True)
 class SubtreeReport:
-    """A supervisor's current view of its children, pushed to its parent on every change."""
+    """A supervisor's current view of its children, pushed to its parent on every change.
+
+    `seq` increases with every report: thespian does not guarantee the order of messages
+    between two actors, and an older view must never overwrite a newer one.
+    """
 
     name: str
     records: tuple
+    seq: int = 0
 
 
 @dataclass(frozen=True)

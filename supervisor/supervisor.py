@@ -69,6 +69,8 @@ class ChildState:
     since: float = field(default_factory=time.time)
     info: dict = field(default_factory=dict)
     subtree: tuple = ()
+    subtree_seq: int = -1  # seq of the SubtreeReport in `subtree`; older reports are ignored
+    status_seq: int = -1  # seq of the last StatusUpdate applied
     generation: int = 0
     failed: bool = False  # reported ChildFailed (or was killed as hung) before exiting
     stopping: bool = False  # we asked it to exit
@@ -102,6 +104,7 @@ class Supervisor(SupervisedActor):
         self.rng = random.Random()
         self.ping_seq = 0
         self.report_pending = False
+        self.report_seq = 0
         self.escalated = False
         # `gateway` live events (restarts, exits, hangs); the root knows the API's address itself
         self.live = LivePublisher(self, resolve=self._api_address if self.path == "" else None)
@@ -121,7 +124,7 @@ class Supervisor(SupervisedActor):
         child.restarts += 1 if restart else 0
         child.address = self.createActor(child.spec.actor)
         child.pid, child.failed, child.stopping, child.start_on_exit = None, False, False, False
-        child.subtree, child.info = (), {}  # never show the previous incarnation's view as current
+        child.subtree, child.subtree_seq, child.status_seq, child.info = (), -1, -1, {}  # never show the previous incarnation's view as current
         child.state, child.since = "starting", time.time()
         now = time.monotonic()
         child.last_pong = child.started_mono = now
@@ -183,15 +186,20 @@ class Supervisor(SupervisedActor):
         child = self._by_address(sender)
         if child is None:
             return
-        if msg.state:
-            child.state = msg.state
-        child.info.update(msg.info)
+        if msg.seq > child.status_seq:
+            child.status_seq = msg.seq
+            if msg.state:
+                child.state = msg.state
+            child.info.update(msg.info)
+        else:  # overtaken by a newer update: keep only what that one did not say
+            for key, value in msg.info.items():
+                child.info.setdefault(key, value)
         self._changed()
 
     def receiveMsg_SubtreeReport(self, msg: SubtreeReport, sender: Any) -> None:  # noqa: N802
         child = self._by_address(sender)
-        if child is not None:
-            child.subtree = msg.records
+        if child is not None and msg.seq > child.subtree_seq:
+            child.subtree, child.subtree_seq = msg.records, msg.seq
             self._changed()
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: Any) -> None:  # noqa: N802
@@ -318,7 +326,8 @@ class Supervisor(SupervisedActor):
 
     def _report(self) -> None:
         if self.parent is not None and self.parent_is_supervisor:
-            self.send(self.parent, SubtreeReport(self.name, self._records()))
+            self.report_seq += 1
+            self.send(self.parent, SubtreeReport(self.name, self._records(), self.report_seq))
 
     def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
         self.live.lookup_result(msg)  # the answer to the live feed's Lookup("api")

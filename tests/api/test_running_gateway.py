@@ -75,8 +75,8 @@ def test_a_running_gateway_answers_about_its_devices_and_the_cli_reads_it(runnin
 
 def test_sigkill_of_the_api_actor_in_a_running_gateway(running_gateway):
     proc, port, _, _ = running_gateway
-    wait_until(lambda: all(actor_pids(port).values()), timeout=15, what="every actor running")
-    before = actor_pids(port)
+    expected = {"harvest", "transports", "devices", "devices/inv1", "chargers", "ocpp", "api"}
+    before = wait_until(lambda: (pids := actor_pids(port)).keys() >= expected and all(pids.values()) and pids, timeout=15, what="every actor running")
     uptime_before = http(port, "/api/uptime")[2]["msek"]
     killed_at = time.monotonic()
     os.kill(before["api"], signal.SIGKILL)
