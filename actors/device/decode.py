@@ -13,8 +13,8 @@ from typing import Any
 
 from actors.device.codec import decode_raw, to_physical
 from actors.device.planner import Block, plan_blocks
-from actors.device.profile import Point, Profile
-from actors.device.quantities import QUANTITIES, out_of_range
+from actors.device.profile import Point, Profile, Sum
+from actors.device.quantities import QUANTITIES, out_of_range, unit_factor
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class Decoded:
 
 
 def poll_plan(profile: Profile) -> PollPlan:
-    live = [p for p in profile.points if p.quantity]
+    summed = {name for s in profile.sums for name in s.points}
+    live = [p for p in profile.points if p.quantity or p.name in summed]
     sf_names = {p.sf for p in live if p.sf}
     live += [p for p in profile.points if p.name in sf_names]
     ident_names = {profile.serial, profile.model, profile.match.get("point")} - {None}
@@ -86,8 +87,27 @@ def decode_values(plan: PollPlan, data: list[list[int]]) -> Decoded:
             continue
         if _outside(point, quantity, value):
             flags.append(quantity)
+    for total in plan.profile.sums:
+        value = sum_value(plan.profile, total, raw)
+        values[total.quantity] = value
+        if value is not None and out_of_range(total.quantity, value):
+            flags.append(total.quantity)
     raw_blocks = {block_key(b): list(regs) for b, regs in zip(plan.blocks, data, strict=True)}
     return Decoded(values, raw_blocks, tuple(sorted(flags)))
+
+
+def sum_value(profile: Profile, total: Sum, raw: dict[str, Any]) -> float | None:
+    """The sum of the points in the quantity's unit. A point that reads "not available" is an
+    input the model does not have (an unused second tracker reads NaN on SMA) and counts as
+    absent; only when none is available is the sum None."""
+    parts = []
+    for name in total.points:
+        point = profile.point(name)
+        sf = raw.get(point.sf) if point.sf else None
+        value = to_physical(point, raw.get(name), sf)
+        if value is not None:
+            parts.append(value * (unit_factor(total.quantity, point.unit) or 1.0))
+    return round(sum(parts), 9) if parts else None
 
 
 def _outside(point: Point, quantity: str, value: float) -> bool:

@@ -32,6 +32,10 @@ One TOML file per device family lives in `actors/device/profiles/`. A register-m
     quantity = "ac_power_w"        # optional: the normalized quantity it provides
     function / word_order / na / min / max   # optional per-point overrides
 
+    [[sum]]                        # a quantity no single register holds (no total-PV register)
+    quantity = "pv_power_w"
+    points = ["pv1_power", "pv2_power"]   # numeric points without a quantity of their own
+
 The SunSpec file (`kind = "sunspec"`) instead names base addresses and, per model id, which
 model points provide which quantity; the points themselves come from pysunspec2's models.
 """
@@ -81,6 +85,15 @@ class Point:
 
 
 @dataclass(frozen=True)
+class Sum:
+    """A quantity that no single register holds: the sum of several points (e.g. PV power
+    of each string, where the inverter has no total register)."""
+
+    quantity: str
+    points: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Profile:
     """A concrete register map: what to read and how to decode it."""
 
@@ -95,6 +108,7 @@ class Profile:
     serial: str | None = None
     model: str | None = None
     match: dict[str, str] = field(default_factory=dict)
+    sums: tuple[Sum, ...] = ()
 
     def point(self, name: str) -> Point:
         for p in self.points:
@@ -103,7 +117,12 @@ class Profile:
         raise KeyError(name)
 
     def quantity_points(self) -> dict[str, Point]:
+        """Quantities read from one point each."""
         return {p.quantity: p for p in self.points if p.quantity}
+
+    def quantities(self) -> list[str]:
+        """Every quantity the profile provides: from single points and from sums."""
+        return list(self.quantity_points()) + [s.quantity for s in self.sums]
 
 
 @dataclass(frozen=True)
@@ -167,10 +186,11 @@ def parse_profile(data: dict[str, Any], file: str) -> Profile | SunSpecFamily:
                 raise ProfileError(file, f"point[{i}].sf", f"no point named {p.sf!r}")
             if points[names.index(p.sf)].type != "S16":
                 raise ProfileError(file, f"point[{i}].sf", f"scale-factor point {p.sf!r} must be S16")
-    quantities = [p.quantity for p in points if p.quantity]
+    sums = _parse_sums(v, data.get("sum", []), points)
+    quantities = [p.quantity for p in points if p.quantity] + [s.quantity for s in sums]
     for q in quantities:
         if quantities.count(q) > 1:
-            raise ProfileError(file, "point", f"quantity {q!r} is provided by more than one point")
+            raise ProfileError(file, "point", f"quantity {q!r} is provided by more than one point or sum")
     identity = data.get("identity", {})
     if not isinstance(identity, dict):
         raise ProfileError(file, "identity", "must be a table")
@@ -192,7 +212,35 @@ def parse_profile(data: dict[str, Any], file: str) -> Profile | SunSpecFamily:
         serial=identity.get("serial"),
         model=identity.get("model"),
         match=dict(match),
+        sums=sums,
     )
+
+
+def _parse_sums(v: _Validator, raw_sums: Any, points: tuple[Point, ...]) -> tuple[Sum, ...]:
+    if not isinstance(raw_sums, list):
+        raise ProfileError(v.file, "sum", "must be an array of [[sum]] tables")
+    by_name = {p.name: p for p in points}
+    sums = []
+    for i, raw in enumerate(raw_sums):
+        where = f"sum[{i}]"
+        if not isinstance(raw, dict) or set(raw) - {"quantity", "points", "note"}:
+            raise ProfileError(v.file, where, "must be a table with quantity, points (and an optional note)")
+        quantity = raw.get("quantity")
+        if quantity not in QUANTITIES:
+            raise ProfileError(v.file, f"{where}.quantity", f"{quantity!r} is not one of {', '.join(QUANTITIES)}")
+        names = raw.get("points")
+        if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
+            raise ProfileError(v.file, f"{where}.points", "must list at least two point names")
+        for name in names:
+            point = by_name.get(name)
+            if point is None:
+                raise ProfileError(v.file, f"{where}.points", f"no point named {name!r}")
+            if point.type == "STR" or point.quantity:
+                raise ProfileError(v.file, f"{where}.points", f"{name!r} must be a numeric point without a quantity of its own")
+            if unit_factor(quantity, point.unit) is None:
+                raise ProfileError(v.file, f"{where}.points", f"{name!r} has unit {point.unit!r}, which cannot be converted to {quantity} ({QUANTITIES[quantity].unit})")
+        sums.append(Sum(quantity, tuple(names)))
+    return tuple(sums)
 
 
 def _parse_point(v: _Validator, raw: Any, where: str, defaults: dict[str, Any]) -> Point:

@@ -23,6 +23,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from actors.device.codec import encode
 from actors.device.profile import Point, Profile, SunSpecFamily, load_profile
+from actors.device.quantities import unit_factor
 from actors.device.sunspec import build_profile, image_layout
 from simulators.inverter.model import PvModel
 
@@ -88,16 +89,21 @@ class SimulatedUnit:
     def expected(self, t: float) -> dict[str, float]:
         """The normalized values this unit serves at time t (quantities of its profile only)."""
         values = self.model.values(t)
-        return {q: values[q] for q in self.profile.quantity_points()}
+        return {q: values[q] for q in self.profile.quantities()}
 
     def registers(self, t: float) -> dict[int, dict[int, int]]:
         """function code -> address -> register value, for every point at time t."""
         values = self.model.values(t)
         out: dict[int, dict[int, int]] = {3: dict(self.fixed), 4: {}}
+        # a summed quantity (e.g. PV power of several strings) is split evenly across its points
+        shares = {name: (s.quantity, len(s.points)) for s in self.profile.sums for name in s.points}
         for p in self.profile.points:
             if p.address in self.fixed:  # SunSpec ID/L registers
                 continue
-            if p.name in self.sf_values:
+            if p.name in shares:
+                quantity, parts = shares[p.name]
+                words = encode(p, values[quantity] / parts / (unit_factor(quantity, p.unit) or 1.0))
+            elif p.name in self.sf_values:
                 words = encode(p, self.sf_values[p.name])
             elif p.quantity:
                 value = values[p.quantity]

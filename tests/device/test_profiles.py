@@ -191,7 +191,7 @@ def test_any_register_contents_decode_to_numbers_none_or_flags_never_an_exceptio
     plan = _plan(name)
     blocks = [data.draw(st.lists(st.integers(0, 0xFFFF), min_size=b.count, max_size=b.count)) for b in plan.blocks]
     decoded = decode_values(plan, blocks)
-    assert set(decoded.values) == set(plan.profile.quantity_points())
+    assert set(decoded.values) == set(plan.profile.quantities())
     for quantity, value in decoded.values.items():
         assert value is None or (isinstance(value, (int, float)) and not math.isnan(value)), (quantity, value)
     assert set(decoded.flags) <= set(decoded.values)
@@ -206,3 +206,44 @@ def test_a_scale_factor_outside_the_sunspec_range_makes_the_value_unusable():
     assert to_physical(power, 100, 10) == 100 * 10**10
     assert to_physical(power, 100, 11) is None
     assert to_physical(power, 100, 309) is None
+
+
+def _with_two_strings(**sum_overrides):
+    data = _minimal()
+    data["point"] += [
+        {"name": "pv1", "address": 20, "type": "U16", "unit": "W"},
+        {"name": "pv2", "address": 21, "type": "U16", "unit": "W", "na": [0xFFFF]},
+    ]
+    data["sum"] = [{"quantity": "pv_power_w", "points": ["pv1", "pv2"], **sum_overrides}]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"points": ["pv1", "nope"]}, "sum[0].points", "no point named 'nope'"),
+        ({"points": ["pv1"]}, "sum[0].points", "at least two"),
+        ({"points": ["pv1", "p"]}, "sum[0].points", "without a quantity of its own"),
+        ({"quantity": "grid_frequency_hz"}, "sum[0].points", "cannot be converted"),
+        ({"quantity": "ac_power_w"}, "point", "more than one point or sum"),
+    ],
+)
+def test_bad_sum_is_rejected_naming_file_and_field(change, field, words):
+    with pytest.raises(ProfileError) as err:
+        parse_profile(_with_two_strings(**change), "x.toml")
+    assert err.value.field == field and words in str(err.value)
+
+
+def test_a_summed_quantity_adds_its_inputs_and_skips_one_the_model_lacks():
+    from actors.device.decode import decode_values, poll_plan
+
+    profile = parse_profile(_with_two_strings(), "x.toml")
+    plan = poll_plan(profile)
+    assert profile.quantities() == ["ac_power_w", "pv_power_w"]
+
+    def read(pv1: int, pv2: int) -> dict:
+        registers = {10: 900, 20: pv1, 21: pv2}
+        return decode_values(plan, [[registers.get(b.start + i, 0) for i in range(b.count)] for b in plan.blocks]).values
+
+    assert read(1200, 800)["pv_power_w"] == 2000
+    assert read(1200, 0xFFFF)["pv_power_w"] == 1200  # second input not fitted: "not available"

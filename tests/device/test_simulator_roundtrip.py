@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.device.codec import lsb
+from actors.device.quantities import unit_factor
 from actors.device.harvester import EndpointPoller
 from actors.device.link import ModbusLink
 from actors.device.profile import profile_names
@@ -17,9 +18,13 @@ def _settings(profile: str, port: int, unit: int, device_id: str = "dev") -> dic
 
 
 def _tolerance(plan, quantity: str, expected: float, raw_sf: dict) -> float:
-    point = plan.profile.quantity_points()[quantity]
-    sf = raw_sf.get(point.sf) if point.sf else None
-    step = lsb(point, sf)
+    """One LSB of the point; for a summed quantity, one LSB of each point it adds up."""
+    total = next((s for s in plan.profile.sums if s.quantity == quantity), None)
+    points = [plan.profile.point(n) for n in total.points] if total else [plan.profile.quantity_points()[quantity]]
+    step = 0.0
+    for point in points:
+        sf = raw_sf.get(point.sf) if point.sf else None
+        step += lsb(point, sf) * ((unit_factor(quantity, point.unit) or 1.0) if total else 1.0)
     return step if step else abs(expected) * 1e-6 + 1e-9  # float32: its own rounding
 
 
