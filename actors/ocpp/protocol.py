@@ -185,6 +185,11 @@ class ChargerProtocol:
             candidates.append(min(self._live_written.get(t, 0.0) for t in self._live_pending) + self.policy.live_metrics_db_interval)
         return min(candidates) if candidates else None
 
+    def next_tick(self) -> float:
+        """When `tick()` must run next: `next_deadline()` or the periodic reservation sweep."""
+        deadline = self.next_deadline()
+        return self._next_expiry_check if deadline is None else min(deadline, self._next_expiry_check)
+
     # ------------------------------------------------------ serving CALLs
     def _serve(self, call: Call) -> None:
         try:
