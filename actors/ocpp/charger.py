@@ -9,7 +9,7 @@ an unanswered CALL after its own timeout, and replays are idempotent (same trans
 id, duplicate samples ignored).
 
 What it does with the protocol's effects:
-  frames      -> `FrameOut` to the listener
+  frames      -> a datagram to the listener's loop (`actors.ocpp.replies`), else `FrameOut`
   outcomes    -> `CommandOutcome` to whoever sent the `ChargerCommand`
   live        -> `LiveUpdate` / `ConnectorStatus` to subscribers (at most 16), and as
                  `LiveEvent`s to the API's live feed (`actors.live`)
@@ -47,6 +47,7 @@ from actors.ocpp.messages import (
 )
 from actors.ocpp.policy import OcppPolicy
 from actors.ocpp.protocol import ChargerProtocol, Effects
+from actors.ocpp.replies import ReplySender
 from actors.ocpp.sequencing import Resequencer
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
@@ -76,6 +77,7 @@ class ChargerActor(SupervisedActor):
         if charger is not None and charger["connected"]:
             charger_store.set_connected(self.conn, self.charge_point_id, False, time.time())  # until the listener says otherwise
         self.listener: Any = None
+        self.replies = ReplySender()  # frames straight to the listener's loop; FrameOut if that fails
         self.harvest: Any = None
         self.connection_id: int | None = None
         self.incoming = Resequencer()
@@ -92,6 +94,9 @@ class ChargerActor(SupervisedActor):
         self.log.info("charger actor started", active_transactions=[t["transaction_id"] for t in active], accepted=self.protocol.accepted)
 
     def on_stop(self) -> None:
+        replies = getattr(self, "replies", None)
+        if replies is not None:
+            replies.close()
         conn = getattr(self, "conn", None)
         if conn is not None:
             try:
@@ -128,6 +133,7 @@ class ChargerActor(SupervisedActor):
         if msg.connection_id == self.connection_id:
             return  # the same connection introduced twice: keep its frames' order and state
         self.connection_id = msg.connection_id
+        self.replies.use(msg.reply_path)
         self.incoming.reset(msg.next_seq)
         self._apply(self.protocol.connected(msg.connection_id))
         self.publish("running", connected=True)
@@ -224,7 +230,8 @@ class ChargerActor(SupervisedActor):
     def _apply(self, effects: Effects) -> None:
         if self.listener is not None and self.connection_id is not None:
             for text in effects.frames:
-                self.send(self.listener, FrameOut(self.charge_point_id, self.connection_id, text))
+                if not self.replies.send(self.charge_point_id, self.connection_id, text):
+                    self.send(self.listener, FrameOut(self.charge_point_id, self.connection_id, text))
         for outcome in effects.outcomes:
             requester = self.requesters.pop(outcome.request_id, None) if outcome.request_id is not None else None
             if requester is not None:

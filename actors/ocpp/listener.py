@@ -3,7 +3,8 @@
 It owns no protocol logic. On a new connection it asks the "chargers" supervisor to
 start (or find) the charger's actor (`StartChild`) — it never creates actors itself,
 because its process runs an asyncio thread — then tells that actor `ChargerConnected`
-and relays numbered `FrameIn`s. Charger actors answer with `FrameOut`/`CloseConnection`.
+and relays numbered `FrameIn`s. Charger actors answer with datagrams on the listener's reply socket
+(`actors.ocpp.replies`), or with `FrameOut` when that fails, and `CloseConnection`.
 A charger actor that was restarted introduces itself with `ChargerReady` and is
 re-attached to the live connection. Frames that arrive before the actor is known are
 held (at most `MAX_HELD` per connection; beyond that the connection is closed with
@@ -22,6 +23,7 @@ from typing import Any
 
 from actors.ocpp.auth import Authenticator
 from actors.ocpp.messages import ChargerConnected, ChargerDisconnected, ChargerReady, CloseConnection, FrameIn, FrameOut
+from actors.ocpp.replies import ReplyInbox
 from actors.ocpp.server import ListenerSettings, OcppServer
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
@@ -63,11 +65,16 @@ class ListenerActor(AsyncioActor):
         tx_store.init(conn)
         authenticator = Authenticator(conn, self.settings.unknown_chargers, self.settings.register_as)  # type: ignore[arg-type]
         self.server = OcppServer(self.settings, authenticator, self, log=self.log)
+        # charger actors' frames come back as datagrams read on this loop (actors.ocpp.replies)
+        self.replies = ReplyInbox(self.server.send, self.log)
+        await self.replies.open()
         return await self.server.start()
 
     async def on_loop_stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+        if getattr(self, "replies", None) is not None:
+            self.replies.close()
 
     # --------------------------------------------- from charger actors (actor thread)
     def receiveMsg_FrameOut(self, msg: FrameOut, sender: Any) -> None:  # noqa: N802
@@ -140,7 +147,7 @@ class ListenerActor(AsyncioActor):
     def _bind(self, charge_point_id: str, link: Link, address: Any) -> None:
         link.address = address
         first = link.held[0][0] if link.held else link.next_seq
-        self.tell(address, ChargerConnected(charge_point_id, link.connection_id, first))
+        self.tell(address, ChargerConnected(charge_point_id, link.connection_id, first, self.replies.path))
         while link.held:
             seq, text = link.held.popleft()
             self.tell(address, FrameIn(charge_point_id, link.connection_id, seq, text))

@@ -218,6 +218,7 @@ class ChargerConnected:
     charge_point_id: str
     connection_id: int
     next_seq: int = 0  # a restarted charger actor joins a connection mid-stream
+    reply_path: str | None = None  # the listener's datagram socket for replies (see actors.ocpp.replies)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""The charger actor -> listener reply channel (a unix stream into the listener's loop)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from actors.ocpp import replies
+from actors.ocpp.replies import ReplyInbox, ReplySender
+from supervisor.logs import ActorLog
+
+
+def test_encoding_round_trips_any_id_and_text():
+    for cp, text in [("CP1", '[3,"a",{}]'), ("with space \u00e9 1 2", "x y z"), ("", "")]:
+        record = replies.encode(cp, 42, text)
+        assert int.from_bytes(record[:4], "big") == len(record) - 4
+        assert replies.decode(record[4:]) == (cp, 42, text)
+
+
+async def test_frames_arrive_in_order():
+    got: list[tuple[str, int, str]] = []
+    inbox = ReplyInbox(lambda *frame: got.append(frame), ActorLog("test"))
+    path = await inbox.open()
+    assert path.startswith("\0")  # abstract: no file left behind by a SIGKILLed listener
+    sender = ReplySender()
+    sender.use(path)
+
+    def burst() -> list[bool]:  # from another thread, as from a charger actor's process
+        return [sender.send("CP1", 7, f"frame {i} " + "x" * (i % 7) * 100) for i in range(500)]
+
+    assert all(await asyncio.to_thread(burst))
+    for _ in range(200):
+        if len(got) == 500:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [("CP1", 7, f"frame {i} " + "x" * (i % 7) * 100) for i in range(500)]
+    inbox.close()
+    sender.close()
+
+
+async def test_sender_falls_back_when_the_listener_is_gone(tmp_path):
+    sender = ReplySender()
+    assert not sender.send("CP1", 1, "no path yet")
+    sender.use(str(tmp_path / "nobody-listens"))
+    assert not sender.send("CP1", 1, "x")
+    assert sender.path is None  # FrameOut for the rest of this connection
+    got: list = []
+    inbox = ReplyInbox(lambda *frame: got.append(frame), ActorLog("test"))
+    sender.use(await inbox.open())
+    assert await asyncio.to_thread(sender.send, "CP1", 2, "a")
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    inbox.close()  # the listener restarted: its socket is gone
+    await asyncio.sleep(0.05)
+    assert got == [("CP1", 2, "a")]
+    for _ in range(3):  # the first write may still land in the dead socket's buffer; then it fails
+        if not sender.send("CP1", 2, "b"):
+            break
+    assert sender.path is None
+    sender.close()
