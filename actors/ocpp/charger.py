@@ -9,7 +9,8 @@ an unanswered CALL after its own timeout, and replays are idempotent (same trans
 id, duplicate samples ignored).
 
 What it does with the protocol's effects:
-  frames      -> a datagram to the listener's loop (`actors.ocpp.replies`), else `FrameOut`
+  frames      -> over its link to the listener's loop (`actors.ocpp.replies`), else `FrameOut`
+                 (incoming frames arrive over that link too, else as `FrameIn`)
   outcomes    -> `CommandOutcome` to whoever sent the `ChargerCommand`
   live        -> `LiveUpdate` / `ConnectorStatus` to subscribers (at most 16), and as
                  `LiveEvent`s to the API's live feed (`actors.live`)
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import WakeupMessage
+from thespian.actors import ThespianWatch, WakeupMessage, WatchMessage
 
 from actors.harvest.messages import BatchAck
 from actors.harvest.rejections import BatchRejected
@@ -135,7 +136,7 @@ class ChargerActor(SupervisedActor):
         if msg.connection_id == self.connection_id:
             return  # the same connection introduced twice: keep its frames' order and state
         self.connection_id = msg.connection_id
-        self.replies.use(msg.reply_path)
+        self.replies.use(msg.reply_path, self.charge_point_id, msg.connection_id)
         self.incoming.reset(msg.next_seq)
         self._apply(self.protocol.connected(msg.connection_id))
         self.publish("running", connected=True)
@@ -150,12 +151,28 @@ class ChargerActor(SupervisedActor):
         if msg.connection_id != self.connection_id:
             return
         self.listener = sender
-        for text in self.incoming.push(msg.seq, msg.text):
-            self._apply(self.protocol.receive(msg.connection_id, text))
+        self._frame_in(msg.connection_id, msg.seq, msg.text)
+
+    def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: Any) -> None:  # noqa: N802
+        """Frames the listener wrote on our link to its loop (actors.ocpp.replies)."""
+        for connection_id, seq, text in self.replies.receive():
+            if connection_id == self.connection_id:
+                self._frame_in(connection_id, seq, text)
+
+    def _frame_in(self, connection_id: int, seq: int, text: str) -> None:
+        # FrameIn and the link may both carry frames around a (re)bind: the numbers order them
+        for ready in self.incoming.push(seq, text):
+            self._apply(self.protocol.receive(connection_id, ready))
         if self.incoming.overflowed:
             self.log.warning("frames lost in transit; closing the connection so the charger resends")
-            self.send(sender, CloseConnection(self.charge_point_id, msg.connection_id, 1011, "frames lost, reconnect"))
-            self.incoming.reset(msg.seq + 1)
+            if self.listener is not None:
+                self.send(self.listener, CloseConnection(self.charge_point_id, connection_id, 1011, "frames lost, reconnect"))
+            self.incoming.reset(seq + 1)
+
+    def receiveMessage(self, msg: Any, sender: Any) -> Any:  # noqa: N802 (thespian API)
+        super().receiveMessage(msg, sender)
+        fd = self.replies.fileno() if self._started and not self._failed else None
+        return ThespianWatch([fd]) if fd is not None else None  # every handler's return sets the watch list
 
     # ------------------------------------------------------ central requests
     def receiveMsg_ChargerCommand(self, msg: ChargerCommand, sender: Any) -> None:  # noqa: N802

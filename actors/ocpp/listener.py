@@ -3,8 +3,9 @@
 It owns no protocol logic. On a new connection it asks the "chargers" supervisor to
 start (or find) the charger's actor (`StartChild`) — it never creates actors itself,
 because its process runs an asyncio thread — then tells that actor `ChargerConnected`
-and relays numbered `FrameIn`s. Charger actors answer with datagrams on the listener's reply socket
-(`actors.ocpp.replies`), or with `FrameOut` when that fails, and `CloseConnection`.
+and relays numbered frames: over the actor's direct link to this loop once it has said
+hello (`actors.ocpp.replies`), as `FrameIn` messages until then or when the link fails.
+Charger actors answer over the same link (or `FrameOut`) and with `CloseConnection`.
 A charger actor that was restarted introduces itself with `ChargerReady` and is
 re-attached to the live connection. Frames that arrive before the actor is known are
 held (at most `MAX_HELD` per connection; beyond that the connection is closed with
@@ -46,6 +47,7 @@ class Link:
     next_seq: int = 0
     address: Any = None
     held: deque = field(default_factory=deque)
+    stream: Any = None  # the charger actor's link to this loop (actors.ocpp.replies), when it has one
 
 
 class ListenerActor(AsyncioActor):
@@ -66,7 +68,7 @@ class ListenerActor(AsyncioActor):
         authenticator = Authenticator(conn, self.settings.unknown_chargers, self.settings.register_as)  # type: ignore[arg-type]
         self.server = OcppServer(self.settings, authenticator, self, log=self.log)
         # charger actors' frames come back as datagrams read on this loop (actors.ocpp.replies)
-        self.replies = ReplyInbox(self.server.send, self.log)
+        self.replies = ReplyInbox(self.server.send, self.log, hello=self._hello, lost=self._lost)
         await self.replies.open()
         return await self.server.start()
 
@@ -105,7 +107,8 @@ class ListenerActor(AsyncioActor):
             return
         link.next_seq = seq + 1
         if link.address is not None:
-            self.tell(link.address, FrameIn(charge_point_id, connection_id, seq, text))
+            if link.stream is None or not link.stream.write_frame(connection_id, seq, text):
+                self.tell(link.address, FrameIn(charge_point_id, connection_id, seq, text))
             return
         link.held.append((seq, text))
         if len(link.held) > MAX_HELD:
@@ -137,11 +140,24 @@ class ListenerActor(AsyncioActor):
         if link is not None and link.connection_id == connection_id and reply.address is not None and link.address is None:
             self._bind(charge_point_id, link, reply.address)
 
+    def _hello(self, charge_point_id: str, connection_id: int, reader: Any) -> None:
+        """A charger actor serving this connection linked to the loop: frames go that way now
+        (no thespian send, no hop to the actor thread); FrameIn stays the fallback."""
+        link = self.links.get(charge_point_id)
+        if link is not None and link.connection_id == connection_id:
+            link.stream = reader
+
+    def _lost(self, reader: Any) -> None:
+        for link in self.links.values():
+            if link.stream is reader:
+                link.stream = None
+
     def _ready(self, charge_point_id: str, address: Any) -> None:
         link = self.links.get(charge_point_id)
         if link is None or link.address == address:
             return  # not connected, or already relaying to this very actor (re-binding would reorder frames)
         link.address = None
+        link.stream = None  # the new actor links up again after ChargerConnected
         self._bind(charge_point_id, link, address)
 
     def _bind(self, charge_point_id: str, link: Link, address: Any) -> None:

@@ -13,7 +13,8 @@ def test_encoding_round_trips_any_id_and_text():
     for cp, text in [("CP1", '[3,"a",{}]'), ("with space \u00e9 1 2", "x y z"), ("", "")]:
         record = replies.encode(cp, 42, text)
         assert int.from_bytes(record[:4], "big") == len(record) - 4
-        assert replies.decode(record[4:]) == (cp, 42, text)
+        assert replies.decode(record[4:]) == (b"F", cp, 42, text)
+        assert replies.decode_in(replies.encode_in(42, 7, text)[4:]) == (42, 7, text)
 
 
 async def test_frames_arrive_in_order():
@@ -59,3 +60,36 @@ async def test_sender_falls_back_when_the_listener_is_gone(tmp_path):
             break
     assert sender.path is None
     sender.close()
+
+
+async def test_frames_to_the_actor_take_the_link_once_it_said_hello():
+    got: list = []
+    links: dict = {}
+    inbox = ReplyInbox(lambda *frame: got.append(frame), ActorLog("test"),
+                       hello=lambda cp, conn, reader: links.__setitem__((cp, conn), reader),
+                       lost=lambda reader: links.clear())
+    sender = ReplySender()
+    await asyncio.to_thread(sender.use, await inbox.open(), "CP1", 3)
+    for _ in range(100):
+        if links:
+            break
+        await asyncio.sleep(0.01)
+    reader = links[("CP1", 3)]
+    assert sender.receive() == []  # nothing written yet: never blocks
+    for seq in range(50):
+        assert reader.write_frame(3, seq, f"in {seq}")
+    received: list = []
+    for _ in range(100):
+        received += sender.receive()
+        if len(received) == 50:
+            break
+        await asyncio.sleep(0.01)
+    assert received == [(3, seq, f"in {seq}") for seq in range(50)]
+    assert got == []  # the hello is not a frame
+    sender.close()
+    for _ in range(100):
+        if not links:
+            break
+        await asyncio.sleep(0.01)
+    assert not links  # the listener falls back to FrameIn
+    inbox.close()
