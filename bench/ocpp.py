@@ -4,7 +4,9 @@ Measured in the same run, against the same load generator:
 
   egw-actors   the gateway's OCPP family as it ships: listener actor + one charger actor
                per charger in a multiprocess actor system, every message validated and
-               committed to SQLite (WAL, synchronous=FULL) before it is answered
+               committed to SQLite (WAL, synchronous=FULL) before it is answered; frames
+               travel over each charger actor's unix-socket link to the listener's loop
+               (actors.ocpp.replies), control and supervision as thespian messages
   egw-local    the same protocol and store driven in-process (no actor hops), to show
                what the actor hops cost
   baseline     a bare aiohttp + `ocpp` package central system that validates (the
