@@ -34,6 +34,20 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+async def wait_until_async(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005, what: str = "condition") -> Any:
+    """`wait_until` for tests running on an event loop: polls without blocking the loop."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 @pytest.fixture
 def port_factory() -> Callable[[], int]:
     return free_port

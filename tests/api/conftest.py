@@ -28,19 +28,9 @@ from actors.api.backend import (
     UnavailableError,
 )
 
+from tests.conftest import wait_until  # noqa: F401 - re-exported for the API tests
+
 TOKEN = "t" * 43
-
-
-def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll `predicate` until it returns something truthy, or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def _device(device_id: str, **extra: Any) -> dict[str, Any]:

@@ -21,20 +21,15 @@ from actors.live.hub import Hub
 from actors.live.routes import add_live_routes
 from actors.live.tokens import LiveAuthorizer, OwnerLookup, TransactionOwner
 
+from tests.conftest import wait_until_async
+
 API_TOKEN = "k" * 43
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
     """Poll `predicate` on the running loop until truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.005)
+    return await wait_until_async(predicate, timeout, what=what)
 
 
 @dataclass
