@@ -107,8 +107,14 @@ class ListenerActor(AsyncioActor):
             return
         link.next_seq = seq + 1
         if link.address is not None:
-            if link.stream is None or not link.stream.write_frame(connection_id, seq, text):
+            if link.stream is None:
                 self.tell(link.address, FrameIn(charge_point_id, connection_id, seq, text))
+            elif not link.stream.write_frame(connection_id, seq, text):
+                # the link broke with frames perhaps still unread in it: resynchronise as for
+                # frames lost in transit, the charger reconnects and repeats what is unanswered
+                link.stream = None
+                self.log.warning("frame link to the charger actor broke; closing the connection", charger=charge_point_id)
+                self.server.close(charge_point_id, connection_id, 1011, "frames lost, reconnect")  # type: ignore[union-attr]
             return
         link.held.append((seq, text))
         if len(link.held) > MAX_HELD:
