@@ -167,6 +167,8 @@ class DeviceActor(SupervisedActor):
             "serial": state.serial,
             "model": state.model,
             "last_poll": state.last_poll,
+            "polls": state.polls,
+            "poll_latency_ms": state.poll_latency_ms,
             "errors": state.errors,
             "gaps": state.gaps,
             "last_error": state.last_error,

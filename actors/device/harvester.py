@@ -160,6 +160,8 @@ class DeviceState:
     serial: str | None = None
     model: str | None = None
     last_poll: float | None = None
+    polls: int = 0  # successful polls since the actor started
+    poll_latency_ms: float | None = None  # time the last successful poll's reads took
     errors: int = 0
     gaps: int = 0
     last_error: str | None = None
@@ -212,7 +214,9 @@ class DevicePoller:
         try:
             plan = self._ensure_plan(link)
             self._ensure_identity(link, plan)
+            reading_since = time.perf_counter()  # a measurement for status, not a schedule input
             data = [link.read(self.unit, b.function, b.start, b.count) for b in plan.blocks]
+            latency_ms = (time.perf_counter() - reading_since) * 1000.0
         except (LinkError, SunSpecError) as exc:
             reason = exc.reason if isinstance(exc, LinkError) else "sunspec_discovery"
             outcome.link_down = isinstance(exc, LinkDownError)
@@ -227,8 +231,8 @@ class DevicePoller:
         outcome.gaps += self.gap.close(wall)
         for quantity, value in decoded.values.items():
             if value is not None and QUANTITIES[quantity].counter:
-                point = plan.quantities[quantity]
-                span = lsb(point) * (2 ** (16 * point.count)) if point.type != "F32" and not point.sf else None
+                point = plan.quantities.get(quantity)  # None for a summed quantity: no single wrap span
+                span = lsb(point) * (2 ** (16 * point.count)) if point is not None and point.type != "F32" and not point.sf else None
                 found = self.counters.check(quantity, value, span)
                 if found:
                     outcome.events.append(DeviceEvent(self.device_id, wall, found[0], found[1]))
@@ -243,6 +247,8 @@ class DevicePoller:
         )
         self.state.values = {q: v for q, v in decoded.values.items() if q not in decoded.flags}
         self.state.last_poll = wall
+        self.state.polls += 1
+        self.state.poll_latency_ms = round(latency_ms, 3)
         self.state.last_error = None
         return outcome
 

@@ -53,6 +53,7 @@ def test_profile_round_trips_against_the_simulator(profile):
         assert reading.flags == ()
         assert device.state.serial and device.state.serial in (sim_unit.serial, str(2_000_000_000 + unit))
         assert reading.raw, "raw registers are kept with the reading"
+        assert device.state.polls == 1 and device.state.poll_latency_ms > 0  # shown in status and /metrics
 
 
 def test_several_unit_ids_share_one_connection():
