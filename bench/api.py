@@ -20,6 +20,7 @@ both sides alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import statistics
 import sys
@@ -138,23 +139,15 @@ class Gateway:
 
     def __enter__(self) -> Gateway:
         import json
-        import socket
         import tempfile
         import urllib.request
-
-        from thespian.actors import ActorSystem
 
         from actors.api.actor import api_child_spec
         from actors.device.specs import devices_part
         from actors.harvest.specs import harvest_child_specs
         from simulators.inverter import InverterSimulator
-        from supervisor.messages import Start
-        from supervisor.spec import SUPERVISOR_ACTOR, SupervisorSpec
-
-        def free_port() -> int:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                return probe.getsockname()[1]
+        from supervisor.embedded import free_port, private_actor_system, start_root
+        from supervisor.spec import SupervisorSpec
 
         self.tmp = tempfile.TemporaryDirectory(prefix="egw-bench-api-")
         self.sim = InverterSimulator("huawei_sun2000", units=(1, 2, 3)).start()
@@ -162,9 +155,8 @@ class Gateway:
         devices = [{"id": f"inv{u}", "profile": "huawei_sun2000", "host": "127.0.0.1", "port": self.sim.port, "unit_id": u, "poll_interval": 1.0} for u in (1, 2, 3)]
         config = {"data_dir": self.tmp.name, "api_host": "127.0.0.1", "api_port": self.port, "devices": devices, "uploads": []}
         spec = SupervisorSpec(children=(*harvest_child_specs(config), *devices_part(config), api_child_spec(config)))
-        self.asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, transientUnique=True)
-        root = self.asys.createActor(SUPERVISOR_ACTOR)
-        self.asys.tell(root, Start("root", spec, path=""))
+        self.resources = contextlib.ExitStack()
+        start_root(self.resources.enter_context(private_actor_system()), spec)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -179,7 +171,7 @@ class Gateway:
             time.sleep(0.1)
 
     def __exit__(self, *exc: object) -> None:
-        self.asys.shutdown()
+        self.resources.close()
         self.sim.stop()
         self.tmp.cleanup()
 

@@ -7,11 +7,8 @@ forked from a threaded process.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +19,9 @@ from actors.device.specs import devices_part
 from actors.harvest.messages import BatchAck, ReadingBatch
 from simulators.inverter import InverterSimulator
 from supervisor.actor import SupervisedActor
-from supervisor.messages import Lookup, LookupResult, Start, Started
+from supervisor.messages import Lookup, LookupResult
 from supervisor.spec import ChildSpec, SupervisorSpec
+from supervisor.embedded import ask_typed, private_actor_system, start_root
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -52,55 +50,20 @@ class AckingHarvest(SupervisedActor):
         self.send(sender, ReadingCount(self.readings))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def actor_system() -> Iterator[Any]:
-    from thespian.actors import ActorSystem
-
-    from supervisor.hardening import become_subreaper
-    from supervisor.loopback import confine_actor_sockets_to_loopback
-    from supervisor.procs import descendants, end_family
-
-    confine_actor_sockets_to_loopback()
-    become_subreaper()
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": _free_port(), "Process Startup Method": "fork"}, transientUnique=True)
-    try:
-        yield asys
-    finally:
-        asys.shutdown()
-        end_family(descendants(os.getpid()), grace=1.0)
-
-
-def _ask(asys: Any, address: Any, msg: Any, kind: type, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    reply = asys.ask(address, msg, timeout)
-    while not isinstance(reply, kind):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {kind.__name__}")
-        reply = asys.listen(max(0.01, deadline - time.monotonic()))
-    return reply
-
-
 def _start_tree(asys: Any, devices: list[dict]) -> Any:
     children = (ChildSpec("harvest", "bench.harvest_support.AckingHarvest"), *devices_part({"devices": devices}))
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    _ask(asys, root, Start("root", SupervisorSpec(children=children), path=""), Started)
+    root = start_root(asys, SupervisorSpec(children=children))
     return root
 
 
 def _readings(asys: Any, root: Any) -> int:
-    harvest = _ask(asys, root, Lookup("harvest"), LookupResult).address
-    return _ask(asys, harvest, CountReadings(), ReadingCount).count
+    harvest = ask_typed(asys, root, Lookup("harvest"), LookupResult).address
+    return ask_typed(asys, harvest, CountReadings(), ReadingCount).count
 
 
 def actor_cycles(models: tuple[int, ...], interval: float, seconds: float, raw_loop: Any) -> tuple[float, float]:
     """(readings/s harvested from one DeviceActor, raw pymodbus cycles/s) against one simulator."""
-    with actor_system() as asys:
+    with private_actor_system() as asys:
         with InverterSimulator("sunspec", sunspec_models=models) as sim:
             settings = {"id": "bench", "sunspec": True, "host": "127.0.0.1", "port": sim.port, "poll_interval": interval, "timeout": 1.0}
             root = _start_tree(asys, [settings])
@@ -110,7 +73,7 @@ def actor_cycles(models: tuple[int, ...], interval: float, seconds: float, raw_l
             first, t0 = _readings(asys, root), time.monotonic()
             time.sleep(seconds)
             last, t1 = _readings(asys, root), time.monotonic()
-            _ask(asys, root, Lookup("devices"), LookupResult)  # tree still answering
+            ask_typed(asys, root, Lookup("devices"), LookupResult)  # tree still answering
             asys.tell(root, ActorExitRequest())
             time.sleep(0.2)
             baseline = raw_loop(sim.port, [(40073, 36), (40200, 37)], seconds)
@@ -133,7 +96,7 @@ def cpu_with_devices(n: int, models: tuple[int, ...], seconds: float) -> tuple[f
     """(gateway CPU s/s, raw loop CPU s/s, polls harvested) for n devices at 1 Hz."""
     from supervisor.procs import descendants
 
-    with actor_system() as asys:
+    with private_actor_system() as asys:
         sims = [InverterSimulator("sunspec", sunspec_models=models).start() for _ in range(n)]
         try:
             devices = [{"id": f"inv{i}", "sunspec": True, "host": "127.0.0.1", "port": s.port, "poll_interval": 1.0, "timeout": 1.0} for i, s in enumerate(sims)]

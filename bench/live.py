@@ -41,7 +41,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ocpp import Client, actor_gateway, free_port, iso, percentile, process_server  # noqa: E402
+from bench.ocpp import Client, actor_gateway, free_port, iso, percentile, process_server, wait_for_running  # noqa: E402
 
 TOKEN = "b" * 43
 CHARGER = "BENCH-CP"
@@ -97,45 +97,22 @@ def _serve_feed(port: int, db_path: str, ready: multiprocessing.Event) -> None: 
 @contextlib.contextmanager
 def actor_feed(ocpp_port: int, live_port: int, data_dir: str) -> Iterator[None]:
     """Harvest + the OCPP family + a live-feed actor named "api" under a real root supervisor."""
-    from thespian.actors import ActorSystem
-
     from actors.harvest.specs import harvest_child_specs
     from actors.ocpp.specs import ocpp_child_specs
-    from supervisor.hardening import become_subreaper
+    from supervisor.embedded import private_actor_system, start_root
     from supervisor.launcher import preimport_heavy_libraries
     from supervisor.logs import log_definitions
-    from supervisor.loopback import confine_actor_sockets_to_loopback
-    from supervisor.messages import GetTree, Start, Started, Tree
-    from supervisor.procs import descendants, end_family
     from supervisor.spec import ChildSpec, SupervisorSpec
 
     preimport_heavy_libraries()
-    confine_actor_sockets_to_loopback()
-    become_subreaper()
     values = {"data_dir": data_dir, "uploads": [], "ocpp_host": "127.0.0.1", "ocpp_port": ocpp_port, "ocpp_unknown_chargers": "accept"}
     feed = ChildSpec("api", "bench.live_support.FeedActor", {"port": live_port, "token": TOKEN})
     spec = SupervisorSpec(children=(*harvest_child_specs(values), *ocpp_child_specs(values), feed))
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"},
-                       logDefs=log_definitions("ERROR"), transientUnique=True)
-    try:
-        root = asys.createActor("supervisor.supervisor.Supervisor")
-        reply = asys.ask(root, Start("root", spec, path=""), 10)
-        while not isinstance(reply, Started):
-            reply = asys.listen(10)
-        deadline = time.monotonic() + 20
-        while True:
-            reply = asys.ask(root, GetTree(), 5)
-            if isinstance(reply, Tree) and all(r["state"] == "running" for r in reply.records if r["name"] in ("ocpp", "api", "harvest")) \
-                    and {"ocpp", "api", "harvest"} <= {r["name"] for r in reply.records}:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the OCPP listener or the live feed did not start")
-            time.sleep(0.05)
+    with private_actor_system(log_definitions("ERROR")) as asys:
+        root = start_root(asys, spec)
+        wait_for_running(asys, root, ("ocpp", "api", "harvest"))
         time.sleep(0.3)  # the listener binds right after it reports running
         yield
-    finally:
-        asys.shutdown()
-        end_family(descendants(os.getpid()), grace=1.0)
 
 
 # ------------------------------------------------------------ measurements

@@ -32,12 +32,12 @@ import json
 import multiprocessing
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,14 +45,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from supervisor.embedded import free_port  # noqa: E402
+
 
 REPLY_TIMEOUT = 30.0  # a reply slower than this fails the run instead of hanging it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def iso(epoch: float) -> str:
@@ -172,43 +168,37 @@ def process_server(target: Callable, *args) -> Iterator[None]:
 @contextlib.contextmanager
 def actor_gateway(port: int, data_dir: str) -> Iterator[None]:
     """The OCPP family and the harvest actor under a real root supervisor."""
-    from thespian.actors import ActorSystem
-
     from actors.harvest.specs import harvest_child_specs
-    import actors.ocpp.specs as ocpp_specs
-    from supervisor.hardening import become_subreaper
+    from actors.ocpp.specs import ocpp_child_specs
+    from supervisor.embedded import private_actor_system, start_root
     from supervisor.launcher import preimport_heavy_libraries
     from supervisor.logs import log_definitions
-    from supervisor.loopback import confine_actor_sockets_to_loopback
-    from supervisor.messages import GetTree, Start, Started, Tree
-    from supervisor.procs import descendants, end_family
     from supervisor.spec import Heartbeat, SupervisorSpec
 
     preimport_heavy_libraries()
-    confine_actor_sockets_to_loopback()
-    become_subreaper()
     values = {"data_dir": data_dir, "uploads": [], "ocpp_host": "127.0.0.1", "ocpp_port": port, "ocpp_unknown_chargers": "accept"}
     # the gateway's default heartbeat (supervisor.config: heartbeat_interval 1 s, heartbeat_timeout 10 s)
-    spec = SupervisorSpec(children=tuple(harvest_child_specs(values) + ocpp_specs.ocpp_child_specs(values)), heartbeat=Heartbeat(1.0, 10.0))
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"},
-                       logDefs=log_definitions(os.environ.get("BENCH_LOG_LEVEL", "ERROR")), transientUnique=True)
-    try:
-        root = asys.createActor("supervisor.supervisor.Supervisor")
-        reply = asys.ask(root, Start("root", spec, path=""), 10)
-        while not isinstance(reply, Started):
-            reply = asys.listen(10)
-        deadline = time.monotonic() + 20
-        while True:
-            reply = asys.ask(root, GetTree(), 5)
-            if isinstance(reply, Tree) and any(r["name"] == "ocpp" and r["state"] == "running" for r in reply.records):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("ocpp listener did not start")
-            time.sleep(0.05)
+    spec = SupervisorSpec(children=tuple(harvest_child_specs(values) + ocpp_child_specs(values)), heartbeat=Heartbeat(1.0, 10.0))
+    with private_actor_system(log_definitions(os.environ.get("BENCH_LOG_LEVEL", "ERROR"))) as asys:
+        root = start_root(asys, spec)
+        wait_for_running(asys, root, ("ocpp",))
         yield
-    finally:
-        asys.shutdown()
-        end_family(descendants(os.getpid()), grace=1.0)
+
+
+def wait_for_running(asys: Any, root: Any, names: tuple[str, ...], timeout: float = 20.0) -> None:
+    """Poll the root's tree until the named children run (a benchmark must not time a start-up)."""
+    from supervisor.messages import GetTree, Tree
+
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = asys.ask(root, GetTree(), 5)
+        if isinstance(reply, Tree):
+            states = {r["name"]: r["state"] for r in reply.records}
+            if all(states.get(name) == "running" for name in names):
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{', '.join(names)} did not start within {timeout:g} s")
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------- load generator

@@ -72,7 +72,8 @@ def _bare_latencies(asys: Any) -> list[float]:
 
 
 def _supervised_latencies(asys: Any) -> list[float]:
-    from supervisor.messages import Lookup, LookupResult, Start
+    from supervisor.embedded import start_root
+    from supervisor.messages import Lookup, LookupResult
     from supervisor.spec import Backoff, ChildSpec, Intensity, SupervisorSpec
     from tests.supervisor.sample_actors import Hello, WhoAmI
 
@@ -81,8 +82,7 @@ def _supervised_latencies(asys: Any) -> list[float]:
         backoff=Backoff(min_delay=0.0, max_delay=0.0, jitter=0.0),
         intensity=Intensity(max_restarts=CRASHES * 2, period=3600),
     )
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    asys.ask(root, Start("root", spec, path=""), 5)
+    root = start_root(asys, spec)
 
     def current() -> WhoAmI | None:
         reply = asys.ask(root, Lookup("device"), 5)
@@ -107,18 +107,11 @@ def _supervised_latencies(asys: Any) -> list[float]:
 
 
 def restart_latency() -> None:
-    from thespian.actors import ActorSystem
+    from supervisor.embedded import private_actor_system
 
-    from supervisor.loopback import confine_actor_sockets_to_loopback
-    from tests.conftest import free_port
-
-    confine_actor_sockets_to_loopback()
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, transientUnique=True)
-    try:
+    with private_actor_system() as asys:
         bare = _bare_latencies(asys)
         supervised = _supervised_latencies(asys)
-    finally:
-        asys.shutdown()
     for label, pct in (("median", 50), ("p99", 99)):
         b, s = _percentile(bare, pct) * 1000, _percentile(supervised, pct) * 1000
         print(f"restart latency {label:6s}: supervisor {s:7.2f} ms   bare thespian {b:7.2f} ms   ratio {s / b:5.2f}x  (n={CRASHES})")
@@ -131,12 +124,8 @@ sys.path.insert(0, os.getcwd())
 if sys.argv[1] == "preimport":
     from supervisor.launcher import preimport_heavy_libraries
     preimport_heavy_libraries()
-from thespian.actors import ActorSystem
-from supervisor.loopback import confine_actor_sockets_to_loopback
-from tests.conftest import free_port
-confine_actor_sockets_to_loopback()
-asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, transientUnique=True)
-try:
+from supervisor.embedded import private_actor_system
+with private_actor_system() as asys:
     pids = [asys.ask(asys.createActor("bench.restart_support.HeavyActor"), "pid?", 10) for _ in range(int(sys.argv[2]))]
     time.sleep(0.5)
     total = 0
@@ -145,8 +134,6 @@ try:
             if line.startswith("Pss:"):
                 total += int(line.split()[1])
     print(json.dumps({"pss_kib_per_actor": total / len(pids)}))
-finally:
-    asys.shutdown()
 """
 
 

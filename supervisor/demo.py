@@ -15,13 +15,13 @@ its admin (no actor is ever forked from a threaded process).
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from supervisor.config import GatewayConfig, load_config
+from supervisor.embedded import free_port
 from supervisor.logs import ActorLog
 
 DEMO_DEVICES = (("pv-roof", "sunspec"), ("pv-garage", "huawei_sun2000"), ("grid-meter", "eastron_sdm630"))
@@ -34,20 +34,14 @@ DEMO_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def demo_config(path: str | None = None, overrides: Mapping[str, Any] | None = None) -> GatewayConfig:
     """Demo defaults (simulated devices and uplink on free ports), then the usual layers."""
     base = dict(DEMO_DEFAULTS)
     base["devices"] = [
-        {"id": device_id, "profile": profile, "host": "127.0.0.1", "port": _free_port(), "unit_id": 1, "poll_interval": 2.0, "timeout": 1.0}
+        {"id": device_id, "profile": profile, "host": "127.0.0.1", "port": free_port(), "unit_id": 1, "poll_interval": 2.0, "timeout": 1.0}
         for device_id, profile in DEMO_DEVICES
     ]
-    base["uploads"] = [{"name": "demo-ingest", "url": f"http://127.0.0.1:{_free_port()}/v1/batches"}]
+    base["uploads"] = [{"name": "demo-ingest", "url": f"http://127.0.0.1:{free_port()}/v1/batches"}]
     return load_config(path, overrides=overrides, base=base)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -12,14 +11,11 @@ from typing import Any
 
 import pytest
 
+from supervisor.embedded import ask_typed, free_port, private_actor_system
+
+__all__ = ["ask_typed", "free_port", "wait_until", "wait_until_async"]  # shared with every test package
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bound and released on 127.0.0.1)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
@@ -56,20 +52,8 @@ def port_factory() -> Callable[[], int]:
 @pytest.fixture
 def multiproc_system() -> Iterator[Any]:
     """A real multiprocTCPBase actor system on a free loopback admin port, torn down fully."""
-    from thespian.actors import ActorSystem
-
-    from supervisor.hardening import become_subreaper
-    from supervisor.loopback import confine_actor_sockets_to_loopback
-    from supervisor.procs import descendants, end_family
-
-    confine_actor_sockets_to_loopback()
-    become_subreaper()
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, transientUnique=True)
-    try:
+    with private_actor_system() as asys:
         yield asys
-    finally:
-        asys.shutdown()
-        end_family(descendants(os.getpid()), grace=1.0)
 
 
 @pytest.fixture
@@ -90,15 +74,3 @@ def gateway_env(tmp_path: Path) -> dict[str, str]:
 
 
 EGW = [sys.executable, "-m", "supervisor.cli"]
-
-
-def ask_typed(asys: Any, address: Any, msg: Any, kind: type, timeout: float = 5.0) -> Any:
-    """Ask and return the first reply of type `kind`, skipping unrelated messages."""
-    deadline = time.monotonic() + timeout
-    reply = asys.ask(address, msg, timeout)
-    while not isinstance(reply, kind):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no {kind.__name__} reply to {type(msg).__name__} within {timeout:g} s")
-        reply = asys.listen(remaining)
-    return reply

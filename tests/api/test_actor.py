@@ -26,12 +26,13 @@ from storage import chargers as charger_store
 from storage import ocpp_transactions
 from storage.db import connect
 from storage.identity import load_or_create_signer
-from supervisor.messages import GetTree, Start, Started, Tree
+from supervisor.messages import GetTree, Tree
 from simulators.ingest.server import IngestServerThread
 from simulators.inverter import InverterSimulator
-from supervisor.spec import SUPERVISOR_ACTOR, Backoff, Heartbeat, SupervisorSpec
+from supervisor.spec import Backoff, Heartbeat, SupervisorSpec
 from tests.api.test_fuzz import fuzz_no_500
 from tests.conftest import ask_typed, free_port, wait_until
+from supervisor.embedded import start_root
 
 def http(port: int, path: str, method: str = "GET", body: dict | None = None, token: str | None = None, timeout: float = 5.0):
     data = json.dumps(body).encode() if body is not None else None
@@ -90,8 +91,7 @@ def gateway(multiproc_system, tmp_path, simulator):
         backoff=Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60),
         heartbeat=Heartbeat(0.5, 5.0),
     )
-    root = multiproc_system.createActor(SUPERVISOR_ACTOR)
-    ask_typed(multiproc_system, root, Start("root", spec, path=""), Started)
+    root = start_root(multiproc_system, spec)
     wait_until(lambda: http_ok(api_port, "/api/hello"), timeout=15, what="the API serving")
     expected = {"harvest", "transports", "transports/ingest", "devices", "devices/inv1", "api"}
     wait_until(lambda: (p := tree_pids(multiproc_system, root)).keys() == expected and all(p.values()), timeout=10, what="every actor running")

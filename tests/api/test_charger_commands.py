@@ -17,10 +17,10 @@ from actors.api.actor import api_child_spec
 from actors.api.token import load_or_create_token
 from actors.ocpp.specs import ocpp_child_specs
 from simulators.charger.scenarios import Options, Session
-from supervisor.messages import Start, Started
-from supervisor.spec import SUPERVISOR_ACTOR, Heartbeat, SupervisorSpec
+from supervisor.spec import Heartbeat, SupervisorSpec
 from tests.api.test_actor import http, http_ok
-from tests.conftest import ask_typed, free_port, wait_until
+from tests.conftest import free_port, wait_until
+from supervisor.embedded import start_root
 
 
 @pytest.fixture
@@ -31,8 +31,7 @@ def ocpp_gateway(multiproc_system, tmp_path):
     config = {"data_dir": str(data_dir), "api_host": "127.0.0.1", "api_port": api_port, "ocpp_host": "127.0.0.1", "ocpp_port": ocpp_port,
               "ocpp_unknown_chargers": "accept", "ocpp_call_timeout": 5.0}
     spec = SupervisorSpec(children=(*ocpp_child_specs(config), api_child_spec(config)), heartbeat=Heartbeat(0.5, 5.0))
-    root = multiproc_system.createActor(SUPERVISOR_ACTOR)
-    ask_typed(multiproc_system, root, Start("root", spec, path=""), Started)
+    start_root(multiproc_system, spec)
     wait_until(lambda: http_ok(api_port, "/api/hello"), timeout=15, what="the API serving")
     wait_until(lambda: port_open(ocpp_port), timeout=15, what="the OCPP listener")
     return api_port, ocpp_port, token

@@ -9,33 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import pytest
 from aiohttp import web
-from thespian.actors import ActorSystem
 
 from actors.ble.actor import BleSettings, ble_child_spec, ble_children
 from actors.ble.messages import BleStatus, CloseProvisioningWindow, GetBleStatus, OpenProvisioningWindow
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID
-from supervisor.messages import GetTree, Lookup, LookupResult, Start, Started, Tree
-from supervisor.spec import SUPERVISOR_ACTOR, ChildSpec, Heartbeat, SupervisorSpec
+from supervisor.messages import GetTree, Lookup, LookupResult, Tree
+from supervisor.spec import ChildSpec, Heartbeat, SupervisorSpec
 from tests.ble.conftest import BackgroundLoop, SmallApi, parse_page, wait_until_sync
 from tests.ble.dbus_daemon import PrivateDbusDaemon
 from tests.ble.fake_bluez import Central, FakeBlueZ
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from supervisor.embedded import start_root
 
 
 @pytest.fixture
-def actor_system():
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, transientUnique=True)
-    yield asys
-    asys.shutdown()
+def actor_system(multiproc_system):
+    return multiproc_system
 
 
 @pytest.fixture
@@ -65,8 +56,7 @@ def world():
 
 def start_tree(asys, settings: BleSettings):
     spec = SupervisorSpec(children=(ChildSpec("ble", "actors.ble.actor.BleActor", settings),), heartbeat=Heartbeat(0.5, 5.0))
-    root = asys.createActor(SUPERVISOR_ACTOR)
-    assert isinstance(asys.ask(root, Start("root", spec, path=""), 10), Started)
+    root = start_root(asys, spec, 10)
     return root
 
 

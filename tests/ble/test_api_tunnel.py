@@ -22,13 +22,14 @@ from actors.api.actor import api_children
 from actors.api.token import read_token, token_path
 from actors.ble.actor import ble_children
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID
-from supervisor.messages import GetTree, Start, Started, Tree
-from supervisor.spec import SUPERVISOR_ACTOR, Heartbeat, SupervisorSpec
+from supervisor.messages import GetTree, Tree
+from supervisor.spec import Heartbeat, SupervisorSpec
 from tests.ble.conftest import BackgroundLoop, Page, parse_page
 from tests.ble.dbus_daemon import PrivateDbusDaemon
 from tests.ble.fake_bluez import Central, FakeBlueZ
 from tests.ble.fake_nm import FakeNetworkManager, Network
 from tests.conftest import ask_typed, free_port, wait_until
+from supervisor.embedded import start_root
 
 PSK = "Tr0ub4dor&3-horse"
 WRITE_SIZE = 182  # one ATT write at the default MTU of 185
@@ -104,8 +105,7 @@ def requests_counted(port: int, method: str, route: str, status: int) -> float:
 
 def start_gateway(asys, config: dict):
     spec = SupervisorSpec(children=(*api_children(config), *ble_children(config)), heartbeat=Heartbeat(0.5, 5.0))
-    root = asys.createActor(SUPERVISOR_ACTOR)
-    ask_typed(asys, root, Start("root", spec, path=""), Started, timeout=10)
+    root = start_root(asys, spec, 10)
     wait_until(lambda: serving(config["api_port"]), timeout=15, what="the API serving")
     return root
 

@@ -8,11 +8,12 @@ import signal
 import pytest
 
 from actors.device.specs import devices_part
-from supervisor.messages import GetTree, Lookup, LookupResult, Start, Started, Tree
+from supervisor.messages import GetTree, Lookup, LookupResult, Tree
 from supervisor.spec import Backoff, ChildSpec, Heartbeat, SupervisorSpec
 from simulators.inverter import InverterSimulator
 from tests.conftest import ask_typed, wait_until
 from tests.device.stub_actors import Batches, GetBatches
+from supervisor.embedded import start_root
 
 FAST = Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60)
 
@@ -26,8 +27,7 @@ def _device(device_id: str, sim: InverterSimulator, unit: int | None = None, **e
 def start_tree(asys, devices: list[dict], ack: bool = True):
     children = (ChildSpec("harvest", "tests.device.stub_actors.HarvestStub", config={"ack": ack}), *devices_part({"devices": devices}))
     spec = SupervisorSpec(children=children, backoff=FAST, heartbeat=Heartbeat(0.5, 5.0))
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    ask_typed(asys, root, Start("root", spec, path=""), Started)
+    root = start_root(asys, spec)
     return root
 
 

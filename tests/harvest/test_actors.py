@@ -15,6 +15,7 @@ from storage.identity import load_or_create_signer
 from storage.outbox import Outbox
 from supervisor.messages import Start, Started, StatusUpdate
 from supervisor.spec import SUPERVISOR_ACTOR
+from supervisor.embedded import ask_typed
 
 
 @pytest.fixture
@@ -24,15 +25,6 @@ def asys():
     system.shutdown()
 
 
-def ask_for(asys, address, msg, kind, timeout=5.0):
-    """Send `msg` and return the first reply of type `kind` (status updates may arrive first)."""
-    deadline = time.monotonic() + timeout
-    reply = asys.ask(address, msg, timeout)
-    while not isinstance(reply, kind):
-        assert time.monotonic() < deadline, f"no {kind.__name__} within {timeout} s (last: {reply!r})"
-        reply = asys.listen(0.1)
-    return reply
-
 
 def batch(batch_id, device="inv1", start=0, count=3):
     return ReadingBatch("inv1-poller", batch_id, tuple(Reading(device, 1000.0 + i, 10.0 + i, "b", {"ac_power_w": 1.0 * i}) for i in range(start, start + count)))
@@ -40,28 +32,28 @@ def batch(batch_id, device="inv1", start=0, count=3):
 
 def test_harvest_commits_before_acking_and_answers_a_resend_with_the_same_seqs(asys, tmp_path):
     harvest = asys.createActor("actors.harvest.actor.HarvestActor")
-    ask_for(asys, harvest, Start("harvest", {"db_path": str(tmp_path / "egw.db")}), Started)
+    ask_typed(asys, harvest, Start("harvest", {"db_path": str(tmp_path / "egw.db")}), Started)
 
-    ack = ask_for(asys, harvest, batch(1), BatchAck)
+    ack = ask_typed(asys, harvest, batch(1), BatchAck)
     assert ack == BatchAck("inv1-poller", 1, {"inv1": 1})
     # the ack means committed: another connection sees the rows right now
     reader = Outbox.open(tmp_path / "egw.db")
     assert reader.conn.execute("SELECT count(*) FROM outbox_items").fetchone()[0] == 3
-    assert ask_for(asys, harvest, batch(1), BatchAck).first_seq == {"inv1": 1}  # re-send: no new rows
-    assert ask_for(asys, harvest, batch(2, start=3), BatchAck).first_seq == {"inv1": 4}
+    assert ask_typed(asys, harvest, batch(1), BatchAck).first_seq == {"inv1": 1}  # re-send: no new rows
+    assert ask_typed(asys, harvest, batch(2, start=3), BatchAck).first_seq == {"inv1": 4}
     assert reader.conn.execute("SELECT count(*) FROM outbox_items").fetchone()[0] == 6
     reader.close()
 
 
 def test_harvest_refuses_a_malformed_batch_precisely_stores_nothing_and_stays_up(asys, tmp_path):
     harvest = asys.createActor("actors.harvest.actor.HarvestActor")
-    ask_for(asys, harvest, Start("harvest", {"db_path": str(tmp_path / "egw.db")}), Started)
+    ask_typed(asys, harvest, Start("harvest", {"db_path": str(tmp_path / "egw.db")}), Started)
     bad = ReadingBatch("p", 1, (Reading("inv1", float("nan"), 1.0, "b", {}),))
-    rejected = ask_for(asys, harvest, bad, BatchRejected)
+    rejected = ask_typed(asys, harvest, bad, BatchRejected)
     assert rejected.reason == "readings[0].wall_time: not a finite number"
     reserved = ReadingBatch("p", 2, (Reading("_gateway", 1.0, 1.0, "b", {}),))
-    assert "device_id" in ask_for(asys, harvest, reserved, BatchRejected).reason
-    assert ask_for(asys, harvest, batch(3), BatchAck).first_seq == {"inv1": 1}  # still up, nothing stored before
+    assert "device_id" in ask_typed(asys, harvest, reserved, BatchRejected).reason
+    assert ask_typed(asys, harvest, batch(3), BatchAck).first_seq == {"inv1": 1}  # still up, nothing stored before
 
 
 def test_transport_actor_uploads_the_backlog_and_publishes_its_state(asys, tmp_path):
@@ -73,7 +65,7 @@ def test_transport_actor_uploads_the_backlog_and_publishes_its_state(asys, tmp_p
         receiver.call(receiver.app.store.register, signer.public_key_pem())
         transport = asys.createActor("actors.harvest.transport.TransportActor")
         config = {"db_path": str(tmp_path / "egw.db"), "data_dir": str(tmp_path), "gateway_id": "gw1", "transport": {"name": "cloud", "url": receiver.url, "max_count": 120}}
-        ask_for(asys, transport, Start("cloud", config), Started)
+        ask_typed(asys, transport, Start("cloud", config), Started)
         updates = []
         deadline = time.monotonic() + 10
         while receiver.call(lambda: receiver.app.store.summary()["items"]) < 500 or not any(u.info.get("backlog") == 0 for u in updates):
@@ -115,7 +107,7 @@ def test_transport_actor_backs_off_on_a_frozen_clock_and_resets_after_success(as
         with freeze_time("2026-01-01 00:00:00", real_asyncio=True) as frozen:
             transport = asys.createActor("actors.harvest.transport.TransportActor")
             config = {"db_path": str(tmp_path / "egw.db"), "data_dir": str(tmp_path), "gateway_id": "gw1", "transport": {"name": "cloud", "url": receiver.url, "jitter": 0.0}}
-            ask_for(asys, transport, Start("cloud", config), Started)
+            ask_typed(asys, transport, Start("cloud", config), Started)
 
             def requests_after(seconds):
                 frozen.tick(seconds)

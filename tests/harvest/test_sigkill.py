@@ -20,23 +20,16 @@ import pytest
 
 from actors.harvest.specs import harvest_child_specs
 from storage.identity import PUBLIC_KEY_FILE, load_or_create_signer
-from supervisor.messages import GetTree, Lookup, LookupResult, Start, Started, Tree
+from supervisor.messages import GetTree, Lookup, LookupResult, Tree
 from supervisor.spec import Backoff, ChildSpec, Heartbeat, Intensity, SupervisorSpec
 from tests.harvest.conftest import wait_until
 from tests.harvest.poller_actor import GetPollerStats, PollerStats, StopProducing
+from supervisor.embedded import start_root, ask_typed
 
 DEVICES = ["inv1", "inv2", "inv3", "meter1", "meter2"]
 FAST = Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60)
 MANY = Intensity(max_restarts=1000, period=60.0)
 
-
-def ask_for(asys, address, msg, kind, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    reply = asys.ask(address, msg, timeout)
-    while not isinstance(reply, kind):
-        assert time.monotonic() < deadline, f"no {kind.__name__} reply to {type(msg).__name__}"
-        reply = asys.listen(max(0.01, deadline - time.monotonic()))
-    return reply
 
 
 @pytest.fixture
@@ -71,7 +64,7 @@ def flat_tree(asys, root):
             flat[prefix + node["name"]] = node
             walk(node["children"], prefix + node["name"] + "/")
 
-    walk(ask_for(asys, root, GetTree(), Tree).records, "")
+    walk(ask_typed(asys, root, GetTree(), Tree).records, "")
     return flat
 
 
@@ -88,10 +81,9 @@ def run_kills(multiproc, receiver_process, tmp_path, kills):
     transports = dataclasses.replace(transports, config=dataclasses.replace(transports.config, intensity=MANY, backoff=FAST, heartbeat=Heartbeat(1.0, 5.0)))
     poller = ChildSpec("poller", "tests.harvest.poller_actor.SimulatedPoller", config={"devices": DEVICES, "period_s": 0.02, "resend_s": 0.3})
     spec = SupervisorSpec(children=(harvest, transports, poller), intensity=MANY, backoff=FAST, heartbeat=Heartbeat(1.0, 5.0))
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    ask_for(asys, root, Start("root", spec, path=""), Started)
+    root = start_root(asys, spec)
     wait_until(lambda: pid_of(asys, root, "harvest") and pid_of(asys, root, "transports/cloud") and pid_of(asys, root, "poller"), what="tree running")
-    poller_address = ask_for(asys, root, Lookup("poller"), LookupResult).address
+    poller_address = ask_typed(asys, root, Lookup("poller"), LookupResult).address
 
     for k in range(kills):
         target = "harvest" if k % 2 == 0 else "transports/cloud"
@@ -104,7 +96,7 @@ def run_kills(multiproc, receiver_process, tmp_path, kills):
     assert tree["poller"]["restarts"] == 0, f"the poller itself was restarted: {tree['poller']}"
     asys.tell(poller_address, StopProducing())
     stats = wait_until(
-        lambda: (s := ask_for(asys, poller_address, GetPollerStats(), PollerStats)) and not s.producing and s.unacked == 0 and s,
+        lambda: (s := ask_typed(asys, poller_address, GetPollerStats(), PollerStats)) and not s.producing and s.unacked == 0 and s,
         timeout=20,
         what="every produced batch acknowledged by harvest",
     )

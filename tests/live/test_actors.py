@@ -15,10 +15,11 @@ from actors.harvest.specs import harvest_child_specs
 from actors.ocpp.specs import ocpp_child_specs
 from simulators.charger.chargepoint import SimulatedChargePoint
 from simulators.charger.connection import connect as ocpp_connect
-from supervisor.messages import GetTree, Start, Started, Tree
+from supervisor.messages import GetTree, Tree
 from supervisor.spec import Backoff, ChildSpec, Heartbeat, SupervisorSpec
 from tests.conftest import ask_typed, free_port, wait_until
 from tests.live.conftest import API_TOKEN, AUTH, read_sse, receive_until
+from supervisor.embedded import start_root as start_tree
 
 FAST = Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60)
 
@@ -31,8 +32,7 @@ def start_root(asys, tmp_path, api_port: int, ocpp_port: int | None = None):
                 ChildSpec("api", "tests.live.actors.LiveApiActor", {"port": api_port, "token": API_TOKEN, "db_path": str(tmp_path / "egw.db")}),
                 ChildSpec("producer", "tests.live.actors.Producer"))
     spec = SupervisorSpec(children=children, backoff=FAST, heartbeat=Heartbeat(interval=0.5, timeout=10.0))
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    ask_typed(asys, root, Start("root", spec, path=""), Started)
+    root = start_tree(asys, spec)
     return root
 
 

@@ -16,9 +16,10 @@ from simulators.charger.chargepoint import SimulatedChargePoint
 from simulators.charger.connection import connect
 from storage import ocpp_transactions as tx_store
 from storage.db import connect as db_connect
-from supervisor.messages import GetTree, Start, Started, Tree
+from supervisor.messages import GetTree, Tree
 from supervisor.spec import Backoff, Heartbeat, SupervisorSpec
 from tests.conftest import ask_typed, free_port, wait_until
+from supervisor.embedded import start_root
 
 FAST = Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60)
 
@@ -29,8 +30,7 @@ def start_gateway(asys, tmp_path):
               "ocpp_unknown_chargers": "accept", "live_metrics_db_interval": 0.0, "ocpp_call_timeout": 5.0}
     spec = SupervisorSpec(children=tuple(harvest_child_specs(values) + ocpp_child_specs(values)), backoff=FAST,
                           heartbeat=Heartbeat(interval=0.5, timeout=10.0))
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    ask_typed(asys, root, Start("root", spec, path=""), Started)
+    root = start_root(asys, spec)
     return root, port
 
 

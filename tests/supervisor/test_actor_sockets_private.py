@@ -16,10 +16,11 @@ import sys
 
 import pytest
 
-from supervisor.messages import GetTree, Start, Started, Tree
+from supervisor.messages import GetTree, Tree
 from supervisor.procs import descendants
 from supervisor.spec import ChildSpec, SupervisorSpec
 from tests.conftest import ask_typed, wait_until
+from supervisor.embedded import start_root
 
 pytestmark = pytest.mark.netns
 
@@ -75,8 +76,7 @@ def _listening_ports(pids: set[int]) -> set[int]:
 def test_actor_system_ports_refuse_other_hosts_and_work_on_loopback(multiproc_system, other_host):
     ns, our_address = other_host
     asys = multiproc_system
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    ask_typed(asys, root, Start("root", SupervisorSpec(children=(ChildSpec("device", "tests.supervisor.sample_actors.Echo"),)), path=""), Started)
+    root = start_root(asys, SupervisorSpec(children=(ChildSpec("device", "tests.supervisor.sample_actors.Echo"),)))
     wait_until(lambda: all(r["state"] == "running" for r in ask_typed(asys, root, GetTree(), Tree).records))
 
     family = set(descendants(os.getpid())) | {os.getpid()}

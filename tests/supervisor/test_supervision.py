@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.messages import ChildStopped, GetTree, Lookup, LookupResult, Start, Started, StartChild, StopChild, Tree
+from supervisor.messages import ChildStopped, GetTree, Lookup, LookupResult, StartChild, StopChild, Tree
+from supervisor.embedded import start_root
 from supervisor.procs import is_alive
 from supervisor.spec import Backoff, ChildSpec, Heartbeat, Intensity, SupervisorSpec, supervisor_child
 from tests.conftest import ask_typed, wait_until
@@ -17,12 +18,6 @@ from tests.supervisor.sample_actors import Block, Hello, Raise, Segfault, WhoAmI
 
 ECHO = "tests.supervisor.sample_actors.Echo"
 FAST = Backoff(min_delay=0.01, max_delay=0.2, factor=2.0, jitter=0.1, reset_after=60)
-
-
-def start_root(asys, spec: SupervisorSpec):
-    root = asys.createActor("supervisor.supervisor.Supervisor")
-    ask_typed(asys, root, Start("root", spec, path=""), Started)
-    return root
 
 
 def records(asys, root, path: str = "") -> dict[str, dict]:
