@@ -29,6 +29,7 @@ from aiohttp import web
 from actors.live.tokens import issue_transaction_token
 from actors.api import metrics as prometheus
 from actors.api.backend import ApiBackend, ApiError, UnavailableError
+from actors.api.jsontext import json_text
 from actors.api.openapi import build_document
 from actors.api.provisioning import handlers as provisioning_handlers
 from actors.api.redact import redact
@@ -127,25 +128,8 @@ STATE_KEY = web.AppKey("egw_api_state", ApiState)
 
 
 # ------------------------------------------------------------------ responses
-def _dumps(data: Any) -> str:
-    try:
-        return json.dumps(data, allow_nan=False, default=str)
-    except ValueError:  # NaN/Infinity from a device value: not JSON, send null instead
-        return json.dumps(_finite(data), allow_nan=False, default=str)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(text=_dumps(data), status=status, content_type="application/json", headers=headers)
+    return web.Response(text=json_text(data), status=status, content_type="application/json", headers=headers)
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:

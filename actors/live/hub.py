@@ -25,8 +25,6 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -35,6 +33,7 @@ from typing import Any
 
 from actors.live.messages import LiveEvent
 from actors.live.topics import parse_topic
+from actors.api.jsontext import json_text
 
 HISTORY = 256
 QUEUE_SIZE = 256
@@ -72,30 +71,13 @@ class Frame:
         return self._sse
 
 
-def _json(data: Any) -> str:
-    try:
-        return json.dumps(data, allow_nan=False, separators=(",", ":"), default=str)
-    except ValueError:  # NaN/Infinity from a device: JSON has no such numbers
-        return json.dumps(_finite(data), allow_nan=False, separators=(",", ":"), default=str)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def control(kind: str, epoch: str, topic: str | None = None, **fields: Any) -> Frame:
     """A message that is not an event (subscribed, resync, lagged, error)."""
     body = {"type": kind, "epoch": epoch}
     if topic is not None:
         body["topic"] = topic
     body.update(fields)
-    return Frame(topic, None, epoch, kind, _json(body))
+    return Frame(topic, None, epoch, kind, json_text(body, compact=True))
 
 
 class Subscriber:
@@ -218,7 +200,7 @@ class Hub:
         state.seq += 1
         body = {"type": "event", "topic": topic, "seq": state.seq, "epoch": self.epoch, "kind": event.kind,
                 "time": event.time, "emitted": event.emitted, "data": event.data}
-        frame = Frame(topic, state.seq, self.epoch, event.kind, _json(body))
+        frame = Frame(topic, state.seq, self.epoch, event.kind, json_text(body, compact=True))
         state.history.append(frame)
         for subscriber in state.subscribers:
             subscriber.offer(frame)
