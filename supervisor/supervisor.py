@@ -77,7 +77,6 @@ class ChildState:
     removing: bool = False  # StopChild: forget it once it has exited
     start_on_exit: bool = False  # rest_for_one: start again once its old process is gone
     last_pong: float = 0.0
-    started_mono: float = 0.0
 
     def record(self) -> dict:
         return {
@@ -127,7 +126,7 @@ class Supervisor(SupervisedActor):
         child.subtree, child.subtree_seq, child.status_seq, child.info = (), -1, -1, {}  # never show the previous incarnation's view as current
         child.state, child.since = "starting", time.time()
         now = time.monotonic()
-        child.last_pong = child.started_mono = now
+        child.last_pong = now
         child.backoff.started(now)
         self.send(child.address, Start(child.spec.name, child.spec.config, path=self._child_path(child.spec.name)))
         self._changed()
