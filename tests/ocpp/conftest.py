@@ -4,7 +4,6 @@ and charge points built on the `ocpp` package's client side talking to it."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import pytest
@@ -18,18 +17,12 @@ from simulators.charger.connection import connect
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 from storage.db import connect as db_connect
+from tests.conftest import wait_until_async
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> object:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
+    return await wait_until_async(predicate, timeout, interval)
 
 
 class Central:
