@@ -16,12 +16,27 @@ Why the details look the way they do:
   queue is bounded: the oldest rows go first when it is full, and the count of dropped
   rows is kept so the gap is visible. Row ids never repeat (AUTOINCREMENT): the actor
   uses them as batch ids towards the harvest actor, which must stay unique per producer.
+* Every field of an export row that the upload identifies it by is fixed when it is
+  queued: its group (`batch_id`, the last row id of the rows queued together), the
+  gateway's monotonic time of the sample (`mono_time`, derived from its age at that
+  moment) and the boot it was taken in (`boot_id`). A batch re-sent after a lost ack or
+  by a restarted charger actor is then the same batch, field for field, and the outbox
+  answers it with the sequence numbers it already gave. A clock read at send time would
+  make every re-send look like new data.
+* Nothing non-finite is queued: JSON has no NaN or Infinity, and one such number makes
+  the receiver refuse the whole upload. A number that slips through to here is stored
+  as null and named in the record's `flags`.
+* A group the harvest actor refuses is replaced, in one transaction, by one gap row in
+  its place, so the loss reaches the upload as a gap record instead of vanishing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
+import time
+from pathlib import Path
 from typing import Any
 
 from storage.db import migrate, transaction
@@ -97,12 +112,60 @@ MIGRATIONS = [
     );
     CREATE INDEX ocpp_export_charger ON ocpp_export(charge_point_id, id);
     """,
+    lambda conn: _export_identity_columns(conn),
 ]
 
 
+def read_boot_id() -> str:
+    """/proc/sys/kernel/random/boot_id: monotonic times compare only within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+BOOT_ID = read_boot_id()
+
+
+def export_clock(wall_time: float) -> float:
+    """The gateway's monotonic time of a sample taken at `wall_time` (the charger's clock).
+
+    The charger's clock and ours share no monotonic base, so the sample's age on our wall
+    clock is subtracted from our monotonic clock now; a timestamp in the future counts
+    as age 0. Called once, when the row is queued, and stored with it.
+    """
+    return time.monotonic() - max(0.0, time.time() - wall_time)
+
+
+def _export_identity_columns(conn: sqlite3.Connection) -> None:
+    """Migration 2: fix each export row's identity (group, monotonic time, boot) when queued.
+
+    Rows queued before this migration are stamped once, here, each as its own group,
+    so their re-sends are identical from now on. Idempotent: two processes opening the
+    database at once may both get here, and the second finds the columns in place.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(ocpp_export)")}
+    for name, kind in (("batch_id", "INTEGER"), ("mono_time", "REAL"), ("boot_id", "TEXT")):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE ocpp_export ADD COLUMN {name} {kind}")
+    rows = conn.execute("SELECT id, wall_time FROM ocpp_export WHERE batch_id IS NULL").fetchall()
+    conn.executemany(
+        "UPDATE ocpp_export SET batch_id = id, mono_time = ?, boot_id = ? WHERE id = ?",
+        [(export_clock(wall_time), BOOT_ID, row_id) for row_id, wall_time in rows],
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS ocpp_export_batch ON ocpp_export(charge_point_id, batch_id)")
+
+
 def init(conn: sqlite3.Connection) -> None:
-    """Create or upgrade this component's tables."""
-    migrate(conn, COMPONENT, MIGRATIONS)
+    """Create or upgrade this component's tables.
+
+    The listener and charger actors may open the database together; whoever lost the
+    race to a migration finds it applied on a second look.
+    """
+    try:
+        migrate(conn, COMPONENT, MIGRATIONS)
+    except sqlite3.OperationalError:
+        migrate(conn, COMPONENT, MIGRATIONS)
 
 
 def _next(conn: sqlite3.Connection, name: str, floor: int = 0) -> int:
@@ -189,7 +252,7 @@ def stop_transaction(
         else:
             return get_transaction(conn, transaction_id)  # type: ignore[return-value]
         if export is not None:
-            _queue_export(conn, charge_point_id, stop_time, export)
+            _queue_exports(conn, charge_point_id, [(stop_time, export)])
     return get_transaction(conn, transaction_id)  # type: ignore[return-value]
 
 
@@ -269,9 +332,8 @@ def add_meter_values(
                 ),
             )
             inserted += cursor.rowcount
-        if inserted:
-            for wall_time, values in exports:
-                _queue_export(conn, charge_point_id, wall_time, values)
+        if inserted and exports:
+            _queue_exports(conn, charge_point_id, list(exports))
     return inserted
 
 
@@ -344,11 +406,42 @@ def reservations_for_charger(conn: sqlite3.Connection, charge_point_id: str) -> 
 
 
 # -------------------------------------------------------------- export queue
-def _queue_export(conn: sqlite3.Connection, charge_point_id: str, wall_time: float, values: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT INTO ocpp_export (charge_point_id, wall_time, values_json) VALUES (?, ?, ?)",
-        (charge_point_id, wall_time, json.dumps(values, sort_keys=True)),
-    )
+def _finite_or_none(value: Any, where: str, found: list[str]) -> Any:
+    """`value` with every non-finite float replaced by None; the places are added to `found`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(where)
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v, k if where in ("", "values") else f"{where}.{k}", found) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v, where, found) for v in value]
+    return value
+
+
+def _record_json(record: dict[str, Any]) -> str:
+    """Strict JSON for a queued record: a non-finite number becomes null and is flagged."""
+    try:
+        return json.dumps(record, sort_keys=True, allow_nan=False)
+    except ValueError:
+        found: list[str] = []
+        clean = _finite_or_none(record, "", found)
+        if isinstance(clean, dict):
+            clean["flags"] = sorted({*clean.get("flags", ()), *found})
+        return json.dumps(clean, sort_keys=True, allow_nan=False)
+
+
+def _queue_exports(conn: sqlite3.Connection, charge_point_id: str, records: list[tuple[float, dict[str, Any]]]) -> None:
+    """Queue rows stored together as one group (one batch towards the harvest actor); call inside a transaction."""
+    ids = []
+    for wall_time, record in records:
+        cursor = conn.execute(
+            "INSERT INTO ocpp_export (charge_point_id, wall_time, values_json, mono_time, boot_id) VALUES (?, ?, ?, ?, ?)",
+            (charge_point_id, wall_time, _record_json(record), export_clock(wall_time), BOOT_ID),
+        )
+        ids.append(cursor.lastrowid)
+    if not ids:
+        return
+    conn.execute("UPDATE ocpp_export SET batch_id = ? WHERE id BETWEEN ? AND ?", (ids[-1], ids[0], ids[-1]))
     count = conn.execute("SELECT COUNT(*) FROM ocpp_export WHERE charge_point_id = ?", (charge_point_id,)).fetchone()[0]
     if count > EXPORT_QUEUE_LIMIT:
         dropped = count - EXPORT_QUEUE_LIMIT
@@ -362,13 +455,34 @@ def _queue_export(conn: sqlite3.Connection, charge_point_id: str, wall_time: flo
         )
 
 
+def _export_row(r: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": r["id"], "batch_id": r["batch_id"], "wall_time": r["wall_time"], "mono_time": r["mono_time"],
+        "boot_id": r["boot_id"], "record": json.loads(r["values_json"]),
+    }
+
+
 def pending_exports(conn: sqlite3.Connection, charge_point_id: str, limit: int = 100) -> list[dict[str, Any]]:
-    """The oldest queued rows for one charger: `id`, `wall_time`, `record` (the dict queued)."""
+    """The oldest queued rows for one charger: `id`, `batch_id`, `wall_time`, `mono_time`, `boot_id`, `record`."""
     rows = conn.execute(
-        "SELECT id, wall_time, values_json FROM ocpp_export WHERE charge_point_id = ? ORDER BY id LIMIT ?",
+        "SELECT id, batch_id, wall_time, mono_time, boot_id, values_json FROM ocpp_export WHERE charge_point_id = ? ORDER BY id LIMIT ?",
         (charge_point_id, limit),
     )
-    return [{"id": r["id"], "wall_time": r["wall_time"], "record": json.loads(r["values_json"])} for r in rows]
+    return [_export_row(r) for r in rows]
+
+
+def next_export_batch(conn: sqlite3.Connection, charge_point_id: str) -> list[dict[str, Any]]:
+    """The oldest group of queued rows for one charger (as `pending_exports` shows them), or [].
+
+    A group is what one stored message queued, fixed at that moment, so whoever sends it
+    (a re-send, a restarted actor) sends exactly the same rows under the same batch id.
+    """
+    rows = conn.execute(
+        "SELECT id, batch_id, wall_time, mono_time, boot_id, values_json FROM ocpp_export"
+        " WHERE charge_point_id = ? AND batch_id = (SELECT MIN(batch_id) FROM ocpp_export WHERE charge_point_id = ?) ORDER BY id",
+        (charge_point_id, charge_point_id),
+    )
+    return [_export_row(r) for r in rows]
 
 
 def ack_exports(conn: sqlite3.Connection, charge_point_id: str, up_to_id: int) -> int:
@@ -376,6 +490,40 @@ def ack_exports(conn: sqlite3.Connection, charge_point_id: str, up_to_id: int) -
     with transaction(conn):
         cursor = conn.execute("DELETE FROM ocpp_export WHERE charge_point_id = ? AND id <= ?", (charge_point_id, up_to_id))
     return cursor.rowcount
+
+
+def reject_exports(conn: sqlite3.Connection, charge_point_id: str, batch_id: int, reason: str) -> dict[str, Any] | None:
+    """The harvest actor refused group `batch_id`: replace its rows by one gap row in their place.
+
+    The gap (`start`, `end` wall times, `missed` rows, `reason`) keeps the group's batch
+    id, free again because the harvest actor stored nothing of the refused batch, and its
+    place in the queue, so it goes next. A refused group that is itself a gap cannot be
+    sent in any other form: it is dropped and counted in `exports_dropped`. Returns the
+    gap queued, or None.
+    """
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT id, batch_id, wall_time, mono_time, boot_id, values_json FROM ocpp_export WHERE charge_point_id = ? AND batch_id = ? ORDER BY id",
+            (charge_point_id, batch_id),
+        ).fetchall()
+        if not rows:
+            return None
+        records = [json.loads(r["values_json"]) for r in rows]
+        conn.execute("DELETE FROM ocpp_export WHERE charge_point_id = ? AND batch_id = ?", (charge_point_id, batch_id))
+        readings = [(r, rec) for r, rec in zip(rows, records, strict=True) if "gap" not in rec]
+        if not readings:
+            conn.execute(
+                "INSERT INTO ocpp_counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (f"export_dropped:{charge_point_id}", sum(rec["gap"].get("missed", 0) for rec in records)),
+            )
+            return None
+        walls = [r["wall_time"] for r, _ in readings]
+        gap = {"start": min(walls), "end": max(walls), "reason": reason, "missed": len(readings)}
+        conn.execute(
+            "INSERT INTO ocpp_export (id, charge_point_id, wall_time, values_json, batch_id, mono_time, boot_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (batch_id, charge_point_id, gap["start"], _record_json({"gap": gap}), batch_id, export_clock(gap["start"]), BOOT_ID),
+        )
+    return gap
 
 
 def exports_dropped(conn: sqlite3.Connection, charge_point_id: str) -> int:

@@ -14,7 +14,8 @@ What it does with the protocol's effects:
   outcomes    -> `CommandOutcome` to whoever sent the `ChargerCommand`
   live        -> `LiveUpdate` / `ConnectorStatus` to subscribers (at most 16), and as
                  `LiveEvent`s to the API's live feed (`actors.live`)
-  exports     -> `ReadingBatch`es to the harvest actor, one in flight, deleted on `BatchAck`
+  exports     -> `ReadingBatch`es to the harvest actor, one in flight, deleted on `BatchAck`,
+                 replaced by a gap record on `BatchRejected`
 
 Config (from the child spec): {"db_path": str, "policy": dict of `OcppPolicy` fields}.
 """
@@ -199,9 +200,12 @@ class ChargerActor(SupervisedActor):
             self._forward_exports()
 
     def receiveMsg_BatchRejected(self, msg: BatchRejected, sender: Any) -> None:  # noqa: N802
-        self.log.error("harvest refused an export batch; dropping it", batch_id=msg.batch_id, reason=msg.reason)
-        if self.exports.rejected(msg.batch_id):
-            self._forward_exports()
+        if self.exports.in_flight is None or self.exports.in_flight.batch_id != msg.batch_id:
+            return  # a stale answer to a batch already settled
+        gap = self.exports.rejected(msg.batch_id)
+        self.log.error("harvest refused an export batch; its rows are replaced by a gap record", charge_point_id=self.charge_point_id,
+                       batch_id=msg.batch_id, reason=msg.reason, missed=gap["missed"] if gap else 0)
+        self._forward_exports()
 
     def _forward_exports(self) -> None:
         if self.harvest is None:
