@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -103,10 +104,23 @@ class CallError:
 Frame = Call | CallResult | CallError
 
 
+def _not_json(constant: str) -> Any:
+    """Python's json reads bare NaN and Infinity, which JSON (RFC 8259) does not have: refuse them."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number too large for a float (1e400) would read as infinity: refuse it like NaN."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:32]} overflows a float")
+    return value
+
+
 def parse(text: str | bytes) -> Frame:
     """Read one frame's envelope (not the payload schema: see `validate`). Raises FrameError."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FrameError("FormationViolation", f"frame is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(data, list) or not data:

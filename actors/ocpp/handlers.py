@@ -8,6 +8,7 @@ payload. A handler raises `FrameError` for a payload that is well-formed but unu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -195,18 +196,59 @@ def parse_samples(meter_value: list[dict]) -> list[dict]:
     return rows
 
 
+#: The quantities an export reading carries, by the measurand they come from.
+QUANTITY = {ENERGY: "energy_wh", POWER: "power_w"}
+
+
+def _export_sample(s: dict) -> bool:
+    """Samples the export reading is built from: phase-less totals at the outlet, not signed blobs."""
+    return not s["phase"] and s["format"] != "SignedData" and s["location"] in (None, "Outlet") and s["measurand"] in QUANTITY
+
+
+def _number(s: dict) -> float | None:
+    """The sample's value in Wh or W (kWh and kW scaled); None when it is not a number at all."""
+    try:
+        value = float(s["value"])
+    except ValueError:
+        return None
+    return value * 1000 if s["unit"] in ("kWh", "kW") else value
+
+
 def energy_and_power(samples: list[dict]) -> dict[float, dict[str, float]]:
-    """Per timestamp: total imported energy in Wh and power in W (phase-less samples only)."""
+    """Per timestamp: total imported energy in Wh and power in W (phase-less samples only).
+
+    Only finite numbers: "NaN", "Infinity" or "1e400" are valid OCPP strings but no
+    meter reading, and must not move a session's energy (see `non_finite`).
+    """
     figures: dict[float, dict[str, float]] = {}
     for s in samples:
-        if s["phase"] or s["format"] == "SignedData" or s["location"] not in (None, "Outlet"):
+        if not _export_sample(s):
             continue
-        try:
-            value = float(s["value"])
-        except ValueError:
-            continue
-        if s["measurand"] == ENERGY:
-            figures.setdefault(s["timestamp"], {})["energy_wh"] = value * 1000 if s["unit"] == "kWh" else value
-        elif s["measurand"] == POWER:
-            figures.setdefault(s["timestamp"], {})["power_w"] = value * 1000 if s["unit"] == "kW" else value
+        value = _number(s)
+        if value is not None and math.isfinite(value):
+            figures.setdefault(s["timestamp"], {})[QUANTITY[s["measurand"]]] = value
     return figures
+
+
+def non_finite(samples: list[dict]) -> list[dict]:
+    """Samples whose value reads as NaN or an infinity (also after kWh/kW scaling), any measurand.
+
+    JSON has no such numbers; the export stores them as null with a flag, never as a float.
+    """
+    bad = []
+    for s in samples:
+        if s["format"] == "SignedData":
+            continue
+        value = _number(s)
+        if value is not None and not math.isfinite(value):
+            bad.append(s)
+    return bad
+
+
+def non_finite_quantities(samples: list[dict]) -> dict[float, dict[str, str]]:
+    """Per timestamp: export quantities (energy_wh, power_w) whose sample was non-finite, with its text."""
+    found: dict[float, dict[str, str]] = {}
+    for s in non_finite(samples):
+        if _export_sample(s):
+            found.setdefault(s["timestamp"], {})[QUANTITY[s["measurand"]]] = str(s["value"])[:64]
+    return found

@@ -33,7 +33,7 @@ from typing import Any
 from actors.ocpp import frames
 from actors.ocpp.calls import CallQueue, PendingCall
 from actors.ocpp.frames import Call, CallError, CallResult, FrameError
-from actors.ocpp.handlers import HANDLERS, energy_and_power, parse_samples
+from actors.ocpp.handlers import HANDLERS, energy_and_power, non_finite, non_finite_quantities, parse_samples
 from actors.ocpp.messages import CentralRequest, CommandOutcome, LiveUpdate, ReserveNow, TriggerMessage
 from actors.ocpp.policy import OcppPolicy
 from storage import chargers as charger_store
@@ -233,15 +233,35 @@ class ChargerProtocol:
 
     # ------------------------------------------------ meter values and live
     def store_meter_values(self, connector_id: int, transaction_id: int | None, meter_value: list[dict], now: float) -> None:
+        """Store one MeterValues (or StopTransaction transactionData) and queue its export rows.
+
+        A sample whose value reads as NaN or an infinity is kept as the charger's text in
+        `meter_values`, but its export reading carries null for it, flagged by name with
+        the text in `raw.non_finite`, and it moves no session figure: one such sample must
+        not poison the upload, nor the session's energy.
+        """
         samples = parse_samples(meter_value)
         figures = energy_and_power(samples)
+        bad = non_finite_quantities(samples)
+        poison = non_finite(samples)
+        if poison:
+            self.log.warning(
+                "non-finite sampled values stored as null", charge_point_id=self.charge_point_id, connector_id=connector_id,
+                transaction_id=transaction_id, samples=[{"measurand": s["measurand"], "value": str(s["value"])[:64]} for s in poison[:8]],
+            )
         exports = []
         if transaction_id is not None:
-            for timestamp, values in sorted(figures.items()):
-                exports.append((timestamp, {
+            for timestamp in sorted(figures.keys() | bad.keys()):
+                values = figures.get(timestamp, {})
+                raw: dict[str, Any] = {"event": "meter_values"}
+                record: dict[str, Any] = {
                     "values": {"transaction_id": transaction_id, "connector_id": connector_id, "energy_wh": values.get("energy_wh"), "power_w": values.get("power_w")},
-                    "raw": {"event": "meter_values"},
-                }))
+                    "raw": raw,
+                }
+                if timestamp in bad:
+                    raw["non_finite"] = bad[timestamp]
+                    record["flags"] = sorted(bad[timestamp])
+                exports.append((timestamp, record))
         if tx_store.add_meter_values(self.conn, self.charge_point_id, connector_id, transaction_id, samples, received=now, exports=exports) and exports:
             self.exports_added = True
         if transaction_id is None or not figures:
