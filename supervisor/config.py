@@ -62,6 +62,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upload_batch_max_kb", int, 512, "Largest upload batch, KiB"),
     Setting("outbox_budget_mb", int, 512, "Outbox byte budget before old data is downsampled, then dropped"),
     Setting("outbox_min_free_pct", float, 5.0, "Free-disk watermark (percent) that triggers the same degradation"),
+    Setting("harvest_commit_window_s", float, 1.0, "Group commit: readings arriving within this many seconds share one SQLite commit (one fsync)"),
     Setting("ble_enabled", bool, True, "Run the BLE provisioning service (reports 'unavailable' without an adapter)"),
     Setting("wifi_backend", str, "networkmanager", "Wi-Fi provisioning: networkmanager (system D-Bus), fake (in memory, for demos) or none"),
     Setting("wifi_dbus_address", str, "", "D-Bus address of NetworkManager's bus; empty: the system bus"),

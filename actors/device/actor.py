@@ -35,8 +35,10 @@ from supervisor.messages import Lookup, LookupResult
 # armed in the past (a poll slower than its interval) would starve the mailbox: no acks,
 # no heartbeat answers. Every timer is therefore armed at least this far in the future.
 MIN_IDLE = 0.001
-# Status goes to the supervisor on every state change, else at most this often.
-PUBLISH_EVERY = 1.0
+# Status goes to the supervisor on every state change, else at most this often: status is
+# a view, each reading already travels once (to the harvest) and reaches the live feed
+# from there, so nothing per poll needs to climb the supervision tree.
+PUBLISH_EVERY = 5.0
 POLL = "poll"
 RESEND = "resend"
 HARVEST_PATH = "harvest"
@@ -57,7 +59,8 @@ class DeviceActor(SupervisedActor):
             raise ValueError("a device actor serves exactly one endpoint")
         self.settings = groups[0]
         self.poller = EndpointPoller(self.settings, self.link_factory(self.settings[0]))
-        self.outbox = BatchOutbox(self.name, self.outbox_limit, self.resend_after)
+        intervals = {str(d["id"]): float(d.get("poll_interval", 10.0)) for d in self.settings}
+        self.outbox = BatchOutbox(self.name, self.outbox_limit, self.resend_after, intervals=intervals)
         self.harvest: Any = None
         self.lookup_sent_at: float | None = None
         self.connection = getattr(self.poller.link, "describe", "")
@@ -122,12 +125,11 @@ class DeviceActor(SupervisedActor):
         if not (readings or gaps or events):
             return
         dropped_before = self.outbox.dropped
-        batch = self.outbox.add(readings, gaps, events)
+        self.outbox.add(readings, gaps, events)
         if self.outbox.dropped != dropped_before:
             self.log.warning("harvest not acknowledging: oldest batch given up, recorded as a gap", unacknowledged=len(self.outbox), dropped=self.outbox.dropped)
         if self.harvest is not None:
-            self.send(self.harvest, batch)
-            self.outbox.sent(batch.batch_id, time.monotonic())
+            self._send_waiting()  # the new batch, after any older one the current harvest has not seen
         for event in events:
             self.log.warning("counter event", device=event.device_id, kind=event.kind, **event.detail)
 
@@ -137,10 +139,11 @@ class DeviceActor(SupervisedActor):
             self._lookup_harvest()
 
     def _send_waiting(self) -> None:
+        """Send, oldest first, what was never sent, waited too long, or went to an old harvest address."""
         now = time.monotonic()
-        for batch in self.outbox.due(now):
+        for batch in self.outbox.due(now, to=self.harvest):
             self.send(self.harvest, batch)
-            self.outbox.sent(batch.batch_id, now)
+            self.outbox.sent(batch.batch_id, now, self.harvest)
 
     # ------------------------------------------------------------------ status
     def _publish(self) -> None:

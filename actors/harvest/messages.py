@@ -1,7 +1,8 @@
 """Messages between device actors (producers) and the harvest actor (durable outbox writer).
 
 The contract: a producer sends `ReadingBatch`; the harvest actor assigns each reading
-its per-device sequence number, commits the batch in one SQLite transaction, and only
+its per-device sequence number, commits the batch together with every other batch that
+arrived within its commit window in one SQLite transaction (group commit), and only
 then replies `BatchAck` with the same `batch_id`. Until the ack arrives the producer
 keeps the batch (a small bounded number of them) and re-sends it after a timeout or a
 harvest restart. `batch_id` is unique per producer and makes re-sends idempotent.
@@ -54,11 +55,24 @@ class DeviceEvent:
 
 @dataclass(frozen=True)
 class ReadingBatch:
+    """One producer's items. Identity is (producer, incarnation, batch_id), never the content.
+
+    `incarnation` names one life of the producing actor (a restarted actor is a new one and
+    may number its batches from 1 again; a producer whose batch ids survive restarts, like a
+    charger's export queue, leaves it empty). `after` lists the earlier batches the producer
+    still holds unacknowledged: the harvest never lets this batch overtake them, so sequence
+    order stays time order. `intervals` gives each device's poll interval, so the gap left
+    by a restart can say how many polls it missed.
+    """
+
     producer: str  # the sending actor's name; acks and dedupe are per producer
-    batch_id: int  # increasing per producer
+    batch_id: int  # increasing per producer incarnation
     readings: tuple[Reading, ...] = ()
     gaps: tuple[Gap, ...] = ()
     events: tuple[DeviceEvent, ...] = ()
+    incarnation: str = ""
+    after: tuple[int, ...] = ()
+    intervals: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ def harvest_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
     """`harvest` (the outbox writer) and `transports` (a supervisor with one actor per upload endpoint).
 
     Reads the gateway settings data_dir, uploads ([{name, url, ...}]), upload_batch_max,
-    upload_batch_max_kb, outbox_budget_mb, outbox_min_free_pct and, optionally,
+    upload_batch_max_kb, outbox_budget_mb, outbox_min_free_pct, harvest_commit_window_s and, optionally,
     gateway_id (default: the serial derived from the device key). Upload entries are
     validated here, so a bad one fails at start-up with its name in the message.
     """
@@ -30,6 +30,8 @@ def harvest_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
             "db_path": db_path,
             "budget_bytes": int(config.get("outbox_budget_mb", 512)) * 1024 * 1024,
             "min_free_fraction": float(config.get("outbox_min_free_pct", 5.0)) / 100.0,
+            "commit_window_s": float(config.get("harvest_commit_window_s", 1.0)),
+            "transports": [str(entry.get("name")) for entry in config.get("uploads", [])],
         },
     )
     transports = []

@@ -31,6 +31,12 @@ def validate_batch(batch: Any) -> ReadingBatch:
         raise BadBatchError("producer: must be a non-empty string")
     if not isinstance(batch.batch_id, int) or isinstance(batch.batch_id, bool):
         raise BadBatchError("batch_id: must be an integer")
+    if not isinstance(batch.incarnation, str) or len(batch.incarnation) > 200:
+        raise BadBatchError("incarnation: must be a string of at most 200 characters")
+    if not isinstance(batch.after, tuple) or not all(isinstance(b, int) and not isinstance(b, bool) and b < batch.batch_id for b in batch.after):
+        raise BadBatchError("after: must be a tuple of integer batch ids lower than batch_id")
+    if not isinstance(batch.intervals, dict) or not all(isinstance(k, str) and _finite(v) and v > 0 for k, v in batch.intervals.items()):
+        raise BadBatchError("intervals: must map device ids to positive finite poll intervals in seconds")
     total = len(batch.readings) + len(batch.gaps) + len(batch.events)
     if total > MAX_ITEMS_PER_BATCH:
         raise BadBatchError(f"batch holds {total} items; at most {MAX_ITEMS_PER_BATCH} per batch")

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from actors.device.harvester import Backoff, PollSchedule
-from actors.device.outbox import BatchOutbox
+from actors.device.outbox import BatchOutbox, merge_gaps
 from actors.device.specs import DeviceConfigError, device_child_specs, devices_part, validate_device
-from actors.harvest.messages import Gap, Reading
+from actors.harvest.messages import DeviceEvent, Gap, Reading
 
 
 def test_settings_get_defaults_from_the_profile():
@@ -94,16 +94,14 @@ def test_outbox_resends_until_acked_and_records_what_it_gives_up():
     second = box.add([_reading(3.0)], [Gap("inv1", 2.5, 3.0, "late", 1)], [])
     assert box.due(1.0) == [second]  # never sent yet
     third = box.add([_reading(4.0)], [], [])
+    # Room was made for the third by giving up the first: its readings are a gap the third carries.
+    assert box.dropped == 1 and third.gaps == (Gap("inv1", 1.0, 2.0, "dropped_unacknowledged", 2),)
     assert [b.batch_id for b in box.due(100.0)] == [second.batch_id, third.batch_id]
-    assert box.dropped == 1
     fourth = box.add([], [], [])
-    # The readings of the batch given up are a gap now, shipped with the next batch.
-    assert fourth.gaps == (Gap("inv1", 1.0, 2.0, "dropped_unacknowledged", 2),)
-    assert box.ack(third.batch_id) and not box.ack(third.batch_id)
-    assert box.dropped == 2 and len(box) == 1  # adding fourth gave up second; third is acked
-    fifth = box.add([], [], [])
     # A batch given up loses neither its readings' window nor the gaps it carried.
-    assert fifth.gaps == (Gap("inv1", 3.0, 3.0, "dropped_unacknowledged", 1), Gap("inv1", 2.5, 3.0, "late", 1))
+    assert fourth.gaps == (Gap("inv1", 2.5, 3.0, "late", 1), Gap("inv1", 3.0, 3.0, "dropped_unacknowledged", 1))
+    assert box.ack(fourth.batch_id) and not box.ack(fourth.batch_id)
+    assert box.dropped == 2 and len(box) == 1  # adding fourth gave up second; fourth is acked, third waits
 
 
 def test_a_batch_the_harvest_rejects_is_given_up_at_once_and_shows_as_a_gap():
@@ -130,3 +128,26 @@ def test_reconcile_touches_only_the_endpoints_that_change():
     assert stop == ["meter"] and [s.config["poll_interval"] for s in start] == [2.0]
     with pytest.raises(DeviceConfigError):
         reconcile([meter], [meter, {"id": "bad"}])
+
+
+def test_batches_name_the_earlier_ones_they_must_not_overtake():
+    box = BatchOutbox("inv1", limit=8, incarnation="life-1")
+    first = box.add([_reading(1.0)], [], [])
+    second = box.add([_reading(2.0)], [], [])
+    assert (first.after, second.after) == ((), (first.batch_id,))
+    box.ack(first.batch_id)
+    third = box.add([_reading(3.0)], [], [])
+    assert third.after == (second.batch_id,) and third.incarnation == "life-1"
+
+
+def test_a_given_up_batch_keeps_its_counter_events_and_back_to_back_losses_stay_few_gaps():
+    box = BatchOutbox("inv1", limit=1, intervals={"inv1": 1.0})
+    reset = DeviceEvent("inv1", 1.0, "counter_reset", {"quantity": "energy_total_wh"})
+    box.add([_reading(1.0)], [], [reset])
+    for t in range(2, 200):
+        box.add([_reading(float(t))], [], [])  # each gives up the one before: harvest is not answering
+    last = box.add([], [], [])
+    assert reset in last.events or reset in box.carry_events  # the reset survives the loss of the batch that carried it
+    carried = merge_gaps(list(last.gaps) + box.carry_gaps, {"inv1": 1.5})
+    assert carried == [Gap("inv1", 1.0, 199.0, "dropped_unacknowledged", 199)]  # every lost poll, in one window
+    assert len(last.gaps) <= 2  # a long outage does not grow the batches: back-to-back losses merge

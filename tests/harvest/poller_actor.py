@@ -1,7 +1,7 @@
 """A stand-in device poller for multiprocess tests: produces readings, keeps unacked batches, re-sends.
 
 It behaves like the producer side of the harvest contract: one batch per tick with one
-reading per device (values carry a per-device counter `n`), batches kept until
+reading per device, naming the earlier batches still unacknowledged (`after`) (values carry a per-device counter `n`), batches kept until
 `BatchAck`, re-sent to harvest's *current* address (looked up through the supervisor
 on every re-send round, since a restarted harvest has a new address). Between a
 re-send round's lookup and its answer, new batches are only kept, not sent.
@@ -79,7 +79,8 @@ class SimulatedPoller(SupervisedActor):
                 readings.append(Reading(device, now, mono, "boot-test", {"n": self.counter[device], "energy_total_wh": float(self.counter[device])}))
                 self.counter[device] += 1
             self.batch_id += 1
-            batch = ReadingBatch("poller", self.batch_id, tuple(readings))
+            # `after`: the batches still unacknowledged, which this one must never overtake
+            batch = ReadingBatch("poller", self.batch_id, tuple(readings), after=tuple(sorted(self.unacked)))
             self.unacked[self.batch_id] = batch
             if self.harvest is not None:
                 self.send(self.harvest, batch)

@@ -40,15 +40,19 @@ def test_each_device_gets_its_own_contiguous_sequence_that_survives_a_reopen(tmp
     assert json.loads(inv[0]["body"])["r"] == {"40083": 0}  # raw registers kept for diagnosis
 
 
-def test_a_resent_batch_is_idempotent_and_a_reused_id_with_new_content_is_new_data(tmp_path):
+def test_a_resent_batch_is_idempotent_and_a_restarted_producer_is_new_data_after_a_gap(tmp_path):
     outbox = open_outbox(tmp_path / "o.db")
-    batch = ReadingBatch("inv1-poller", 7, readings("inv1", 0, 5))
+    batch = ReadingBatch("inv1-poller", 7, readings("inv1", 0, 5), incarnation="life-1")
     assert outbox.ingest(batch) == {"inv1": 1}
     assert outbox.ingest(batch) == {"inv1": 1}  # re-sent after a lost ack: same seqs
+    changed_clock = ReadingBatch("inv1-poller", 7, readings("inv1", 0, 5, t0=1000.5), incarnation="life-1")
+    assert outbox.ingest(changed_clock) == {"inv1": 1}  # identity is the batch id, never a clock read at send time
     assert len(rows(outbox)) == 5
-    restarted = ReadingBatch("inv1-poller", 7, readings("inv1", 5, 2, t0=2000.0))  # producer restarted its numbering
-    assert outbox.ingest(restarted) == {"inv1": 6}
-    assert [r["seq"] for r in rows(outbox, "inv1")] == [1, 2, 3, 4, 5, 6, 7]
+    restarted = ReadingBatch("inv1-poller", 7, readings("inv1", 5, 2, t0=2000.0), incarnation="life-2", intervals={"inv1": 1.0})
+    assert outbox.ingest(restarted) == {"inv1": 7}  # the restart's gap takes seq 6
+    inv = rows(outbox, "inv1")
+    assert [(r["seq"], r["kind"]) for r in inv] == [(1, "reading"), (2, "reading"), (3, "reading"), (4, "reading"), (5, "reading"), (6, "gap"), (7, "reading"), (8, "reading")]
+    assert json.loads(inv[5]["body"]) == {"start": 1004.0, "end": 2005.0, "reason": "not_polled", "missed": 1000}
 
 
 def test_a_wall_clock_jump_against_monotonic_time_becomes_a_clock_event(tmp_path):
