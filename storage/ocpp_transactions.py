@@ -131,10 +131,13 @@ def export_clock(wall_time: float) -> float:
     """The gateway's monotonic time of a sample taken at `wall_time` (the charger's clock).
 
     The charger's clock and ours share no monotonic base, so the sample's age on our wall
-    clock is subtracted from our monotonic clock now; a timestamp in the future counts
-    as age 0. Called once, when the row is queued, and stored with it.
+    clock is subtracted from our monotonic clock now. A timestamp in the future (a charger
+    clock running ahead) is not clamped: wall minus monotonic then always equals the
+    gateway's own offset, which the outbox compares to detect jumps of the gateway's
+    clock, so a skewed charger clock never reads as one. Called once, when the row is
+    queued, and stored with it.
     """
-    return time.monotonic() - max(0.0, time.time() - wall_time)
+    return time.monotonic() - (time.time() - wall_time)
 
 
 def _export_identity_columns(conn: sqlite3.Connection) -> None:
@@ -483,6 +486,11 @@ def next_export_batch(conn: sqlite3.Connection, charge_point_id: str) -> list[di
         (charge_point_id, charge_point_id),
     )
     return [_export_row(r) for r in rows]
+
+
+def has_pending_exports(conn: sqlite3.Connection, charge_point_id: str) -> bool:
+    """Whether any row waits in the charger's export queue (one indexed lookup)."""
+    return conn.execute("SELECT 1 FROM ocpp_export WHERE charge_point_id = ? LIMIT 1", (charge_point_id,)).fetchone() is not None
 
 
 def ack_exports(conn: sqlite3.Connection, charge_point_id: str, up_to_id: int) -> int:

@@ -37,6 +37,12 @@ CHARGER_ACTOR = "actors.ocpp.charger.ChargerActor"
 CHARGERS_SUPERVISOR = "chargers"
 MAX_HELD = 64
 START_TIMEOUT = 30.0  # after a gateway restart every charger reconnects at once; actor start-up queues
+# A charger that disconnects keeps its actor until the actor has handed its export queue
+# to the harvest actor (the last MeterValues and StopTransaction of a session usually come
+# just before the charger goes), but no longer than this: with the harvest actor down the
+# rows stay queued, and go when the charger is next connected.
+EXPORT_DRAIN_TIMEOUT = 30.0
+EXPORT_DRAIN_POLL = 0.1
 
 
 @dataclass
@@ -65,6 +71,7 @@ class ListenerActor(AsyncioActor):
         conn = connect(self.db_path)  # used only on the loop thread
         charger_store.init(conn)
         tx_store.init(conn)
+        self.conn = conn
         authenticator = Authenticator(conn, self.settings.unknown_chargers, self.settings.register_as)  # type: ignore[arg-type]
         self.server = OcppServer(self.settings, authenticator, self, log=self.log)
         # charger actors' frames come back as datagrams read on this loop (actors.ocpp.replies)
@@ -175,6 +182,13 @@ class ListenerActor(AsyncioActor):
             self.tell(address, FrameIn(charge_point_id, link.connection_id, seq, text))
 
     async def _stop_charger(self, charge_point_id: str) -> None:
+        """Stop a disconnected charger's actor once its export queue is empty (bounded wait)."""
+        deadline = asyncio.get_running_loop().time() + EXPORT_DRAIN_TIMEOUT
+        while charge_point_id not in self.links and tx_store.has_pending_exports(self.conn, charge_point_id):
+            if asyncio.get_running_loop().time() >= deadline:
+                self.log.warning("charger disconnected with exports still queued; they go when it reconnects", charger=charge_point_id)
+                break
+            await asyncio.sleep(EXPORT_DRAIN_POLL)
         try:
             supervisor = await self.lookup(CHARGERS_SUPERVISOR, timeout=START_TIMEOUT)
         except AskTimeoutError:

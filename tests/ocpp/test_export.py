@@ -122,6 +122,16 @@ def test_rows_queued_before_the_upgrade_get_a_fixed_identity(tmp_path):
     conn.close()
 
 
+def test_monotonic_times_keep_the_gateways_clock_offset_whatever_the_chargers_clock(db):
+    """A charger clock running ahead must not look like a jump of the gateway's own clock."""
+    tid = session(db)
+    now = time.time()
+    queue_samples(db, tid, (now - 3600, 1.0), (now + 30, 2.0))
+    offset = time.time() - time.monotonic()
+    for row in tx_store.pending_exports(db, "CP1"):
+        assert abs((row["wall_time"] - row["mono_time"]) - offset) < 1.0
+
+
 # ------------------------------------------------------------ refusals
 def test_a_batch_the_harvest_refuses_becomes_a_gap_record(db, outbox):
     tid = session(db)
