@@ -219,12 +219,20 @@ def _check(values: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key}: must be positive")
     seen: set[str] = set()
     for index, child in enumerate(values["extra_children"]):
-        for field in ("name", "actor"):
+        supervisor = child.get("kind") == "supervisor"
+        for field in ("name",) if supervisor else ("name", "actor"):
             if not isinstance(child.get(field), str) or not child.get(field):
                 raise ConfigError(f"extra_children[{index}].{field}: required string")
         if child["name"] in seen:
             raise ConfigError(f"extra_children[{index}].name: duplicate {child['name']!r}")
         seen.add(child["name"])
+        if supervisor:  # a configured subtree: its config is a supervisor spec, checked here
+            from supervisor.spec import spec_from_mapping
+
+            try:
+                spec_from_mapping(child.get("config") or {}, f"extra_children[{index}].config")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
 
 def settings_table() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -60,3 +61,65 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1], starttime [19])."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A process as the kernel knows it: a pid alone can be reused, pid + start time cannot.
+
+    `start_ticks` is /proc/<pid>/stat's starttime (clock ticks since boot); `parent` the
+    pid that created it. A supervisor asks `alive()` instead of trusting that an exit
+    notification will arrive, and never signals a pid that now belongs to someone else.
+    """
+
+    pid: int
+    start_ticks: int
+    parent: int
+
+    def alive(self) -> bool:
+        """True while this very process (same start time, same parent) exists and is not a zombie."""
+        fields = _stat_fields(self.pid)
+        if fields is None or fields[0] in ("Z", "X", "x"):
+            return False
+        return int(fields[19]) == self.start_ticks and int(fields[1]) == self.parent
+
+    def kill(self, sig: int = signal.SIGKILL) -> bool:
+        """Send `sig` if this is still the same process; False when it is already gone."""
+        if not self.alive():
+            return False
+        try:
+            os.kill(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+
+def identify(pid: int, parent: int | None = None) -> ProcessIdentity | None:
+    """The identity of a living `pid` (optionally required to be a child of `parent`)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X", "x"):
+        return None
+    ppid = int(fields[1])
+    if parent is not None and ppid != parent:
+        return None
+    return ProcessIdentity(pid, int(fields[19]), ppid)
+
+
+def children_of(parent: int) -> list[int]:
+    """Living direct children of `parent`, by a scan of /proc (slow: for fallbacks only)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] not in ("Z", "X", "x") and int(fields[1]) == parent:
+                found.append(int(entry))
+    return found

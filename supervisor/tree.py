@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from supervisor.config import GatewayConfig
-from supervisor.spec import Backoff, ChildSpec, Heartbeat, Intensity, SupervisorSpec
+from supervisor.spec import Backoff, ChildSpec, Containment, Heartbeat, Intensity, SupervisorSpec, spec_from_mapping, supervisor_child
 
 # (module, function): function(config_values: dict) -> list[ChildSpec], in start order.
 PARTS: tuple[tuple[str, str], ...] = (
@@ -50,11 +50,36 @@ def root_spec(config: GatewayConfig, parts: tuple[tuple[str, str], ...] | None =
     for module, function in PARTS if parts is None else parts:
         children.extend(_part(module, function)(values))
     for extra in values["extra_children"]:
-        children.append(ChildSpec(name=extra["name"], actor=extra["actor"], config=extra.get("config"), restart=extra.get("restart", "permanent")))
+        children.append(extra_child(extra))
     return SupervisorSpec(
         strategy="one_for_one",
         children=tuple(children),
         intensity=Intensity(values["restart_max"], values["restart_period"]),
+        containment=root_containment(values["restart_max"], values["restart_period"]),
         backoff=Backoff(),
+        # nested supervisors whose spec names no heartbeat inherit this one, at every level
         heartbeat=Heartbeat(values["heartbeat_interval"], values["heartbeat_timeout"]),
     )
+
+
+def root_containment(restart_max: int, restart_period: float) -> Containment:
+    """One actor may use at most half the root's restart budget (rounded up) before it is parked.
+
+    With the default restart_max of 5 that is 3 restarts in restart_period: a single part
+    that cannot work is parked as failed instead of exiting the gateway; only failures
+    spread over several parts use up the budget and restart the gateway.
+    """
+    return Containment(max_restarts=max(1, (restart_max + 1) // 2), period=restart_period)
+
+
+def extra_child(extra: dict[str, Any]) -> ChildSpec:
+    """An `extra_children` entry as a ChildSpec; `kind = "supervisor"` makes its config a subtree.
+
+    A configured supervisor (its config a table as read by `spec_from_mapping`) lets a
+    plugin or a site run its own group of actors with its own strategy and limits.
+    """
+    restart = extra.get("restart", "permanent")
+    if extra.get("kind") == "supervisor":
+        spec = spec_from_mapping(extra.get("config") or {}, f"extra_children.{extra['name']}")
+        return supervisor_child(extra["name"], spec, restart=restart)
+    return ChildSpec(name=extra["name"], actor=extra["actor"], config=extra.get("config"), restart=restart)

@@ -45,8 +45,18 @@ class Echo(SupervisedActor):
     def on_start(self, config: Any) -> None:
         self.started = time.time()
         self.handled = 0
-        if isinstance(config, dict) and config.get("fail_on_start"):
+        config = config if isinstance(config, dict) else {}
+        self.block_on_stop = float(config.get("block_on_stop", 0))
+        if config.get("fail_on_start"):
             raise RuntimeError("configured to fail on start")
+        marker = config.get("hang_on_first_start")
+        if marker and not os.path.exists(marker):
+            with open(marker, "w") as flag:  # the next incarnation starts normally
+                flag.write(str(os.getpid()))
+            time.sleep(3600)  # a stand-in for an on_start that never returns (a device that never answers)
+
+    def on_stop(self) -> None:
+        time.sleep(self.block_on_stop)  # a stand-in for a clean-up that ignores the exit request
 
     def receiveMsg_Hello(self, msg: Hello, sender: Any) -> None:  # noqa: N802
         self.handled += 1

@@ -14,7 +14,7 @@ from thespian.actors import ActorSystem
 
 from supervisor.messages import Escalate, GetTree, Lookup, LookupResult, Start
 from supervisor.policy import BackoffSchedule, RestartIntensity
-from supervisor.spec import Backoff, ChildSpec, Heartbeat, Intensity, SupervisorSpec
+from supervisor.spec import Backoff, ChildSpec, Containment, Heartbeat, Intensity, SupervisorSpec
 from tests.supervisor.sample_actors import Hello, Raise, WhoAmI
 
 EPOCH = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -65,6 +65,7 @@ def test_backoff_doubles_up_to_its_cap(frozen_system):
         children=(ChildSpec("device", "tests.supervisor.sample_actors.Echo"),),
         backoff=Backoff(min_delay=1.0, max_delay=8.0, factor=2.0, jitter=0.0, reset_after=1000.0),
         intensity=Intensity(max_restarts=100, period=1000.0),
+        containment=Containment(max_restarts=100, period=1000.0),
         heartbeat=Heartbeat(interval=10_000, timeout=20_000),
     )
     root = _start(asys, spec)
@@ -96,6 +97,7 @@ def _intensity_spec() -> SupervisorSpec:
         children=(ChildSpec("device", "tests.supervisor.sample_actors.Echo"),),
         backoff=Backoff(min_delay=1.0, max_delay=1.0, factor=1.0, jitter=0.0, reset_after=1000.0),
         intensity=Intensity(max_restarts=3, period=10.0),
+        containment=Containment(max_restarts=100, period=10.0),  # the supervisor's intensity is under test here
         heartbeat=Heartbeat(interval=10_000, timeout=20_000),
     )
 
