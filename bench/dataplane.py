@@ -69,11 +69,12 @@ from bench.dataplane_support import (
     discover_blocks,
     family,
     free_port,
-    is_idle,
+    name_of,
     py_spy_binary,
     py_spy_record,
     py_spy_wait,
     query,
+    sample_pid,
     simulator_hosts,
     stop_all,
     strace_prefix,
@@ -256,9 +257,12 @@ def run_gateway(tmp: Path, devices: list[dict], traced: bool) -> dict[str, Any]:
         at_end = _receiver_readings(ingest_db, wall0, wall1)
         names = actor_names(log)
         profile = None
+        profile_cpu: dict[int, float] = {}
         running = None
         if _profiling():
-            running = _start_profile(names, window.pss_end, tmp)
+            running = _start_profile({p: name_of(p, names, window.parents) for p in window.pss_end}, tmp)
+            cpu_before = {pid: sample_pid(pid) for pid in (running or {})}
+            profile_t0 = time.monotonic()
         # let uploads catch up: until the receiver holds everything the outbox had in the window
         drain_started = time.monotonic()
         delivered_set = at_end
@@ -270,6 +274,7 @@ def run_gateway(tmp: Path, devices: list[dict], traced: bool) -> dict[str, Any]:
             time.sleep(1.0)
         if running is not None:
             profile = py_spy_wait(running, PROFILE_SECONDS + 30)
+            profile_cpu = _cpu_rates(cpu_before, time.monotonic() - profile_t0)
         pending = _outbox_readings(data_dir / "egw.db", wall0, wall1) - delivered_set
         syncs = count_syncs(strace_log, wall0, wall1) if traced else None
         latencies = _latencies(ingest_db, wall0, wall1)
@@ -292,15 +297,25 @@ def run_gateway(tmp: Path, devices: list[dict], traced: bool) -> dict[str, Any]:
         "warmup": warmup,
         "alive": alive,
         "profile": profile,
+        "profile_cpu": profile_cpu,
         "log": log,
     }
 
 
-def _start_profile(names: dict[int, str], live: dict[int, int], tmp: Path) -> Any:
+def _cpu_rates(before: dict[int, Any], seconds: float) -> dict[int, float]:
+    """Cores each process used while py-spy sampled it (py-spy ran after the window)."""
+    rates = {}
+    for pid, first in before.items():
+        last = sample_pid(pid)
+        if first is not None and last is not None and seconds > 0:
+            rates[pid] = (last.cpu - first.cpu) / seconds
+    return rates
+
+
+def _start_profile(pids: dict[int, str], tmp: Path) -> Any:
     if py_spy_binary() is None:
         print("  profile: py-spy not found (install it: .venv/bin/pip install py-spy)")
         return None
-    pids = {pid: names.get(pid, "?") for pid in live}
     devices = [pid for pid, name in pids.items() if name.startswith("devices/")]
     for pid in devices[PROFILE_DEVICES:]:  # a sample of the device actors is enough (they all run the same loop)
         del pids[pid]
@@ -403,14 +418,14 @@ def print_table(n: int, egw: dict[str, Any], plain: dict[str, Any]) -> dict[str,
     return {"devices": n, "egw": e, "plain": p}
 
 
-def print_processes(egw: dict[str, Any]) -> None:
+def print_processes(egw: dict[str, Any], plain: dict[str, Any]) -> None:
     w: FamilyWindow = egw["window"]
     names: dict[int, str] = egw["names"]
     syncs = egw["syncs"]
     groups: dict[str, list[int]] = {}
-    device_pids = [p for p in w.first if names.get(p, "").startswith("devices/")]
+    device_pids = [p for p in w.first if name_of(p, names, w.parents).startswith("devices/")]
     for pid in w.first:
-        name = names.get(pid, "thespian/other")
+        name = name_of(pid, names, w.parents)
         if len(device_pids) > 4 and name.startswith("devices/"):
             name = "devices/* (one per device)"
         groups.setdefault(name, []).append(pid)
@@ -423,6 +438,9 @@ def print_processes(egw: dict[str, Any]) -> None:
         sync = f"{sum(syncs.get(p, 0) for p in pids) / w.seconds:6.2f}" if syncs is not None else "   n/a"
         label = f"{name} x{len(pids)}" if len(pids) > 1 else f"{name} ({pids[0]})"
         print(f"    {label:<36} cpu {cpu:6.3f}  pss {pss:7.1f}  write {written:8.1f}  sync {sync}")
+    plain_w: FamilyWindow = plain["window"]
+    print(f"  whole machine busy over the windows: {w.machine:.2f} cores (gateway run), {plain_w.machine:.2f} (plain loop run),"
+          " simulators, receiver and anything else running here included")
     if w.appeared or w.disappeared:
         print(f"  processes that appeared during the window: {len(w.appeared)}, disappeared: {len(w.disappeared)}"
               " (actor restarts? see the gateway log)")
@@ -437,53 +455,61 @@ def print_processes(egw: dict[str, Any]) -> None:
 OWN_CODE = ("actors/", "storage/", "supervisor/", "simulators/")
 
 
-def print_profile(egw: dict[str, Any]) -> None:
+def print_profile(egw: dict[str, Any], n: int) -> None:
+    """Top functions per actor: py-spy's GIL-holding samples, scaled to the CPU /proc measured meanwhile."""
     profile = egw["profile"]
     if not profile:
         return
-    names, w = egw["names"], egw["window"]
-    rate, seconds = 100, PROFILE_SECONDS
-    print(f"  py-spy (--nonblocking --gil, {rate} Hz, {seconds:.0f} s after the window): top functions per actor by own samples"
-          " while holding the GIL, as cores (self / inclusive); 'measured' is the actor's CPU over the window from /proc"
-          " (it also counts time in the kernel and in C code without the GIL)")
+    names, w, rates = egw["names"], egw["window"], egw["profile_cpu"]
+    print(f"  py-spy profile ({PROFILE_SECONDS:.0f} s after the window, --nonblocking --gil): top functions per actor in cores,"
+          " each process's samples scaled to the CPU it used meanwhile (/proc); self = in the function, incl = with callees")
     errors = [(pid, err) for pid, (_, _, total, err) in profile.items() if err and not total]
     by_name: dict[str, list[int]] = {}
     for pid in profile:
-        name = names.get(pid, "thespian/other")
+        name = name_of(pid, names, w.parents)
         by_name.setdefault("devices/*" if name.startswith("devices/") else name, []).append(pid)
     overall: Counter[str] = Counter()
-    for name, pids in sorted(by_name.items(), key=lambda kv: -sum(w.cpu(p) for p in kv[1] if p in w.first)):
+    device_share = n / max(1, len(by_name.get("devices/*", [])))  # profiled device actors stand for all of them
+    for name, pids in sorted(by_name.items(), key=lambda kv: -sum(rates.get(p, 0.0) for p in kv[1])):
         own: Counter[str] = Counter()
         inclusive: Counter[str] = Counter()
         for p in pids:
-            own.update(profile[p][0])
-            inclusive.update(profile[p][1])
-        busy = Counter({fn: c for fn, c in own.items() if not is_idle(fn)})
-        overall.update(busy)
-        scale = rate * seconds * len(pids)  # samples -> average cores per process
-        total = sum(busy.values())
-        if not total:
+            _, _, total, _ = profile[p]
+            if not total:
+                continue
+            per_sample = rates.get(p, 0.0) / total / len(pids)  # average cores per process of the group
+            for fn, c in profile[p][0].items():
+                own[fn] += c * per_sample
+            for fn, c in profile[p][1].items():
+                inclusive[fn] += c * per_sample
+        for fn, c in own.items():
+            overall[fn] += c * len(pids) * (device_share if name == "devices/*" else 1)
+        cores = sum(own.values())
+        if cores < 0.0005:
             continue
-        measured = sum(w.cpu(p) for p in pids if p in w.first) / w.seconds / len(pids)
-        each = " each on average" if len(pids) > 1 else ""
-        print(f"    {name} ({len(pids)} process{'es' if len(pids) > 1 else ''}; sampled busy {total / scale:.3f} core{each}, measured {measured:.3f}):")
-        for fn, count in busy.most_common(8):
-            print(f"      self {count / scale:6.3f}  incl {inclusive[fn] / scale:6.3f}  {fn}")
+        group = f"{len(pids)} processes profiled, per process" if len(pids) > 1 else "1 process"
+        print(f"    {name} ({group}: {cores:.3f} core during the profile, {_window_cpu(w, pids):.3f} over the window):")
+        for fn, c in own.most_common(8):
+            print(f"      self {c:6.3f}  incl {inclusive[fn]:6.3f}  {fn}")
         roots = max(inclusive.values()) * 0.9
-        shown = set(dict(busy.most_common(8)))
+        shown = set(dict(own.most_common(8)))
         paths = [(fn, c) for fn, c in inclusive.most_common() if fn not in shown and c < roots and _own(fn)][:6]
-        for fn, count in paths:
-            print(f"      incl {count / scale:6.3f}                {fn}")
+        for fn, c in paths:
+            print(f"      incl {c:6.3f}                {fn}")
     if overall:
-        scale = rate * seconds
-        print("  top functions over all gateway processes (self, cores in total):")
-        for fn, count in overall.most_common(12):
-            print(f"      self {count / scale:6.3f}  {fn}")
+        print(f"  top functions over the whole gateway (self, cores; the profiled device actors scaled to all {n}):")
+        for fn, c in overall.most_common(12):
+            print(f"      self {c:6.3f}  {fn}")
     if errors:
         sample = errors[0][1]
         print(f"  py-spy could not sample {len(errors)} of {len(profile)} processes: {sample}")
         if any(word in sample.lower() for word in ("ptrace", "permission", "not permitted")):
             print("  (py-spy needs ptrace permission: the same user with kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE)")
+
+
+def _window_cpu(w: FamilyWindow, pids: list[int]) -> float:
+    known = [p for p in pids if p in w.first]
+    return sum(w.cpu(p) for p in known) / w.seconds / max(1, len(known))
 
 
 def _own(frame: str) -> bool:
@@ -509,8 +535,8 @@ def run_devices(n: int, traced: bool) -> dict[str, Any]:
     finally:
         stop_all(sims)
     result = print_table(n, egw, plain)
-    print_processes(egw)
-    print_profile(egw)
+    print_processes(egw, plain)
+    print_profile(egw, n)
     if os.environ.get("BENCH_DATAPLANE_KEEP", "") in ("", "0"):
         shutil.rmtree(tmp, ignore_errors=True)
     else:

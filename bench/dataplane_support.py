@@ -55,13 +55,19 @@ def _children_map() -> dict[int, list[int]]:
 
 def family(root: int) -> list[int]:
     """`root` and every living descendant (parent links in /proc; zombies excluded)."""
+    return list(family_parents(root))
+
+
+def family_parents(root: int) -> dict[int, int]:
+    """pid -> parent pid for `root` and every living descendant."""
     children = _children_map()
-    found, stack = [root], [root]
+    found, stack = {root: 0}, [root]
     while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
+        parent = stack.pop()
+        for child in children.get(parent, []):
+            found[child] = parent
             stack.append(child)
-    return [p for p in found if _state(p) not in ("Z", "")]
+    return {p: pp for p, pp in found.items() if _state(p) not in ("Z", "")}
 
 
 def _state(pid: int) -> str:
@@ -69,6 +75,12 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return ""
+
+
+def machine_busy() -> float:
+    """Seconds of CPU the whole machine has spent busy (not idle or iowait), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
 @dataclass
@@ -112,17 +124,24 @@ class FamilyWindow:
     wall0: float = 0.0
     wall1: float = 0.0
     pss_end: dict[int, int] = field(default_factory=dict)
+    parents: dict[int, int] = field(default_factory=dict)
+    machine: float = 0.0  # cores the whole machine was busy over the window (everything, not just this family)
 
     def start(self) -> None:
         self.t0, self.wall0 = time.monotonic(), time.time()
-        for pid in family(self.root):
+        self.machine = machine_busy()
+        members = family_parents(self.root)
+        self.parents.update(members)
+        for pid in members:
             s = sample_pid(pid)
             if s is not None:
                 self.first[pid] = self.last[pid] = s
 
     def tick(self, pss: bool = False) -> list[int]:
-        pids = family(self.root)
-        for pid in pids:
+        members = family_parents(self.root)
+        pids = list(members)
+        for pid, parent in members.items():
+            self.parents.setdefault(pid, parent)
             s = sample_pid(pid, pss)
             if s is None:
                 continue
@@ -135,6 +154,7 @@ class FamilyWindow:
     def finish(self) -> None:
         pids = self.tick(pss=True)
         self.t1, self.wall1 = time.monotonic(), time.time()
+        self.machine = (machine_busy() - self.machine) / (self.t1 - self.t0)
         self.pss_end = {p: self.last[p].pss_kb or 0 for p in pids if p in self.last}
 
     def run(self, seconds: float, on_tick: Any = None) -> None:
@@ -356,6 +376,16 @@ def query(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
 
 
 # ---------------------------------------------------------------- the gateway's log
+def name_of(pid: int, names: dict[int, str], parents: dict[int, int]) -> str:
+    """The actor path the log gave `pid`, else its parent's path + '/?' (an actor that never reported started)."""
+    if pid in names:
+        return names[pid]
+    parent = parents.get(pid)
+    if parent in names and names[parent] != "launcher":
+        return f"{names[parent]}/?"
+    return "unnamed (thespian admin/logger)"
+
+
 def actor_names(log_path: Path) -> dict[int, str]:
     """pid -> actor path ('root', 'harvest', 'devices/inv003', ...) from the gateway's JSON-lines log."""
     names: dict[int, str] = {}
@@ -434,18 +464,9 @@ def py_spy_wait(running: dict[int, tuple[Path, subprocess.Popen]], timeout: floa
 
 
 _LINE = re.compile(r":\d+\)$")
-# leaf frames where a thread waits rather than computes (py-spy --nonblocking cannot always tell)
-IDLE_LEAVES = ("EpollSelector.select", "_PollLikeSelector.select", "SelectSelector.select", "select (", "poll (", "sleep (",
-               "Condition.wait", "Event.wait", "wait (threading", "_recv_into", "accept (")
-
-
 def _frame(text: str) -> str:
     """'poll (actors/device/harvester.py:218)' -> 'poll (actors/device/harvester.py)'."""
     return _LINE.sub(")", text.strip())
-
-
-def is_idle(frame: str) -> bool:
-    return frame.startswith(IDLE_LEAVES)
 
 
 def main(argv: list[str]) -> int:
