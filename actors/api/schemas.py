@@ -257,6 +257,7 @@ TransportSettings = {
         "jitter": {"type": "number", "minimum": 0, "maximum": 1},
         "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
         "idle_poll_s": {"type": "number", "minimum": 0.05, "maximum": 3600},
+        "linger_s": {"type": "number", "minimum": 0, "maximum": 3600},
     },
 }
 

@@ -33,6 +33,7 @@ from actors.device.profile import Profile, load_profile
 from actors.device.quantities import QUANTITIES
 from actors.device.sunspec import SunSpecError, build_profile, discover
 from actors.harvest.messages import DeviceEvent, Gap, Reading
+from supervisor.backoff import backoff_delay
 
 # One run_due() starts no further device after this many seconds, so a handler never
 # blocks much longer than one request timeout (the supervisor's heartbeat must get through).
@@ -98,9 +99,9 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        base = min(self.cap, self.initial * (2.0**self.failures))
+        delay = backoff_delay(self.failures, self.initial, self.cap, jitter=self.jitter, rng=self.rng)
         self.failures += 1
-        return min(self.cap, base * (1.0 + self.rng.uniform(-self.jitter, self.jitter)))
+        return delay
 
     def reset(self) -> None:
         self.failures = 0

@@ -2,9 +2,18 @@
 
 Each wakeup runs one `Uploader.step()` (at most one HTTP request, bounded by the
 transport's timeout, 3 s by default), then re-arms the timer with the delay the step
-asked for: 0 while a backlog drains, the backoff after a failure, the idle poll when
-nothing is pending. Heartbeat pings are answered between steps, so a slow or dead
-uplink never looks like a hung actor.
+asked for: next to nothing while a backlog drains, the linger after a partial batch,
+the backoff after a failure, the idle poll when nothing is pending. The timer is never
+armed at 0: thespian does no socket I/O while a wakeup is already due, so a draining
+transport would never read its mailbox and would be killed as hung by its supervisor.
+Heartbeat pings are answered between steps, so a slow or dead uplink never looks like
+a hung actor.
+
+The transport's own commits (cursor advances, dead letters) use synchronous=NORMAL:
+they cost no fsync of their own and become durable with the harvest's next commit. A
+power cut can at worst roll back a cursor, and the receiver de-duplicates the batch
+sent again; nothing acknowledged is ever lost that way, since rows are deleted only
+in the same transaction that advances the cursor.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from storage.outbox import Outbox
 from supervisor.actor import SupervisedActor
 
 _STEP = "step"
-PUBLISH_INTERVAL_S = 2.0
+PUBLISH_INTERVAL_S = 5.0
+MIN_IDLE_S = 0.001  # see the module docstring: a timer due now starves the mailbox
 
 
 class TransportActor(SupervisedActor):
@@ -34,11 +44,12 @@ class TransportActor(SupervisedActor):
         transport = TransportConfig.from_dict(config["transport"])
         signer = load_or_create_signer(Path(config["data_dir"]))
         outbox = Outbox.open(config["db_path"])
+        outbox.conn.execute("PRAGMA synchronous=NORMAL")
         self.uploader = Uploader(outbox, signer, config.get("gateway_id") or signer.key_id, transport)
         self.last_outcome = "starting"
         self.last_publish = 0.0
         self.log.info("transport ready", url=transport.url, key_id=signer.key_id, max_count=transport.max_count)
-        self.wakeupAfter(timedelta(0), payload=_STEP)
+        self.wakeupAfter(timedelta(seconds=MIN_IDLE_S), payload=_STEP)
 
     def on_stop(self) -> None:
         if self.uploader is not None:
@@ -58,11 +69,11 @@ class TransportActor(SupervisedActor):
             self.last_outcome = result.outcome
         if changed or time.monotonic() - self.last_publish > PUBLISH_INTERVAL_S:
             self._publish()
-        self.wakeupAfter(timedelta(seconds=result.delay_s), payload=_STEP)
+        self.wakeupAfter(timedelta(seconds=max(MIN_IDLE_S, result.delay_s)), payload=_STEP)
 
     def _publish(self) -> None:
         self.last_publish = time.monotonic()
-        status = self.uploader.outbox.status()["transports"][self.uploader.config.name]
+        status = self.uploader.outbox.transport_status(self.uploader.config.name)
         state = {"sent": "running", "idle": "running", "retry": "backing_off", "throttled": "backing_off"}.get(self.last_outcome, "running")
         if status["dead_letters"]:
             state = "degraded" if state == "running" else state

@@ -9,11 +9,19 @@ Outcomes of one attempt, and what happens to the rows:
 
     2xx + a valid ack covering the batch   rows released (cursor advanced), backoff reset
     429                                    wait Retry-After (or the backoff), rows kept
-    408, 5xx, no/garbled/truncated reply   exponential backoff with jitter, rows kept
+    408, 5xx, no/garbled/truncated reply   exponential backoff with jitter (capped, 60 s by
+                                           default), rows kept
     401, 403 (the gateway's credentials)   backoff, rows kept: no batch is at fault
     other 4xx (permanent)                  batch parked as a dead letter with the error,
                                            cursor moves past it; status shows it (at the
                                            dead-letter bound: backoff, rows kept)
+
+Pacing: a full batch is followed at once by the next (a backlog drains at full speed
+as soon as the receiver answers); a partial batch is followed after `linger_s`, so a
+steady trickle of readings travels in a few larger batches rather than many tiny ones
+(each acknowledgement is a write to the database). Dead letters queued for sending
+again (`Outbox.requeue_dead_letters`) go first: their items are signed again as a new
+batch at the head of the chain, and the receiver de-duplicates them like any replay.
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from actors.harvest.signing import SignedBatch, build_signed_batch
+from actors.harvest.signing import SignedBatch, b64url_decode, build_signed_batch
 from storage.identity import Signer
-from storage.outbox import MAX_DEAD_LETTERS_PER_TRANSPORT, Outbox
+from storage.outbox import MAX_DEAD_LETTERS_PER_TRANSPORT, Outbox, OutboxItem
+from supervisor.backoff import backoff_delay
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -82,10 +91,11 @@ class TransportConfig:
     max_count: int = 1000
     max_bytes: int = 512 * 1024
     backoff_min_s: float = 1.0
-    backoff_max_s: float = 300.0
+    backoff_max_s: float = 60.0
     jitter: float = 0.2  # +/- fraction of each backoff delay
     timeout_s: float = 3.0
     idle_poll_s: float = 1.0
+    linger_s: float = 5.0  # after a partial batch, wait this long for more before the next upload
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransportConfig:
@@ -96,7 +106,7 @@ class TransportConfig:
         config = cls(**known)
         if not config.name or not config.url.startswith(("http://", "https://")):
             raise ValueError(f"transport needs a name and an http(s) url, got {data!r}")
-        if config.max_count < 1 or config.max_bytes < 1024 or config.timeout_s <= 0 or config.backoff_min_s <= 0:
+        if config.max_count < 1 or config.max_bytes < 1024 or config.timeout_s <= 0 or config.backoff_min_s <= 0 or config.linger_s < 0:
             raise ValueError(f"transport {config.name!r}: limits must be positive (max_bytes >= 1024)")
         return config
 
@@ -149,6 +159,9 @@ class Uploader:
         if now_mono < self.next_attempt_mono:
             return StepResult("waiting", self.next_attempt_mono - now_mono)
         cursor = self.outbox.cursor(self.config.name)
+        requeued = self.outbox.next_requeued(self.config.name)
+        if requeued is not None:
+            return self._resend_dead_letter(requeued, cursor["last_hash"])
         items = self.outbox.pending(self.config.name, self.config.max_count, self.config.max_bytes)
         if not items:
             return StepResult("idle", self.config.idle_poll_s)
@@ -178,7 +191,28 @@ class Uploader:
         self.outbox.release(self.config.name, batch.last_id, batch.batch_hash, acked, batch.items, self.clock.wall())
         self._inflight = None
         self._reset_backoff()
-        return StepResult("sent", 0.0, batch.items)
+        full = batch.items >= self.config.max_count or sum(i.nbytes for i in items) * 2 > self.config.max_bytes
+        return StepResult("sent", 0.0 if full else self.config.linger_s, batch.items)
+
+    def _resend_dead_letter(self, row: Any, prev_hash: str | None) -> StepResult:
+        """Sign a parked batch's items again at the chain's head and send them once more."""
+        items = dead_letter_items(row["jws"])
+        batch = build_signed_batch(self.signer, self.gateway_id, prev_hash, items)
+        try:
+            acked = self._send(batch)
+        except PermanentError as exc:
+            error = f"HTTP {exc.status}: {exc}"
+            self.outbox.dead_letter_refused(row["id"], exc.status, error, self.clock.wall())
+            return StepResult("dead_lettered", 0.0, len(items), f"re-sent dead letter refused again: {error}")
+        except ThrottledError as exc:
+            delay = exc.retry_after if exc.retry_after is not None else self._grow_backoff()
+            return self._schedule_retry("throttled", delay, str(exc))
+        except TransientError as exc:
+            return self._schedule_retry("retry", self._grow_backoff(), str(exc))
+        del acked
+        self.outbox.dead_letter_delivered(self.config.name, row["id"], batch.batch_hash, len(items), self.clock.wall())
+        self._reset_backoff()
+        return StepResult("sent", 0.0, len(items))
 
     def _send(self, batch: SignedBatch) -> dict[str, int]:
         try:
@@ -206,9 +240,8 @@ class Uploader:
 
     def _grow_backoff(self) -> float:
         self.failures += 1
-        base = min(self.config.backoff_max_s, self.config.backoff_min_s * 2 ** (self.failures - 1))
-        delay = base * (1 + self.rng.uniform(-self.config.jitter, self.config.jitter))
-        return min(self.config.backoff_max_s, max(self.config.backoff_min_s * (1 - self.config.jitter), delay))
+        delay = backoff_delay(self.failures - 1, self.config.backoff_min_s, self.config.backoff_max_s, jitter=self.config.jitter, rng=self.rng)
+        return max(min(self.config.backoff_max_s, self.config.backoff_min_s) * (1 - self.config.jitter), delay)
 
     def _reset_backoff(self) -> None:
         self.failures = 0
@@ -221,6 +254,15 @@ class Uploader:
         now = self.clock.wall()
         self.outbox.record_failure(self.config.name, error, delay, now + delay, now)
         return StepResult(outcome, delay, 0, error)
+
+
+def dead_letter_items(jws: str) -> list[OutboxItem]:
+    """The items a parked batch carried, read back from its signed payload (our own, so not verified)."""
+    payload = json.loads(b64url_decode(jws.split(".")[1]))
+    return [
+        OutboxItem(0, str(it["s"]), int(it["q"]), int(it["ql"]), str(it["k"]), float(it["w"]), json.dumps(it["x"], separators=(",", ":")), 0)
+        for it in payload["items"]
+    ]
 
 
 class ThrottledError(TransientError):
