@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from actors.harvest.messages import DeviceEvent, Gap, Reading, ReadingBatch
 
@@ -94,11 +94,19 @@ class BatchOutbox:
         return True
 
     def due(self, now: float, to: object = None) -> list[ReadingBatch]:
-        """Batches never sent, sent longer than `resend_after` ago, or sent to another address; oldest first."""
-        return [
-            p.batch for p in self.pending.values()
-            if p.sent_at is None or now - p.sent_at >= self.resend_after or (to is not None and p.sent_to != to)
-        ]
+        """Batches never sent, sent longer than `resend_after` ago, or sent to another address; oldest first.
+
+        Each names the earlier batches still waiting *now* (`after`): one given up since it
+        was made is no longer something to wait for, so a loss never holds back the rest.
+        """
+        due = []
+        for batch_id, p in self.pending.items():
+            if p.sent_at is None or now - p.sent_at >= self.resend_after or (to is not None and p.sent_to != to):
+                after = tuple(i for i in self.pending if i < batch_id)
+                if after != p.batch.after:
+                    p.batch = replace(p.batch, after=after)
+                due.append(p.batch)
+        return due
 
     def __len__(self) -> int:
         return len(self.pending)

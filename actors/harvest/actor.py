@@ -46,6 +46,7 @@ _TICK = "tick"
 _COMMIT = "commit"
 DEFAULT_COMMIT_WINDOW_S = 1.0
 MAX_WAITING_ITEMS = 5000
+MAX_HOLD_WINDOWS = 10  # a batch waiting for an earlier one is kept this many windows (then its producer re-sends it)
 
 
 def storage_unavailable(exc: BaseException) -> bool:
@@ -71,13 +72,14 @@ class HarvestActor(SupervisedActor):
         )
         self.status_interval = timedelta(seconds=float(config.get("status_interval_s", 5.0)))
         self.commit_window = timedelta(seconds=float(config.get("commit_window_s", DEFAULT_COMMIT_WINDOW_S)))
-        self.waiting: list[tuple[ReadingBatch, Any]] = []
+        self.waiting: list[tuple[ReadingBatch, Any, int]] = []  # (batch, sender, windows it has been held)
         self.waiting_items = 0
         self.commit_armed = False
         self.batches = 0
         self.commits = 0
         self.rejected = 0
         self.held = 0
+        self.budget_failures = 0
         self.storage_error: str | None = None
         self.last_budget: dict[str, Any] = {}
         self.live = LivePublisher(self)  # device/<id> events after each commit, outbox state changes
@@ -105,11 +107,24 @@ class HarvestActor(SupervisedActor):
             self.log.error("reading batch rejected; nothing stored", producer=getattr(batch, "producer", None), batch_id=getattr(batch, "batch_id", None), reason=str(exc))
             self.send(sender, BatchRejected(getattr(batch, "producer", ""), getattr(batch, "batch_id", 0), str(exc)))
             return
-        self.waiting.append((batch, sender))
-        self.waiting_items += len(batch.readings) + len(batch.gaps) + len(batch.events)
+        self._wait(batch, sender, 0)
         if self.waiting_items >= MAX_WAITING_ITEMS:
             self._commit()
-        elif not self.commit_armed:
+        else:
+            self._arm_commit()
+
+    def _wait(self, batch: ReadingBatch, sender: Any, holds: int) -> None:
+        """Queue a batch for the next commit; a newer copy of the same batch replaces the older one."""
+        key = (batch.producer, batch.incarnation, batch.batch_id)
+        for i, (queued, _, _) in enumerate(self.waiting):
+            if (queued.producer, queued.incarnation, queued.batch_id) == key:
+                self.waiting[i] = (batch, sender, holds)
+                return
+        self.waiting.append((batch, sender, holds))
+        self.waiting_items += len(batch.readings) + len(batch.gaps) + len(batch.events)
+
+    def _arm_commit(self) -> None:
+        if self.waiting and not self.commit_armed:
             self.commit_armed = True
             self.wakeupAfter(self.commit_window, payload=_COMMIT)
 
@@ -119,11 +134,16 @@ class HarvestActor(SupervisedActor):
         if not waiting:
             return
         try:
-            results = self.outbox.ingest_many([batch for batch, _ in waiting])
+            results = self.outbox.ingest_many([batch for batch, _, _ in waiting])
         except sqlite3.Error as exc:
             if not storage_unavailable(exc):
                 raise
             self._storage_failed(exc, len(waiting))
+            # keep them for the next window (bounded): space may come back before their producers re-send
+            for batch, sender, holds in waiting[-MAX_WAITING_ITEMS:]:
+                if holds < MAX_HOLD_WINDOWS:
+                    self._wait(batch, sender, holds + 1)
+            self._arm_commit()
             return
         if self.storage_error is not None:
             self.log.warning("outbox writable again", error_was=self.storage_error)
@@ -131,9 +151,11 @@ class HarvestActor(SupervisedActor):
             self._publish()
         self.commits += 1
         events = []
-        for (batch, sender), result in zip(waiting, results, strict=True):
+        for (batch, sender, holds), result in zip(waiting, results, strict=True):
             if not result.acknowledge:
-                self.held += 1  # it would overtake an earlier batch of its producer: it comes again
+                self.held += 1  # it would overtake an earlier batch of its producer: wait for that one
+                if holds < MAX_HOLD_WINDOWS:
+                    self._wait(batch, sender, holds + 1)
                 continue
             self.send(sender, BatchAck(batch.producer, batch.batch_id, result.first_seq))
             if result.status == "stored":
@@ -144,6 +166,7 @@ class HarvestActor(SupervisedActor):
             if result.restart_gaps:
                 self.log.info("producer restarted: the window it missed is recorded as a gap", producer=batch.producer, gaps=result.restart_gaps)
         self.live.emit_many(events)
+        self._arm_commit()
         if self._over_budget():
             self._enforce_budget(max_steps=2)
 
@@ -185,7 +208,9 @@ class HarvestActor(SupervisedActor):
         except sqlite3.Error as exc:
             if not storage_unavailable(exc):
                 raise
-            self._storage_failed(exc, 0)
+            self.budget_failures += 1
+            if self.budget_failures in (1, 10, 100) or self.budget_failures % 1000 == 0:
+                self.log.warning("outbox over budget and the disk too full to rewrite old data", error=str(exc), times=self.budget_failures)
             return
         self.last_budget = asdict(report)
         self.log.warning(
