@@ -380,10 +380,11 @@ def figures(side: dict[str, Any], n: int) -> dict[str, float | None]:
         "sync_per_s": (sum(syncs.values()) / w.seconds) if syncs is not None else None,
         "bytes_per_reading": w.total_written() / harvested if harvested else None,
         "cpu": w.total_cpu(),
-        "pss_mib": w.total_pss_mib(),
+        "pss_mib": w.peak_pss_mib(),
+        "pss_end_mib": w.total_pss_mib(),
         "harvested": harvested,
         "expected": n * w.seconds,
-        "processes": len(w.pss_end),
+        "processes": w.processes_peak,
     }
 
 
@@ -403,7 +404,7 @@ def print_table(n: int, egw: dict[str, Any], plain: dict[str, Any]) -> dict[str,
         cpu_aim += f", <= {cpu_abs} core"
         cpu_ok = bool(cpu_ok) and e["cpu"] <= cpu_abs
     rows.append(("CPU (core-seconds per second)", _fmt(e["cpu"], 3), _fmt(p["cpu"], 3), _ratio(e["cpu"], p["cpu"]), cpu_aim, _verdict(cpu_ok)))
-    rows.append((f"memory (PSS of all {e['processes']} / {p['processes']} processes, MiB)", _fmt(e["pss_mib"], 1), _fmt(p["pss_mib"], 1),
+    rows.append((f"memory (peak PSS sum, {e['processes']} / {p['processes']} processes, MiB)", _fmt(e["pss_mib"], 1), _fmt(p["pss_mib"], 1),
                  _ratio(e["pss_mib"], p["pss_mib"]), f"<= {pss_aim:.0f} MiB" if pss_aim else "", _verdict(e["pss_mib"] <= pss_aim if pss_aim else None)))
     frac_e, frac_p = e["harvested"] / e["expected"], p["harvested"] / p["expected"]
     rows.append(("readings harvested on schedule / expected",
@@ -429,16 +430,20 @@ def print_processes(egw: dict[str, Any], plain: dict[str, Any]) -> None:
         if len(device_pids) > 4 and name.startswith("devices/"):
             name = "devices/* (one per device)"
         groups.setdefault(name, []).append(pid)
-    print("  gateway processes over the window (CPU core-s/s, PSS MiB at the end, KB written/s, syncs/s):")
+    print("  gateway processes over the window (CPU core-s/s and the kernel's share of it, PSS MiB at the end, KB written/s, syncs/s):")
     order = sorted(groups.items(), key=lambda kv: -sum(w.cpu(p) for p in kv[1]))
     for name, pids in order:
         cpu = sum(w.cpu(p) for p in pids) / w.seconds
+        kernel = sum(w.kernel_cpu(p) for p in pids) / w.seconds
         pss = sum(w.pss_end.get(p, 0) for p in pids) / 1024
         written = sum(w.written(p) for p in pids) / w.seconds / 1024
         sync = f"{sum(syncs.get(p, 0) for p in pids) / w.seconds:6.2f}" if syncs is not None else "   n/a"
         label = f"{name} x{len(pids)}" if len(pids) > 1 else f"{name} ({pids[0]})"
-        print(f"    {label:<36} cpu {cpu:6.3f}  pss {pss:7.1f}  write {written:8.1f}  sync {sync}")
+        share = f"{kernel / cpu:4.0%}" if cpu else "  - "
+        print(f"    {label:<36} cpu {cpu:6.3f} (kernel {share})  pss {pss:7.1f}  write {written:8.1f}  sync {sync}")
     plain_w: FamilyWindow = plain["window"]
+    print(f"  processes: {len(w.pss_end)} alive at the window's end, at most {w.processes_peak} at once;"
+          f" PSS {w.total_pss_mib():.1f} MiB at the end, {w.peak_pss_mib():.1f} MiB at the peak")
     print(f"  whole machine busy over the windows: {w.machine:.2f} cores (gateway run), {plain_w.machine:.2f} (plain loop run),"
           " simulators, receiver and anything else running here included")
     if w.appeared or w.disappeared:
@@ -473,6 +478,7 @@ def print_profile(egw: dict[str, Any], n: int) -> None:
     for name, pids in sorted(by_name.items(), key=lambda kv: -sum(rates.get(p, 0.0) for p in kv[1])):
         own: Counter[str] = Counter()
         inclusive: Counter[str] = Counter()
+        samples = sum(profile[p][2] for p in pids)
         for p in pids:
             _, _, total, _ = profile[p]
             if not total:
@@ -488,7 +494,8 @@ def print_profile(egw: dict[str, Any], n: int) -> None:
         if cores < 0.0005:
             continue
         group = f"{len(pids)} processes profiled, per process" if len(pids) > 1 else "1 process"
-        print(f"    {name} ({group}: {cores:.3f} core during the profile, {_window_cpu(w, pids):.3f} over the window):")
+        print(f"    {name} ({group}: {cores:.3f} core during the profile, {_window_cpu(w, pids):.3f} over the window;"
+              f" {samples} samples holding the GIL):")
         for fn, c in own.most_common(8):
             print(f"      self {c:6.3f}  incl {inclusive[fn]:6.3f}  {fn}")
         roots = max(inclusive.values()) * 0.9

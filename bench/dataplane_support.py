@@ -88,6 +88,7 @@ class ProcSample:
     cpu: float  # utime + stime, seconds
     write_bytes: int
     pss_kb: int | None = None
+    stime: float = 0.0  # the part of cpu spent in the kernel
 
 
 def sample_pid(pid: int, pss: bool = False) -> ProcSample | None:
@@ -95,7 +96,7 @@ def sample_pid(pid: int, pss: bool = False) -> ProcSample | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
         io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-        sample = ProcSample(cpu, int(io["write_bytes"]))
+        sample = ProcSample(cpu, int(io["write_bytes"]), stime=int(fields[12]) / CLK_TCK)
         if pss:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -125,6 +126,9 @@ class FamilyWindow:
     wall1: float = 0.0
     pss_end: dict[int, int] = field(default_factory=dict)
     parents: dict[int, int] = field(default_factory=dict)
+    pss_peak_kb: int = 0  # the largest family PSS sum seen (sampled every few seconds)
+    processes_peak: int = 0
+    ticks: int = 0
     machine: float = 0.0  # cores the whole machine was busy over the window (everything, not just this family)
 
     def start(self) -> None:
@@ -140,6 +144,9 @@ class FamilyWindow:
     def tick(self, pss: bool = False) -> list[int]:
         members = family_parents(self.root)
         pids = list(members)
+        self.ticks += 1
+        pss = pss or self.ticks % 5 == 0
+        pss_sum = 0
         for pid, parent in members.items():
             self.parents.setdefault(pid, parent)
             s = sample_pid(pid, pss)
@@ -149,6 +156,10 @@ class FamilyWindow:
                 self.first[pid] = ProcSample(0.0, 0)
                 self.appeared.add(pid)
             self.last[pid] = s
+            pss_sum += s.pss_kb or 0
+        if pss:
+            self.pss_peak_kb = max(self.pss_peak_kb, pss_sum)
+        self.processes_peak = max(self.processes_peak, len(pids))
         return pids
 
     def finish(self) -> None:
@@ -178,6 +189,9 @@ class FamilyWindow:
     def cpu(self, pid: int) -> float:
         return self.last[pid].cpu - self.first[pid].cpu
 
+    def kernel_cpu(self, pid: int) -> float:
+        return self.last[pid].stime - self.first[pid].stime
+
     def written(self, pid: int) -> int:
         return self.last[pid].write_bytes - self.first[pid].write_bytes
 
@@ -189,6 +203,9 @@ class FamilyWindow:
 
     def total_pss_mib(self) -> float:
         return sum(self.pss_end.values()) / 1024
+
+    def peak_pss_mib(self) -> float:
+        return max(self.pss_peak_kb, sum(self.pss_end.values())) / 1024
 
 
 # ---------------------------------------------------------------- strace
