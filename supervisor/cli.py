@@ -27,6 +27,7 @@ PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("status", "actors.api.cli", "show a running gateway's actors, devices, outbox and chargers"),
     ("token", "actors.api.token_cli", "print the API token for write requests (created on first start)"),
     ("devices", "actors.device.scan", "find Modbus devices on the network and their profiles"),
+    ("outbox", "actors.api.outbox_cli", "list the batches a receiver refused for good, and send them again"),
     ("watch", "actors.live.cli", "print a live feed: transaction/<id>, charger/<id>, device/<id> or gateway"),
     ("sim", "simulators.cli", "run one simulator on its own: inverter, charger or ingest"),
 )

@@ -215,6 +215,13 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
     async def outbox(s: ApiState, p: dict, b: None) -> web.StreamResponse:
         return json_response(await s.call("outbox", s.backend.outbox_status()))
 
+    async def dead_letters(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response({"dead_letters": await s.call("dead letters", s.backend.dead_letters())})
+
+    async def resend_dead_letters(s: ApiState, p: dict, body: dict | None) -> web.StreamResponse:
+        ids = (body or {}).get("ids")
+        return json_response(await s.call(f"transport {p['name']}", s.backend.resend_dead_letters(p["name"], ids), s.command_timeout))
+
     async def update_transport(s: ApiState, p: dict, body: dict) -> web.StreamResponse:
         transport = await s.call(f"transport {p['name']}", s.backend.update_transport(p["name"], body), s.command_timeout)
         return json_response({"name": p["name"], "status": "updated", "transport": transport})

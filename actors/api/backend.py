@@ -116,6 +116,12 @@ class ApiBackend(Protocol):
     async def outbox_status(self) -> dict[str, Any]:
         """Pending/acknowledged counts, bytes, budget use, gaps and per-transport state."""
 
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        """Batches a receiver refused for good, parked with the reason, oldest first."""
+
+    async def resend_dead_letters(self, transport: str, ids: list[int] | None) -> dict[str, Any]:
+        """Queue a transport's parked batches (all, or `ids`) to be sent again; raises NotFoundError."""
+
     async def chargers(self) -> list[dict[str, Any]]:
         """Known chargers with connectors and status."""
 

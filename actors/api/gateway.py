@@ -474,6 +474,23 @@ class GatewayBackend:
             self._uploads_cache = await self._blocking(device_registry.apply_transport_changes, list(self.settings.uploads), self.db_path)
         return self._uploads_cache
 
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        return await self._blocking(stores.dead_letters_view, self.db_path)
+
+    async def resend_dead_letters(self, transport: str, ids: list[int] | None) -> dict[str, Any]:
+        """Ask the transport actor (the outbox's writer for its cursor) to queue parked batches again."""
+        if not any(str(u.get("name")) == transport for u in await self.configured_uploads()):
+            raise NotFoundError(f"no transport {transport!r}", field="path.name")
+        from actors.harvest.messages import DeadLettersQueued, ResendDeadLetters
+
+        address = await self._lookup(f"transports/{transport}")
+        try:
+            answer = await self.port.ask(address, ResendDeadLetters(tuple(ids) if ids else None),
+                                         match=lambda m: isinstance(m, DeadLettersQueued), timeout=self.settings.ask_timeout)
+        except TimeoutError:
+            raise UnavailableError(f"transport {transport} did not answer", retry_after=1) from None
+        return {"transport": transport, "queued": answer.queued}
+
     async def update_transport(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
         """Check the merged settings as the harvest family does, persist them, restart the transport."""
         current = next((u for u in await self.configured_uploads() if str(u.get("name")) == name), None)

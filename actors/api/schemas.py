@@ -122,9 +122,38 @@ Outbox = {
         "gaps": NullableCount,
         "budget_bytes": NullableCount,
         "budget_used": {"type": ["number", "null"], "minimum": 0, "description": "fraction of the byte budget in use"},
+        "dead_letters": NullableCount,
+        "dead_letter_bytes": NullableCount,
+        "disk_full": {"type": ["boolean", "null"], "description": "no room left for the outbox (free space below the watermark)"},
         "transports": {"type": "array", "items": {"$ref": "#/components/schemas/Transport"}},
     },
 }
+
+DeadLetter = {
+    "type": "object",
+    "required": ["id", "transport", "items"],
+    "properties": {
+        "id": Count,
+        "transport": {"type": "string"},
+        "parked_at": NullableDateTime,
+        "http_status": {"type": ["integer", "null"]},
+        "error": NullableString,
+        "items": Count,
+        "bytes": Count,
+        "queued_to_resend": {"type": "boolean", "description": "queued by a resend request, not yet delivered"},
+    },
+}
+
+DeadLetterList = {"type": "object", "required": ["dead_letters"], "properties": {"dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}}
+
+ResendRequest = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "without `ids`, every parked batch of the transport is sent again",
+    "properties": {"ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 1000}},
+}
+
+ResendResult = {"type": "object", "required": ["transport", "queued"], "properties": {"transport": {"type": "string"}, "queued": Count}}
 
 Connector = {
     "type": "object",

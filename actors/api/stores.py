@@ -96,8 +96,30 @@ def outbox_view(path: Path, uploads: list[Mapping[str, Any]]) -> dict[str, Any]:
         "downsampled_rows": status.get("downsampled_rows"),
         "dropped_readings": status.get("dropped_readings"),
         "clock_events": status.get("clock_events"),
+        "dead_letters": status.get("dead_letters"),
+        "dead_letter_bytes": status.get("dead_letter_bytes"),
+        "disk_full": status.get("disk_full"),
         "transports": [_transport_view(name, stored.get(name), configured.get(name, {})) for name in names],
     }
+
+
+def dead_letters_view(path: Path) -> list[dict[str, Any]]:
+    """Parked batches (permanently refused by a receiver), oldest first; empty before the first write."""
+    if not path.exists():
+        return []
+    from storage.outbox import dead_letter_list
+
+    try:
+        letters = dead_letter_list(path)
+    except sqlite3.OperationalError as exc:
+        if not _missing_table(exc):
+            raise
+        return []
+    return [
+        {"id": d["id"], "transport": d["transport"], "parked_at": iso(d["created"]), "http_status": d["http_status"], "error": d["error"],
+         "items": d["items"], "bytes": d["nbytes"], "queued_to_resend": d["requeued"]}
+        for d in letters
+    ]
 
 
 def _transport_view(name: str, stored: Mapping[str, Any] | None, configured: Mapping[str, Any]) -> dict[str, Any]:

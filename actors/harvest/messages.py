@@ -80,3 +80,16 @@ class BatchAck:
     producer: str
     batch_id: int
     first_seq: dict[str, int] = field(default_factory=dict)  # device_id -> seq of its first reading in the batch
+
+
+@dataclass(frozen=True)
+class ResendDeadLetters:
+    """To a transport actor: queue its parked batches (all, or these ids) to be sent again."""
+
+    ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DeadLettersQueued:
+    transport: str
+    queued: int

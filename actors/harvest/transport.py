@@ -25,6 +25,7 @@ from typing import Any
 
 from thespian.actors import WakeupMessage
 
+from actors.harvest.messages import DeadLettersQueued, ResendDeadLetters
 from actors.harvest.uplink import TransportConfig, Uploader
 from storage.identity import load_or_create_signer
 from storage.outbox import Outbox
@@ -55,6 +56,14 @@ class TransportActor(SupervisedActor):
         if self.uploader is not None:
             self.uploader.outbox.close()
             self.uploader = None
+
+    def receiveMsg_ResendDeadLetters(self, msg: ResendDeadLetters, sender: Any) -> None:  # noqa: N802 (thespian API)
+        """Queue parked batches to be sent again; they go first at the next step (after any backoff)."""
+        ids = None if msg.ids is None else tuple(int(i) for i in msg.ids)
+        queued = self.uploader.outbox.requeue_dead_letters(ids, transport=self.uploader.config.name) if self.uploader else 0
+        self.log.info("dead letters queued to be sent again", queued=queued, ids=list(ids) if ids else "all")
+        self.send(sender, DeadLettersQueued(self.name, queued))
+        self._publish()
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:  # noqa: N802 (thespian API)
         if msg.payload != _STEP or self.uploader is None:

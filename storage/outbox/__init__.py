@@ -54,7 +54,7 @@ from storage.outbox.status import StatusMixin
 
 __all__ = [
     "AGGREGATE_PERIOD_S", "BatchLike", "BudgetReport", "CLOCK_JUMP_THRESHOLD_S", "DEFAULT_BUDGET_BYTES", "DEFAULT_MIN_FREE_FRACTION",
-    "GATEWAY_STREAM", "IngestResult", "MAX_DEAD_LETTERS_PER_TRANSPORT", "Outbox", "OutboxItem", "finite_json", "is_cumulative", "outbox_status",
+    "GATEWAY_STREAM", "IngestResult", "dead_letter_list", "MAX_DEAD_LETTERS_PER_TRANSPORT", "Outbox", "OutboxItem", "finite_json", "is_cumulative", "outbox_status",
 ]
 
 
@@ -104,5 +104,14 @@ def outbox_status(
     outbox = Outbox.open(db_path, budget_bytes=budget_bytes, min_free_fraction=min_free_fraction)
     try:
         return outbox.status()
+    finally:
+        outbox.close()
+
+
+def dead_letter_list(db_path: str | Path) -> list[dict[str, Any]]:
+    """Parked batches of every transport, oldest first, for the REST API (no signed bodies)."""
+    outbox = Outbox.open(db_path)
+    try:
+        return outbox.dead_letters()
     finally:
         outbox.close()

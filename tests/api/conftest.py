@@ -107,6 +107,18 @@ class MemoryBackend:
         return {"available": True, "pending_readings": 1200, "acknowledged_readings": 41, "bytes": 65536, "oldest_pending": "2026-11-21T09:00:00Z",
                 "gaps": 1, "budget_bytes": 512 * 2**20, "budget_used": 65536 / (512 * 2**20), "transports": list(copy.deepcopy(self.transports).values())}
 
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        await self._enter()
+        return [{"id": 1, "transport": "fleet", "parked_at": "2026-11-21T09:00:00.000Z", "http_status": 413, "error": "HTTP 413: too large",
+                 "items": 12, "bytes": 4096, "queued_to_resend": False}]
+
+    async def resend_dead_letters(self, transport: str, ids: list[int] | None) -> dict[str, Any]:
+        await self._enter(transport)
+        if transport not in self.transports:
+            raise NotFoundError(f"no transport {transport!r}", field="path.name")
+        self.writes.append(("resend_dead_letters", (transport, ids)))
+        return {"transport": transport, "queued": len(ids) if ids else 1}
+
     async def chargers(self) -> list[dict[str, Any]]:
         await self._enter()
         return [copy.deepcopy(c) for c in self.chargers_by_id.values()]
