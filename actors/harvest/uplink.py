@@ -12,6 +12,9 @@ Outcomes of one attempt, and what happens to the rows:
     408, 5xx, no/garbled/truncated reply   exponential backoff with jitter (capped, 60 s by
                                            default), rows kept
     401, 403 (the gateway's credentials)   backoff, rows kept: no batch is at fault
+    404, 405, 410 (a wrong URL)            backoff, rows kept: no batch is at fault either
+    413 (too large, e.g. a proxy's limit)  the batch is halved and sent again; only a single
+                                           item refused as too large becomes a dead letter
     other 4xx (permanent)                  batch parked as a dead letter with the error,
                                            cursor moves past it; status shows it (at the
                                            dead-letter bound: backoff, rows kept)
@@ -42,6 +45,7 @@ from storage.outbox import MAX_DEAD_LETTERS_PER_TRANSPORT, Outbox, OutboxItem
 from supervisor.backoff import backoff_delay
 
 MAX_RETRY_AFTER_S = 3600.0
+MIN_STEP_S = 0.001
 
 
 class Clock(Protocol):
@@ -153,6 +157,7 @@ class Uploader:
         if cursor["retry_at"] is not None:  # a backoff persisted by a previous incarnation
             self.next_attempt_mono += max(0.0, min(cursor["retry_at"] - self.clock.wall(), config.backoff_max_s))
         self._inflight: SignedBatch | None = None
+        self.count_limit = config.max_count  # lowered after a 413, grows back after each success
 
     def step(self) -> StepResult:
         now_mono = self.clock.mono()
@@ -162,7 +167,7 @@ class Uploader:
         requeued = self.outbox.next_requeued(self.config.name)
         if requeued is not None:
             return self._resend_dead_letter(requeued, cursor["last_hash"])
-        items = self.outbox.pending(self.config.name, self.config.max_count, self.config.max_bytes)
+        items = self.outbox.pending(self.config.name, min(self.config.max_count, self.count_limit), self.config.max_bytes)
         if not items:
             return StepResult("idle", self.config.idle_poll_s)
         batch = self._inflight
@@ -173,6 +178,10 @@ class Uploader:
             acked = self._send(batch)
         except PermanentError as exc:
             error = f"HTTP {exc.status}: {exc}"
+            if exc.status == 413 and len(items) > 1:
+                self.count_limit = max(1, len(items) // 2)  # smaller batches until one gets through
+                self._inflight = None
+                return StepResult("retry", MIN_STEP_S, 0, f"{error}; batch halved to {self.count_limit} items")
             if self.outbox.dead_letter_count(self.config.name) >= MAX_DEAD_LETTERS_PER_TRANSPORT:
                 # never drop parked batches to make room: hold the rows and back off instead
                 return self._schedule_retry("retry", self._grow_backoff(), f"{error}; dead-letter store full, holding the batch")
@@ -191,6 +200,7 @@ class Uploader:
         self.outbox.release(self.config.name, batch.last_id, batch.batch_hash, acked, batch.items, self.clock.wall())
         self._inflight = None
         self._reset_backoff()
+        self.count_limit = min(self.config.max_count, self.count_limit * 2)
         full = batch.items >= self.config.max_count or sum(i.nbytes for i in items) * 2 > self.config.max_bytes
         return StepResult("sent", 0.0 if full else self.config.linger_s, batch.items)
 
@@ -224,6 +234,9 @@ class Uploader:
         if reply.status in (401, 403):
             # the gateway's credentials, not this batch: every batch would fail the same way
             raise TransientError(f"HTTP {reply.status}: {_reason(reply.body)} (is the gateway key registered with the receiver?)")
+        if reply.status in (404, 405, 410):
+            # the endpoint, not this batch: parking batches would only hide a wrong URL
+            raise TransientError(f"HTTP {reply.status}: {_reason(reply.body)} (is the upload URL right?)")
         if 400 <= reply.status < 500 and reply.status != 408:
             raise PermanentError(reply.status, _reason(reply.body))
         if not 200 <= reply.status < 300:

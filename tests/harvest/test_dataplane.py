@@ -13,6 +13,7 @@ import pytest
 from thespian.actors import ActorSystem
 
 from actors.harvest.messages import BatchAck, DeviceEvent, Reading, ReadingBatch
+from actors.harvest.uplink import HttpReply, http_post
 from supervisor.backoff import backoff_delay
 from supervisor.embedded import ask_typed
 from supervisor.messages import Start, Started, StatusUpdate
@@ -201,3 +202,34 @@ def test_backoff_never_overflows_and_stays_at_its_cap():
         assert backoff_delay(failures, 1.0, 60.0) == 60.0
     jittered = backoff_delay(10**9, 1.0, 60.0, jitter=0.2)
     assert 48.0 <= jittered <= 60.0 and math.isfinite(jittered)
+
+
+# ------------------------------------------------------- endpoint errors
+def test_a_wrong_url_holds_the_rows_instead_of_parking_every_batch(site_factory):
+    site = site_factory()
+    site.produce(["inv1"], seconds=20, upload=False)
+    wrong = site.receiver.url.replace("/v1/batches", "/v1/nowhere")
+    site.uploader.post = lambda url, body, timeout: http_post(wrong, body, timeout)
+    result = site.uploader.step()
+    assert result.outcome == "retry" and "404" in result.error and "upload URL" in result.error
+    assert site.outbox.dead_letters() == [] and site.outbox.status()["transports"]["cloud"]["pending"] == 20
+    site.uploader.post = site.uplink.post  # the operator fixes the URL
+    site.clock.advance(result.delay_s)
+    site.drain()
+    assert site.summary()["items"] == 20
+
+
+def test_a_proxy_refusing_large_batches_gets_smaller_ones_and_nothing_is_parked(site_factory):
+    site = site_factory()
+    site.produce(["inv1"], seconds=100, upload=False)
+    limit = 30_000  # bytes a proxy in front of the receiver accepts
+
+    def through_proxy(url, body, timeout):
+        if len(body) > limit:
+            return HttpReply(413, {}, b'{"error": "request entity too large"}')
+        return site.uplink.post(url, body, timeout)
+
+    site.uploader.post = through_proxy
+    site.drain()
+    assert site.outbox.dead_letters() == [] and site.summary()["items"] == 100
+    assert [i["seq"] for i in site.received("inv1")] == list(range(1, 101))
