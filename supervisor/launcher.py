@@ -17,6 +17,7 @@ The launcher is the only process outside the actor tree. It
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -39,8 +40,22 @@ EXIT_STARTUP = 2
 ROOT_SILENCE_LIMIT = 30.0  # seconds without a Pong before the launcher gives up on the root
 
 
+# The gateway's own actor modules: imported once here, their code and constants are shared
+# by every actor process instead of being built again (privately) in each of them.
+ACTOR_MODULES = (
+    "supervisor.supervisor", "actors.device.actor", "actors.device.sunspec", "actors.harvest.actor", "actors.harvest.transport",
+    "actors.ocpp.listener", "actors.ocpp.charger", "actors.api.actor", "actors.ble.actor", "actors.live.hub", "storage.outbox",
+)
+
+
 def preimport_heavy_libraries() -> None:
-    """Import what actors use before forking them, so the pages are shared copy-on-write."""
+    """Import what actors use before forking them, so the pages are shared copy-on-write.
+
+    Then freeze what exists: the cyclic garbage collector never visits frozen objects,
+    so it does not write to (and so un-share) their pages in every forked actor.
+    """
+    import importlib
+
     import aiohttp.web  # noqa: F401
     import bless  # noqa: F401
     import dbus_fast.aio  # noqa: F401
@@ -49,6 +64,14 @@ def preimport_heavy_libraries() -> None:
     import ocpp.v16  # noqa: F401
     import pymodbus.client  # noqa: F401
     import sqlite_utils  # noqa: F401
+
+    for name in ACTOR_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a build without that family (e.g. no BLE stack) still runs
+            continue
+    gc.collect()
+    gc.freeze()
 
 
 def port_is_free(port: int) -> bool:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from supervisor.brief import BriefRepr
 
 
-@dataclass(frozen=True)
-class Start:
+@dataclass(frozen=True, repr=False)
+class Start(BriefRepr):
     """Sent by a supervisor to a freshly created child: its name and configuration."""
 
     name: str
@@ -51,8 +52,8 @@ class ChildFailed:
     error: str
 
 
-@dataclass(frozen=True)
-class StatusUpdate:
+@dataclass(frozen=True, repr=False)
+class StatusUpdate(BriefRepr):
     """State an actor publishes about itself (e.g. `unavailable`, a device's last values).
 
     `state` overrides the record's state when given; `info` is free-form JSON-able data.
@@ -64,8 +65,8 @@ class StatusUpdate:
     seq: int = 0  # increases per update from one actor incarnation; older ones are ignored
 
 
-@dataclass(frozen=True)
-class SubtreeReport:
+@dataclass(frozen=True, repr=False)
+class SubtreeReport(BriefRepr):
     """A supervisor's current view of its children, pushed to its parent on every change.
 
     `seq` increases with every report: thespian does not guarantee the order of messages
@@ -90,8 +91,8 @@ class GetTree:
     """Ask a supervisor for its subtree (the root's answer is the whole actor tree)."""
 
 
-@dataclass(frozen=True)
-class Tree:
+@dataclass(frozen=True, repr=False)
+class Tree(BriefRepr):
     records: tuple
 
 
@@ -114,8 +115,8 @@ class LookupResult:
     address: Any
 
 
-@dataclass(frozen=True)
-class StartChild:
+@dataclass(frozen=True, repr=False)
+class StartChild(BriefRepr):
     """Add a dynamic child (e.g. a charger on connect) to a supervisor at run time."""
 
     spec: Any

@@ -265,6 +265,7 @@ DeviceSettings = {
         "poll_interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
         "timeout": {"type": "number", "minimum": 0.05, "maximum": 4.0},
         "backoff_cap": {"type": "number", "minimum": 0.1, "maximum": 3600},
+        "raw_interval": {"type": "number", "minimum": 0, "maximum": 86400, "description": "seconds between readings that carry their raw registers (0: all)"},
         "serial_port": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^/dev/[A-Za-z0-9_./-]+$"},
         "baudrate": {"enum": [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]},
         "parity": {"enum": ["N", "E", "O"]},

@@ -195,6 +195,8 @@ class DevicePoller:
             assert isinstance(profile, Profile)
             self.plan = poll_plan(profile)
         self.identity_read = False
+        self.raw_interval = float(settings.get("raw_interval", 0.0))
+        self.raw_at: float | None = None  # wall time of the last reading that carried raw registers
         self.counters = CounterWatch()
         self.gap = GapTracker(self.device_id)
         self.state = DeviceState(self.device_id, "sunspec" if self.sunspec else settings["profile"])
@@ -237,13 +239,16 @@ class DevicePoller:
                 found = self.counters.check(quantity, value, span)
                 if found:
                     outcome.events.append(DeviceEvent(self.device_id, wall, found[0], found[1]))
+        with_raw = bool(decoded.flags) or outcome.events or self.raw_at is None or wall - self.raw_at >= self.raw_interval
+        if with_raw:
+            self.raw_at = wall
         outcome.reading = Reading(
             device_id=self.device_id,
             wall_time=wall,
             mono_time=now,
             boot_id=self.boot,
             values=decoded.values,
-            raw=decoded.raw,
+            raw=decoded.raw if with_raw else {},
             flags=decoded.flags,
         )
         self.state.values = {q: v for q, v in decoded.values.items() if q not in decoded.flags}

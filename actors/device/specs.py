@@ -3,7 +3,8 @@
 A device's settings use the same names everywhere (config file, REST, CLI): `id`,
 `profile` (or `sunspec = true`), `host`, `port`, `unit_id`, `poll_interval`, `timeout`,
 and for Modbus RTU `serial_port`, `baudrate`, `parity`, `stopbits`; optionally
-`backoff_cap` (seconds, default 60).
+`backoff_cap` (seconds, default 60) and `raw_interval` (seconds, default 300: how often a
+reading also carries the raw registers it was decoded from; 0 = every reading).
 
 Devices behind one endpoint (same host:port, or same serial port) share one connection:
 loggers and dongles often accept a single client, and a serial bus carries one request at
@@ -21,7 +22,10 @@ from actors.device.profile import Profile, ProfileError, load_profile, profile_n
 from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
 
 DEVICE_ACTOR = "actors.device.actor.DeviceActor"
-KNOWN_KEYS = {"id", "profile", "sunspec", "host", "port", "unit_id", "poll_interval", "timeout", "serial_port", "baudrate", "parity", "stopbits", "backoff_cap"}
+# Raw registers double the bytes a reading costs on flash; values are what counts, the raw
+# words are for diagnosis: every few minutes, on the first reading and on any flagged one.
+DEFAULT_RAW_INTERVAL_S = 300.0
+KNOWN_KEYS = {"id", "profile", "sunspec", "host", "port", "unit_id", "poll_interval", "timeout", "serial_port", "baudrate", "parity", "stopbits", "backoff_cap", "raw_interval"}
 MAX_TIMEOUT = 3.0  # one request (plus the 1 s run budget) must fit inside the 5 s heartbeat timeout
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -78,6 +82,7 @@ def validate_device(settings: Any, index: int = 0) -> dict[str, Any]:
     out["poll_interval"] = float(_number(settings, "poll_interval", where, 0.001, 86400, 10.0))
     out["timeout"] = float(_number(settings, "timeout", where, 0.05, MAX_TIMEOUT, 1.0))
     out["backoff_cap"] = float(_number(settings, "backoff_cap", where, 0.1, 3600, 60.0))
+    out["raw_interval"] = float(_number(settings, "raw_interval", where, 0, 86400, DEFAULT_RAW_INTERVAL_S))
     if settings.get("serial_port") is not None:
         if "host" in settings:
             raise DeviceConfigError(f"{where}: give either host (Modbus TCP) or serial_port (Modbus RTU), not both")

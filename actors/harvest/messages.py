@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from supervisor.brief import BriefRepr
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class DeviceEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ReadingBatch:
+@dataclass(frozen=True, repr=False)
+class ReadingBatch(BriefRepr):
     """One producer's items. Identity is (producer, incarnation, batch_id), never the content.
 
     `incarnation` names one life of the producing actor (a restarted actor is a new one and
@@ -75,8 +76,8 @@ class ReadingBatch:
     intervals: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class BatchAck:
+@dataclass(frozen=True, repr=False)
+class BatchAck(BriefRepr):
     producer: str
     batch_id: int
     first_seq: dict[str, int] = field(default_factory=dict)  # device_id -> seq of its first reading in the batch

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from supervisor.brief import BriefRepr
 
 
-@dataclass(frozen=True)
-class LiveEvent:
+@dataclass(frozen=True, repr=False)
+class LiveEvent(BriefRepr):
     """One thing that happened, for the subscribers of `topic`.
 
     `kind` says what (e.g. "meter_values", "connector_status", "reading", "restart");
@@ -27,8 +28,8 @@ class LiveEvent:
     emitted: float | None = None
 
 
-@dataclass(frozen=True)
-class LiveBatch:
+@dataclass(frozen=True, repr=False)
+class LiveBatch(BriefRepr):
     """Several events in one message (a harvest batch's readings): one send, same order."""
 
     events: tuple[LiveEvent, ...] = ()

@@ -14,7 +14,7 @@ from actors.harvest.messages import DeviceEvent, Gap, Reading
 
 def test_settings_get_defaults_from_the_profile():
     s = validate_device({"id": "inv1", "profile": "sma", "host": "192.0.2.10"})
-    assert s == {"id": "inv1", "profile": "sma", "unit_id": 3, "poll_interval": 10.0, "timeout": 1.0, "backoff_cap": 60.0, "host": "192.0.2.10", "port": 502}
+    assert s == {"id": "inv1", "profile": "sma", "unit_id": 3, "poll_interval": 10.0, "timeout": 1.0, "backoff_cap": 60.0, "raw_interval": 300.0, "host": "192.0.2.10", "port": 502}
     rtu = validate_device({"id": "m1", "profile": "eastron_sdm630", "serial_port": "/dev/ttyUSB0", "baudrate": 19200, "parity": "E"})
     assert rtu["serial_port"] == "/dev/ttyUSB0" and rtu["stopbits"] == 1 and "host" not in rtu
     assert validate_device({"id": "s", "sunspec": True, "host": "h"})["profile"] == "sunspec"
