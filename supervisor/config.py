@@ -72,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ble_window_minutes", int, 15, "Minutes after boot (or after a trigger) during which BLE provisioning is open"),
     Setting("restart_max", int, 5, "Root supervisor: at most this many restarts ..."),
     Setting("restart_period", float, 60.0, "... within this many seconds, else the gateway exits non-zero"),
-    Setting("heartbeat_interval", float, 2.0, "Seconds between supervisor heartbeats to each actor (each costs every actor two messages)"),
+    Setting("heartbeat_interval", float, 3.0, "Seconds between supervisor heartbeats to each actor (each costs every actor two messages)"),
     Setting("heartbeat_timeout", float, 10.0, "An actor silent this long is killed and restarted"),
     Setting("extra_children", list, [], "Additional actors under the root supervisor: list of {name, actor, config} (plugins, diagnostics)"),
 )

@@ -49,7 +49,8 @@ def test_polls_ship_batches_and_publish_values(multiproc_system):
         got = wait_until(lambda: len(b := batches(asys, root)) >= 3 and b, what="three batches")
         readings = [r for b in got for r in b.readings]
         assert {r.device_id for r in readings} == {"inv1"}
-        assert all(len(b.readings) == 1 for b in got)
+        # polls faster than SHIP_EVERY travel together: one message per ~2 s, not one per poll
+        assert all(len(b.readings) >= 1 for b in got) and max(len(b.readings) for b in got) > 1
         assert [b.batch_id for b in got] == list(range(1, len(got) + 1))
         assert readings[0].values["energy_total_wh"] > 0 and readings[0].raw
         record = wait_until(lambda: (r := device_records(asys, root).get("inv1")) and r["state"] == "online" and r["info"].get("serial") and r, what="online with serial")
@@ -118,7 +119,7 @@ def test_unacknowledged_batches_are_bounded_and_their_loss_is_a_gap(multiproc_sy
     asys = multiproc_system
     with InverterSimulator("goodwe") as sim:
         root = start_tree(asys, [_device("inv1", sim, poll_interval=0.05)], ack=False)
-        got = wait_until(lambda: [g for b in batches(asys, root) for g in b.gaps if g.reason == "dropped_unacknowledged"], what="a dropped-batch gap")
-        assert got[0].device_id == "inv1" and got[0].missed_polls == 1
+        got = wait_until(lambda: [g for b in batches(asys, root) for g in b.gaps if g.reason == "dropped_unacknowledged"], timeout=40, what="a dropped-batch gap")
+        assert got[0].device_id == "inv1" and got[0].missed_polls >= 1  # every reading of the batch given up
         record = wait_until(lambda: (r := device_records(asys, root)["inv1"])["info"].get("unacknowledged") == 8 and r, what="outbox at its bound")
         assert record["restarts"] == 0 and record["state"] == "online"
