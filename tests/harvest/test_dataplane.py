@@ -233,3 +233,19 @@ def test_a_proxy_refusing_large_batches_gets_smaller_ones_and_nothing_is_parked(
     site.drain()
     assert site.outbox.dead_letters() == [] and site.summary()["items"] == 100
     assert [i["seq"] for i in site.received("inv1")] == list(range(1, 101))
+
+
+def test_after_a_three_minute_outage_the_backlog_drains_within_a_minute_of_the_receiver_returning(site_factory):
+    site = site_factory(max_count=100)
+    site.uplink.up = False
+    site.produce(["inv1", "inv2"], seconds=180, batch_seconds=10)  # steps the uploader whenever due
+    assert site.summary()["items"] == 0
+    back_at = site.clock.mono()
+    site.uplink.up = True
+    while site.uploader.step().outcome == "waiting":  # the transport's timer: it wakes when its backoff ends
+        site.clock.advance(site.uploader.next_attempt_mono - site.clock.mono())
+    assert site.clock.mono() - back_at <= 60.0  # backoff capped: the first retry comes within a minute
+    results = site.drain()
+    full = [r for r in results if r.outcome == "sent" and r.items == 100]
+    assert full and all(r.delay_s == 0.0 for r in full)  # a backlog drains at full speed, batch after batch
+    assert site.summary()["items"] == 360
