@@ -17,7 +17,8 @@ What the base does for you, and why:
   to the parent) instead of thespian's retry-once-then-carry-on: the restarted actor
   starts from fresh state, never from whatever half-updated state the failure left.
 * In a forked actor process, fatal signals get their default handlers back and the
-  process dies with its parent (see `supervisor.hardening`).
+  process dies with its parent (see `supervisor.hardening`), from the moment the actor
+  exists, before its Start arrives.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class SupervisedActor(ActorTypeDispatcher):
         self._started = False
         self._status_seq = 0
         self._early: list[tuple[Any, Any]] = []  # messages that overtook Start, replayed after it
+        if in_forked_actor():
+            # at birth, not at Start: a parent killed before this child's Start arrived
+            # (SIGKILL, or hung while creating children) must not leave it running orphaned
+            harden_process()
 
     # ----------------------------------------------------------------- hooks
     def on_start(self, config: Any) -> None:
@@ -108,7 +113,6 @@ class SupervisedActor(ActorTypeDispatcher):
         self.path = msg.path if msg.path is not None else msg.name
         self.log = ActorLog(self.path or self.name)
         if in_forked_actor():
-            harden_process()
             label_process_records(self.path or self.name)
         self.on_start(msg.config)
         self._started = True

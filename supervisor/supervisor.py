@@ -186,11 +186,14 @@ class Supervisor(SupervisedActor):
     def _pump(self) -> None:
         """Create queued children, at most START_BATCH per step; the mailbox is read between steps.
 
-        A burst (a spec with hundreds of children, hundreds of StartChild at once, a
-        one_for_all restart) therefore never delays this supervisor's own Pong by more
-        than one step.
+        At most START_BATCH children are in flight (created, Started not yet received):
+        thespian sends at most 20 messages at a time and queues the rest in order, so
+        without that bound this supervisor's own Pong would wait behind hundreds of Start
+        messages. A burst (a spec with hundreds of children, hundreds of StartChild at
+        once, a one_for_all restart) therefore never delays that Pong by more than a step.
         """
-        while self.queue and self.step_budget > 0 and not self.exiting:
+        in_flight = sum(1 for c in self.children.values() if c.address is not None and not c.started_ok and not c.stopping)
+        while self.queue and self.step_budget > 0 and in_flight < START_BATCH and not self.exiting:
             child = self.children.get(self.queue.popleft())
             if child is None or not child.queued:
                 continue
@@ -198,6 +201,7 @@ class Supervisor(SupervisedActor):
             if child.address is None and not child.removing:
                 self._launch(child, restart=child.queued_restart)
                 self.step_budget -= 1
+                in_flight += 1
         if self.queue and not self.step_armed and not self.exiting:
             self.step_armed = True
             self.wakeupAfter(_STEP_PAUSE, payload=_START_STEP)
@@ -300,6 +304,8 @@ class Supervisor(SupervisedActor):
             child.set_state("running")
         child.last_pong = time.monotonic()
         self.log.info("child started", child=child.spec.name, pid=msg.pid, restarts=child.restarts)
+        if self.queue:
+            self._pump()
         if child.restarts:
             self.live.emit("gateway", "restarted", {"child": self._child_path(child.spec.name), "pid": msg.pid, "restarts": child.restarts})
         self._changed()
@@ -356,6 +362,9 @@ class Supervisor(SupervisedActor):
             child.failed, child.last_error = True, cause
         child.address, child.pid, child.process = None, None, None
         child.started_ok = False
+        if self.queue and not self.step_armed and not self.exiting:
+            self.step_armed = True
+            self.wakeupAfter(_STEP_PAUSE, payload=_START_STEP)
         if child.removing:
             del self.children[child.spec.name]
             self._changed()

@@ -70,3 +70,40 @@ class Echo(SupervisedActor):
 
     def receiveMsg_Block(self, msg: Block, sender: Any) -> None:  # noqa: N802
         time.sleep(msg.seconds)  # a stand-in for a blocking driver call that never returns
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Ask a Churner to send `count` StartChild requests to `supervisor` in one go."""
+
+    supervisor: Any
+    count: int
+    prefix: str = "CP"
+
+
+class Churner(SupervisedActor):
+    """Plays the OCPP listener during a reconnect storm: many StartChild at once, from an actor.
+
+    Sent 20 at a time (thespian's limit of messages in flight), the next 20 as soon as the
+    supervisor has answered those, so the supervisor always has a backlog while the
+    churner's own outgoing queue stays short enough for its heartbeat.
+    """
+
+    def receiveMsg_Burst(self, msg: Burst, sender: Any) -> None:  # noqa: N802
+        self.pending = [(msg.supervisor, f"{msg.prefix}{i}") for i in range(msg.count)]
+        self.outstanding = 0
+        self._send_some()
+
+    def receiveMsg_LookupResult(self, msg: Any, sender: Any) -> None:  # noqa: N802
+        self.outstanding -= 1
+        if self.outstanding <= 0:
+            self._send_some()
+
+    def _send_some(self) -> None:
+        from supervisor.messages import StartChild
+        from supervisor.spec import ChildSpec
+
+        chunk, self.pending = self.pending[:20], self.pending[20:]
+        self.outstanding = len(chunk)
+        for supervisor, name in chunk:
+            self.send(supervisor, StartChild(ChildSpec(name, "tests.supervisor.sample_actors.Echo", restart="temporary")))
