@@ -195,6 +195,8 @@ def device_view(device_id: str, record: Mapping[str, Any] | None, configured: Ma
         "errors": _count(info.get("errors", info.get("poll_errors"))),
         "gaps": _count(info.get("gaps")),
         "poll_latency_ms": float(latency) if isinstance(latency, (int, float)) and not isinstance(latency, bool) else None,
+        "unacknowledged_batches": _count(info.get("unacknowledged")),
+        "batches_given_up": _count(info.get("batches_given_up")),
         "last_error": (record or {}).get("last_error") or info.get("last_error"),
         "restarts": (record or {}).get("restarts"),
     }

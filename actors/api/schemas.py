@@ -83,6 +83,8 @@ Device = {
         "errors": NullableCount,
         "gaps": NullableCount,
         "poll_latency_ms": NullableNumber,
+        "unacknowledged_batches": {"type": ["integer", "null"], "minimum": 0, "description": "batches sent to the harvest and not yet acknowledged (at most 8)"},
+        "batches_given_up": {"type": ["integer", "null"], "minimum": 0, "description": "batches given up while the harvest did not acknowledge (each left a gap record)"},
         "last_error": NullableString,
         "restarts": NullableCount,
     },

@@ -194,6 +194,7 @@ class DeviceActor(SupervisedActor):
             "profile": state.profile,
             "connection": self.connection,
             "unacknowledged": len(self.outbox),
+            "batches_given_up": self.outbox.dropped,
         }
 
     def _log_change(self, state: DeviceState) -> bool:

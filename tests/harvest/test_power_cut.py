@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.device.actor import DeviceActor
 from simulators.inverter import InverterSimulator
 from storage.identity import PUBLIC_KEY_FILE, load_or_create_signer
 from tests.api.test_actor import http, http_ok
@@ -251,31 +252,38 @@ def actor_pid(port: int, path: str) -> int | None:
     return walk(body["actors"]) if status == 200 else None
 
 
-def test_a_device_actor_killed_after_missing_polls_leaves_a_gap_record(tmp_path, gateway_env):
-    db = Path(gateway_env["EGW_DATA_DIR"]) / "egw.db"
+@contextlib.contextmanager
+def one_device_gateway(tmp_path: Path, env: dict[str, str], url: str | None = None):
+    """A real `egw run` polling one simulated inverter (`inv1`): yields (process, API port, database) once inv1 is stored."""
+    db = Path(env["EGW_DATA_DIR"]) / "egw.db"
     with simulators(("inv1",)) as sims:
         config = tmp_path / "gateway.toml"
-        write_config(config, sims, None)
-        proc = start_gateway(config, gateway_env, tmp_path / "gateway.log")
-        port = int(gateway_env["EGW_API_PORT"])
+        write_config(config, sims, url)
+        proc = start_gateway(config, env, tmp_path / "gateway.log")
+        port = int(env["EGW_API_PORT"])
         try:
             wait_until(lambda: http_ok(port, "/api/health") and db.exists() and committed(db).get("inv1", 0) >= 3, timeout=40, what="inv1 polled")
-            pid = wait_until(lambda: actor_pid(port, "devices/inv1"), timeout=20, what="the device actor's pid")
-            os.kill(pid, signal.SIGSTOP)  # frozen: polls are missed from now on
-            wait_until(lambda: time.time() - max(r[2] for r in outbox_rows(db, "inv1") if r[1] == "reading") > 4 * POLL_S, timeout=20,
-                       what="several polls missed")
-            os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: (p := actor_pid(port, "devices/inv1")) and p != pid, timeout=30, what="the device actor restarted")
-            last = committed(db)["inv1"]
-            wait_until(lambda: committed(db)["inv1"] >= last + 3, timeout=30, what="readings after the restart")
-            rows = outbox_rows(db, "inv1")
-            gaps = [json.loads(r[3]) for r in rows if r[1] == "gap"]
-            assert [g["reason"] for g in gaps] == ["not_polled"]
-            assert gaps[0]["end"] - gaps[0]["start"] > 4 * POLL_S and gaps[0]["missed"] >= 3  # polls missed between the two readings
-            assert_no_silent_gaps(rows, POLL_S, "inv1")
+            yield proc, port, db
         finally:
             with contextlib.suppress(Exception):
                 stop(proc)
+
+
+def test_a_device_actor_killed_after_missing_polls_leaves_a_gap_record(tmp_path, gateway_env):
+    with one_device_gateway(tmp_path, gateway_env) as (_proc, port, db):
+        pid = wait_until(lambda: actor_pid(port, "devices/inv1"), timeout=20, what="the device actor's pid")
+        os.kill(pid, signal.SIGSTOP)  # frozen: polls are missed from now on
+        wait_until(lambda: time.time() - max(r[2] for r in outbox_rows(db, "inv1") if r[1] == "reading") > 4 * POLL_S, timeout=20,
+                   what="several polls missed")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: (p := actor_pid(port, "devices/inv1")) and p != pid, timeout=60, what="the device actor restarted")
+        last = committed(db)["inv1"]
+        wait_until(lambda: committed(db)["inv1"] >= last + 3, timeout=60, what="readings after the restart")
+        rows = outbox_rows(db, "inv1")
+        gaps = [json.loads(r[3]) for r in rows if r[1] == "gap"]
+        assert [g["reason"] for g in gaps] == ["not_polled"]
+        assert gaps[0]["end"] - gaps[0]["start"] > 4 * POLL_S and gaps[0]["missed"] >= 3  # polls missed between the two readings
+        assert_no_silent_gaps(rows, POLL_S, "inv1")
 
 
 # ------------------------------------------------------------------- disk full
@@ -306,30 +314,21 @@ def fill(mount: Path) -> Path:
 
 def test_a_full_disk_degrades_the_gateway_without_a_crash_and_leaves_a_gap_once_space_returns(tmp_path, gateway_env, small_filesystem):
     env = dict(gateway_env, EGW_DATA_DIR=str(small_filesystem / "data"))
-    db = small_filesystem / "data" / "egw.db"
-    with simulators(("inv1",)) as sims:
-        config = tmp_path / "gateway.toml"
-        write_config(config, sims, None)
-        proc = start_gateway(config, env, tmp_path / "gateway.log")
-        port = int(env["EGW_API_PORT"])
-        try:
-            wait_until(lambda: http_ok(port, "/api/health") and db.exists() and committed(db).get("inv1", 0) >= 3, timeout=40, what="inv1 polled")
-            harvest_pid = actor_pid(port, "harvest")
-            filler = fill(small_filesystem)
-            health = wait_until(lambda: (h := http(port, "/api/health")[2])["status"] == "degraded" and any("harvest" in r for r in h["reasons"]) and h,
-                                timeout=30, what="health to say why it is degraded")
-            assert any("outbox" in r or "disk" in r for r in health["reasons"]), health
-            polls = http(port, "/api/devices/inv1")[2]["polls"]
-            wait_until(lambda: http(port, "/api/devices/inv1")[2]["polls"] >= polls + 2 * 8 + 4, timeout=60,
-                       what="polling going on while nothing can be stored (more polls than the device actor keeps unacknowledged)")
-            assert proc.poll() is None and actor_pid(port, "harvest") == harvest_pid  # no crash, no restart, no escalation
-            stuck = committed(db)["inv1"]
-            filler.unlink()
-            wait_until(lambda: committed(db)["inv1"] > stuck + 3, timeout=60, what="readings stored again once space returned")
-            gaps = [json.loads(r[3]) for r in outbox_rows(db, "inv1") if r[1] == "gap"]
-            assert any(g["reason"] == "dropped_unacknowledged" and g["missed"] >= 1 for g in gaps), gaps
-            wait_until(lambda: http(port, "/api/health")[2]["status"] == "ok", timeout=30, what="health ok again")
-            assert actor_pid(port, "harvest") == harvest_pid
-        finally:
-            with contextlib.suppress(Exception):
-                stop(proc)
+    with one_device_gateway(tmp_path, env) as (proc, port, db):
+        harvest_pid = actor_pid(port, "harvest")
+        filler = fill(small_filesystem)
+        health = wait_until(lambda: (h := http(port, "/api/health")[2])["status"] == "degraded" and any("harvest" in r for r in h["reasons"]) and h,
+                            timeout=30, what="health to say why it is degraded")
+        assert any("outbox" in r or "disk" in r for r in health["reasons"]), health
+        polls = http(port, "/api/devices/inv1")[2]["polls"]
+        device = wait_until(lambda: (d := http(port, "/api/devices/inv1")[2])["batches_given_up"] and d, timeout=90,
+                            what="more polls than the device actor keeps unacknowledged: the oldest given up")
+        assert device["polls"] > polls and device["online"] and device["unacknowledged_batches"] == DeviceActor.outbox_limit  # polling went on
+        assert proc.poll() is None and actor_pid(port, "harvest") == harvest_pid  # no crash, no restart, no escalation
+        stuck = committed(db)["inv1"]
+        filler.unlink()
+        wait_until(lambda: committed(db)["inv1"] > stuck + 3, timeout=60, what="readings stored again once space returned")
+        gaps = [json.loads(r[3]) for r in outbox_rows(db, "inv1") if r[1] == "gap"]
+        assert any(g["reason"] == "dropped_unacknowledged" and g["missed"] >= 1 for g in gaps), gaps
+        wait_until(lambda: http(port, "/api/health")[2]["status"] == "ok", timeout=30, what="health ok again")
+        assert actor_pid(port, "harvest") == harvest_pid
