@@ -228,11 +228,13 @@ def run_power_cuts(tmp_path: Path, env: dict[str, str], cuts: int) -> None:
         assert_no_silent_gaps(items, POLL_S, device)
 
 
+@pytest.mark.timeout(600)
 def test_five_power_cuts_lose_nothing_committed_and_deliver_nothing_twice(tmp_path, gateway_env):
     run_power_cuts(tmp_path, gateway_env, cuts=5)
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_fifty_power_cuts_lose_nothing_committed_and_deliver_nothing_twice(tmp_path, gateway_env):
     run_power_cuts(tmp_path, gateway_env, cuts=50)
 
