@@ -199,3 +199,18 @@ def test_child_specs_are_readable_plain_data():
     spec = SupervisorSpec(children=(ChildSpec("inv1", ECHO, config={"host": "127.0.0.1"}),))
     assert "ChildSpec(name='inv1', actor='tests.supervisor.sample_actors.Echo'" in repr(spec)
     assert Path(__file__).exists()
+
+
+def test_one_for_all_restarts_every_child_when_one_fails(multiproc_system):
+    asys = multiproc_system
+    spec = SupervisorSpec(strategy="one_for_all", children=tuple(ChildSpec(n, ECHO) for n in ("storage", "harvest", "transport")), backoff=FAST)
+    root = start_root(asys, spec)
+    before = wait_until(lambda: running(asys, root, "storage", "harvest", "transport"))
+
+    os.kill(before["harvest"]["pid"], signal.SIGKILL)
+    after = wait_until(
+        lambda: (t := running(asys, root, "storage", "harvest", "transport")) and all(t[n]["pid"] != before[n]["pid"] for n in ("storage", "harvest", "transport")) and t,
+        what="every child restarted",
+    )
+    assert [after[n]["restarts"] for n in ("storage", "harvest", "transport")] == [1, 1, 1]
+    assert not any(is_alive(before[n]["pid"]) for n in ("storage", "harvest", "transport"))
