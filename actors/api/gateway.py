@@ -176,7 +176,7 @@ def device_view(device_id: str, record: Mapping[str, Any] | None, configured: Ma
     state = str(info.get("state") or (record or {}).get("state") or "not running")
     online = info.get("online")
     if not isinstance(online, bool):
-        online = state in ("online",)
+        online = state in ("online", "degraded")  # degraded: answering, some registers refused
     connection = info.get("connection") if isinstance(info.get("connection"), Mapping) else {
         k: configured[k] for k in ("host", "port", "unit_id", "serial_port", "baudrate") if k in configured
     }

@@ -178,7 +178,10 @@ class DeviceActor(SupervisedActor):
 
     @staticmethod
     def _state_word(state: DeviceState) -> str:
-        return "online" if state.online else "offline"
+        """online; degraded when some register blocks are refused (their values are null); offline."""
+        if not state.online:
+            return "offline"
+        return "degraded" if state.failing_blocks else "online"
 
     def _info(self, state: DeviceState) -> dict[str, Any]:
         return {
@@ -195,15 +198,19 @@ class DeviceActor(SupervisedActor):
             "connection": self.connection,
             "unacknowledged": len(self.outbox),
             "batches_given_up": self.outbox.dropped,
+            "failing_blocks": dict(state.failing_blocks),
+            "reason": f"registers refused: {', '.join(sorted(state.failing_blocks))}" if state.failing_blocks else None,
         }
 
     def _log_change(self, state: DeviceState) -> bool:
         """Log a device's state when it changed; True if it did."""
-        key = (state.online, state.last_error, state.serial)
+        key = (state.online, state.last_error, state.serial, tuple(sorted(state.failing_blocks)))
         if self._last_logged.get(state.device_id) == key:
             return False
         self._last_logged[state.device_id] = key
-        if state.online:
+        if state.online and state.failing_blocks:
+            self.log.warning("device degraded: some registers refused, their values are null", device=state.device_id, blocks=state.failing_blocks)
+        elif state.online:
             self.log.info("device online", device=state.device_id, serial=state.serial, last_error=state.last_error)
         else:
             self.log.warning("device offline", device=state.device_id, error=state.last_error, gaps=state.gaps)

@@ -55,8 +55,18 @@ def decode_raw(point: Point, regs: list[int]) -> int | float | str | None:
     if unsigned in point.na or (point.na_default and unsigned in NA_MARKERS[point.type]):
         return None
     value = struct.unpack(_STRUCT[point.type], unsigned.to_bytes(2 * point.count, "big"))[0]
-    if point.type == "F32" and not math.isfinite(value):
-        return None
+    if point.type == "F32":
+        return shortest_f32(value) if math.isfinite(value) else None
+    return value
+
+
+def shortest_f32(value: float) -> float:
+    """The shortest decimal that is the same float32: 49.98 Hz, not 49.97999954223633."""
+    exact = struct.pack(">f", value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack(">f", candidate) == exact:
+            return candidate
     return value
 
 

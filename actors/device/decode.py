@@ -73,10 +73,12 @@ def decode_points(profile: Profile, blocks: tuple[Block, ...], data: list[list[i
     return out
 
 
-def decode_values(plan: PollPlan, data: list[list[int]]) -> Decoded:
+def decode_values(plan: PollPlan, data: list[list[int] | None]) -> Decoded:
+    """Values of every quantity; a block the device refused (None) leaves its points null."""
     if len(data) != len(plan.blocks):
         raise ValueError(f"expected {len(plan.blocks)} blocks, got {len(data)}")
-    raw = {point.name: decode_raw(point, data[index][offset : offset + point.count]) for point, index, offset in plan.slots}
+    raw = {point.name: decode_raw(point, data[index][offset : offset + point.count]) if data[index] is not None else None
+           for point, index, offset in plan.slots}
     values: dict[str, Any] = {}
     flags: list[str] = []
     for quantity, point in plan.quantities.items():
@@ -92,7 +94,7 @@ def decode_values(plan: PollPlan, data: list[list[int]]) -> Decoded:
         values[total.quantity] = value
         if value is not None and out_of_range(total.quantity, value):
             flags.append(total.quantity)
-    raw_blocks = {block_key(b): list(regs) for b, regs in zip(plan.blocks, data, strict=True)}
+    raw_blocks = {block_key(b): list(regs) for b, regs in zip(plan.blocks, data, strict=True) if regs is not None}
     return Decoded(values, raw_blocks, tuple(sorted(flags)))
 
 

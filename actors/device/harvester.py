@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from actors.device.codec import lsb
-from actors.device.decode import PollPlan, decode_identity, decode_values, poll_plan
+from actors.device.decode import PollPlan, block_key, decode_identity, decode_values, poll_plan
 from actors.device.link import DeviceError, Link, LinkDownError, LinkError, NoResponseError
 from actors.device.profile import Profile, load_profile
 from actors.device.quantities import QUANTITIES
@@ -166,6 +166,7 @@ class DeviceState:
     errors: int = 0
     gaps: int = 0
     last_error: str | None = None
+    failing_blocks: dict[str, str] = field(default_factory=dict)  # "fc:start" -> the device's exception, from the last poll
 
 
 @dataclass
@@ -218,7 +219,7 @@ class DevicePoller:
             plan = self._ensure_plan(link)
             self._ensure_identity(link, plan)
             reading_since = time.perf_counter()  # a measurement for status, not a schedule input
-            data = [link.read(self.unit, b.function, b.start, b.count) for b in plan.blocks]
+            data, block_errors = self._read_blocks(link, plan)
             latency_ms = (time.perf_counter() - reading_since) * 1000.0
         except (LinkError, SunSpecError) as exc:
             reason = exc.reason if isinstance(exc, LinkError) else "sunspec_discovery"
@@ -232,6 +233,9 @@ class DevicePoller:
             return outcome
         decoded = decode_values(plan, data)
         outcome.gaps += self.gap.close(wall)
+        self.state.failing_blocks = dict(block_errors)
+        if block_errors:
+            self.state.errors += 1  # a partial reading still counts: some of what was asked failed
         for quantity, value in decoded.values.items():
             if value is not None and QUANTITIES[quantity].counter:
                 point = plan.quantities.get(quantity)  # None for a summed quantity: no single wrap span
@@ -239,24 +243,45 @@ class DevicePoller:
                 found = self.counters.check(quantity, value, span)
                 if found:
                     outcome.events.append(DeviceEvent(self.device_id, wall, found[0], found[1]))
-        with_raw = bool(decoded.flags) or outcome.events or self.raw_at is None or wall - self.raw_at >= self.raw_interval
+        with_raw = bool(decoded.flags or block_errors or outcome.events) or self.raw_at is None or wall - self.raw_at >= self.raw_interval
         if with_raw:
             self.raw_at = wall
+        raw = dict(decoded.raw) if with_raw else {}
+        if block_errors:
+            raw["block_errors"] = dict(block_errors)  # which registers failed, and how: values from them are null
         outcome.reading = Reading(
             device_id=self.device_id,
             wall_time=wall,
             mono_time=now,
             boot_id=self.boot,
             values=decoded.values,
-            raw=decoded.raw if with_raw else {},
+            raw=raw,
             flags=decoded.flags,
         )
         self.state.values = {q: v for q, v in decoded.values.items() if q not in decoded.flags}
         self.state.last_poll = wall
         self.state.polls += 1
         self.state.poll_latency_ms = round(latency_ms, 3)
-        self.state.last_error = None
+        self.state.last_error = None if not block_errors else "some registers failed: " + "; ".join(f"{k}: {v}" for k, v in block_errors.items())
         return outcome
+
+    def _read_blocks(self, link: Link, plan: PollPlan) -> tuple[list[list[int] | None], dict[str, str]]:
+        """Every block of the plan; one the device refuses (an exception code) is None, not the end of the reading.
+
+        Only when every block is refused is the poll a failure: a device that answers
+        nothing it is asked is not delivering a reading at all.
+        """
+        data: list[list[int] | None] = []
+        errors: dict[str, str] = {}
+        for block in plan.blocks:
+            try:
+                data.append(link.read(self.unit, block.function, block.start, block.count))
+            except DeviceError as exc:
+                data.append(None)
+                errors[block_key(block)] = str(exc)
+        if errors and len(errors) == len(plan.blocks):
+            raise DeviceError(_first_code(errors), "every block of the poll")
+        return data, errors
 
     def connection_lost(self) -> None:
         self.identity_read = False
@@ -363,3 +388,12 @@ class EndpointPoller:
             outcomes.append(device.missed(now, "offline"))
             outcomes[-1].error = f"offline: {why}"
         return outcomes
+
+
+def _first_code(errors: dict[str, str]) -> int:
+    """The Modbus exception code named in the first block error ("exception code 2 for ...")."""
+    for text in errors.values():
+        parts = text.split()
+        if len(parts) > 2 and parts[2].isdigit():
+            return int(parts[2])
+    return 0

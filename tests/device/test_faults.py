@@ -59,9 +59,41 @@ def test_exception_codes_keep_the_device_online_and_count_errors():
     with InverterSimulator("sma", clock=lambda: MIDDAY) as sim:
         poller = _poller(sim)
         _collect(poller, lambda o: any(x.reading for x in o), "first reading")
-        sim.faults.exception_code, sim.faults.exception_count = 6, 2  # device busy, twice
+        blocks = len(poller.devices[0].plan.blocks)
+        sim.faults.exception_code, sim.faults.exception_count = 6, 2 * blocks  # device busy: every block of two polls refused
         outcomes = _collect(poller, lambda o: sum(1 for x in o if x.error) >= 1 and o[-1].reading is not None, "busy then fine")
         busy = [o for o in outcomes if o.error]
         assert all(o.error.startswith("device_error: exception code 6") for o in busy)
         assert poller.connected and poller.devices[0].state.online
     poller.link.close()
+
+
+def test_a_refused_block_leaves_a_partial_reading_with_the_other_blocks_values():
+    with InverterSimulator("huawei_sun2000", clock=lambda: MIDDAY) as sim:
+        poller = _poller(sim)
+        _collect(poller, lambda o: any(x.reading for x in o), "first reading")
+        full = _collect(poller, lambda o: any(x.reading for x in o), "a full reading")
+        complete = next(x.reading for x in full if x.reading)
+        sim.faults.exception_code, sim.faults.exception_count = 2, 1  # one block refused: illegal data address
+        outcomes = _collect(poller, lambda o: any(x.reading and "block_errors" in x.reading.raw for x in o), "a partial reading")
+        partial = next(x.reading for x in outcomes if x.reading and "block_errors" in x.reading.raw)
+        assert len(partial.raw["block_errors"]) == 1 and "exception code 2" in next(iter(partial.raw["block_errors"].values()))
+        missing = [q for q, v in partial.values.items() if v is None and complete.values.get(q) is not None]
+        kept = [q for q, v in partial.values.items() if v is not None]
+        assert missing and len(kept) > len(missing)  # only the refused block's quantities are null
+        assert not any(x.gaps for x in outcomes if x.reading is partial)  # a partial reading is not a gap
+        state = poller.devices[0].state
+        assert state.online and state.failing_blocks
+        _collect(poller, lambda o: any(x.reading and "block_errors" not in x.reading.raw for x in o), "a full reading again")
+        assert not poller.devices[0].state.failing_blocks
+    poller.link.close()
+
+
+def test_float32_values_are_their_shortest_decimal():
+    from actors.device.codec import shortest_f32
+    import struct
+
+    f32 = struct.unpack(">f", struct.pack(">f", 49.98))[0]
+    assert f32 != 49.98 and shortest_f32(f32) == 49.98
+    assert shortest_f32(struct.unpack(">f", struct.pack(">f", 230.1))[0]) == 230.1
+    assert shortest_f32(0.0) == 0.0

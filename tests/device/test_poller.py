@@ -42,9 +42,12 @@ def test_one_failing_unit_does_not_affect_its_neighbour_on_the_same_link():
     link = ScriptedLink(answers)
     poller = EndpointPoller([_settings("inv1", 1), _settings("inv2", 2)], link)
     first, second = poller.run_due()
-    assert first.reading is not None and first.error is None
-    assert second.reading is None and second.error.startswith("device_error: exception code 2")
+    assert first.reading is not None and first.error is None and "block_errors" not in first.reading.raw
+    # unit 2's other blocks still make a reading: only the refused block's values are null
+    assert second.reading is not None and second.reading.raw["block_errors"] == {"3:32080": "exception code 2 for unit 2 fc3 32080+2"}
+    assert second.reading.values["ac_power_w"] is None and second.reading.values["energy_total_wh"] is not None
     assert poller.devices[0].state.online and poller.devices[1].state.online  # it answered: it is up
+    assert poller.devices[1].state.failing_blocks and not poller.devices[0].state.failing_blocks
     assert poller.connected and link.connects == 1
 
 

@@ -145,8 +145,13 @@ def test_word_order_is_honoured():
 
 @given(st.floats(allow_nan=False, allow_infinity=False, width=32))
 def test_float32_round_trips_exactly(value):
+    """Decoded as the shortest decimal that is the same float32: the same bits, no spurious digits."""
+    import struct
+
     point = Point("p", 0, "F32", 2)
-    assert decode_raw(point, encode(point, value)) == value
+    decoded = decode_raw(point, encode(point, value))
+    assert struct.pack(">f", decoded) == struct.pack(">f", value)
+    assert len(f"{decoded:.9g}".rstrip("0")) <= len(f"{value:.9g}".rstrip("0"))  # never more significant digits
 
 
 def test_sunspec_markers_become_none_only_where_enabled():

@@ -57,23 +57,26 @@ def test_replay_gives_exact_readings_gaps_and_events():
     events = [e for o in outcomes for e in o.events]
     steps = {s["t"]: s for s in RECORDING["steps"]}
 
-    assert [r.wall_time - T0 for r in readings] == [0, 10, 40, 75, 90]
-    assert [r.values["energy_total_wh"] for r in readings] == [_expected_energy_wh(steps[t]) for t in (0, 10, 40, 75, 90)]
-    assert [r.values["ac_power_w"] for r in readings] == [_u32(steps[t]["blocks"]["3:32080"]) for t in (0, 10, 40, 75, 90)]
+    # at 80 the device refused one block (exception 4 on 3:32064): the other eight still make a reading
+    assert [r.wall_time - T0 for r in readings] == [0, 10, 40, 75, 80, 90]
+    full = [r for r in readings if r.wall_time - T0 != 80]
+    assert [r.values["energy_total_wh"] for r in full] == [_expected_energy_wh(steps[t]) for t in (0, 10, 40, 75, 90)]
+    assert [r.values["ac_power_w"] for r in readings] == [_u32(steps[t]["blocks"]["3:32080"]) for t in (0, 10, 40, 75, 80, 90)]
     assert all(r.boot_id == "boot-1" and r.flags == () for r in readings)
-    assert [r.mono_time - readings[0].mono_time for r in readings] == [0, 10, 40, 75, 90]
+    assert [r.mono_time - readings[0].mono_time for r in readings] == [0, 10, 40, 75, 80, 90]
+    partial = readings[4]
+    assert list(partial.raw["block_errors"]) == ["3:32064"] and "exception code 4" in partial.raw["block_errors"]["3:32064"] and "3:32064" not in partial.raw
 
     assert gaps == [
         Gap("inv1", T0 + 20, T0 + 40, "offline", 2),
         Gap("inv1", T0 + 50, T0 + 75, "late", 2),
-        Gap("inv1", T0 + 80, T0 + 90, "device_error", 1),
     ]
     before, after = _expected_energy_wh(steps[75]), _expected_energy_wh(steps[90])
     assert after < before
     assert events == [DeviceEvent("inv1", T0 + 90, "counter_reset", {"quantity": "energy_total_wh", "previous": before, "value": after})]
 
     state = poller.devices[0].state
-    assert state.online and state.gaps == 3
+    assert state.online and state.gaps == 2
     assert state.errors == 3  # the broken read at 20, the refused connect at 30, the exception at 80
     assert state.serial == "SIM00132468"
     # Backoff: after the failure at 20 the next attempt waited 5 s (so it came with the 30 slot),

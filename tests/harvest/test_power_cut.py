@@ -207,6 +207,7 @@ def run_power_cuts(tmp_path: Path, env: dict[str, str], cuts: int) -> None:
         receiver_db = tmp_path / "receiver.db"
         proc = start_gateway(config, env, log)  # deliver what is left, then stop cleanly
         try:
+            wait_until(lambda: http_ok(port, "/api/health"), timeout=30, what="the API")  # running, so SIGTERM is its to handle
             wait_until(lambda: all((r := receiver_items(receiver_db, d)) and r[-1][0] >= final[d] for d in DEVICES), timeout=60,
                        what="the receiver caught up")
             assert stop(proc) == 0
