@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
+from supervisor.backoff import backoff_delay
 from supervisor.spec import Backoff, Intensity
 
 
@@ -54,8 +55,6 @@ class BackoffSchedule:
         b = self.backoff
         if self.started_at is not None and now - self.started_at >= b.reset_after:
             self.failures = 0
-        base = min(b.max_delay, b.min_delay * (b.factor ** self.failures))
+        delay = backoff_delay(self.failures, b.min_delay, b.max_delay, factor=b.factor, jitter=b.jitter, rng=self.rng)
         self.failures += 1
-        if b.jitter:
-            base *= 1.0 + self.rng.uniform(-b.jitter, b.jitter)
-        return max(0.0, base)
+        return delay

@@ -26,7 +26,7 @@ DEVICE_ACTOR = "actors.device.actor.DeviceActor"
 # words are for diagnosis: every few minutes, on the first reading and on any flagged one.
 DEFAULT_RAW_INTERVAL_S = 300.0
 KNOWN_KEYS = {"id", "profile", "sunspec", "host", "port", "unit_id", "poll_interval", "timeout", "serial_port", "baudrate", "parity", "stopbits", "backoff_cap", "raw_interval"}
-MAX_TIMEOUT = 3.0  # one request (plus the 1 s run budget) must fit inside the 5 s heartbeat timeout
+MAX_TIMEOUT = 3.0  # one request (plus the 1 s run budget) must fit well inside the heartbeat timeout (10 s by default)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
