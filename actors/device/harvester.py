@@ -200,6 +200,7 @@ class DevicePoller:
         self.raw_at: float | None = None  # wall time of the last reading that carried raw registers
         self.counters = CounterWatch()
         self.gap = GapTracker(self.device_id)
+        self.link_was_down = False  # set while the endpoint is offline: slots skipped until the next poll were lost to the outage
         self.state = DeviceState(self.device_id, "sunspec" if self.sunspec else settings["profile"])
 
     # ------------------------------------------------------------------ polling
@@ -213,8 +214,9 @@ class DevicePoller:
         skipped, first = self.schedule.take(now)
         wall = self.clock.wall()
         outcome = PollOutcome(self.device_id)
-        if skipped:
-            outcome.gaps += self.gap.miss(wall - (now - first), "late", skipped)
+        if skipped:  # slots that passed while the link was down (backoff) are offline, not late
+            outcome.gaps += self.gap.miss(wall - (now - first), "offline" if self.link_was_down else "late", skipped)
+        self.link_was_down = False
         try:
             plan = self._ensure_plan(link)
             self._ensure_identity(link, plan)
@@ -381,6 +383,7 @@ class EndpointPoller:
         outcomes = []
         for device in self.devices:
             device.connection_lost()
+            device.link_was_down = True
             device.state.online = False
             device.state.last_error = why if why.startswith("offline") else f"offline: {why}"
         for device in due:

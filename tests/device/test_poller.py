@@ -6,6 +6,7 @@ from actors.device.decode import poll_plan
 from actors.device.harvester import Backoff, EndpointPoller
 from actors.device.link import NoResponseError
 from actors.device.profile import load_profile
+from actors.harvest.messages import Gap
 from simulators.inverter.server import make_unit
 from tests.device.conftest import MIDDAY, ScriptedLink
 
@@ -104,3 +105,22 @@ def test_slow_answers_defer_the_next_unit_instead_of_blocking_the_actor():
     second = poller.run_due()
     assert [o.device_id for o in second] == ["inv2"] and second[0].reading is not None
     assert second[0].gaps == []  # still within its slot: nothing missed
+
+
+def test_slots_missed_while_backing_off_after_a_refused_connection_are_offline_not_late():
+    clock = _ManualClock()
+    link = ScriptedLink(_answers("huawei_sun2000", 1))
+    poller = EndpointPoller([{**_settings("inv1", 1), "poll_interval": 1.0}], link, clock=clock, backoff=Backoff(initial=5.0, cap=60.0, jitter=0.0))
+    [first] = poller.run_due()
+    assert first.reading is not None
+    link.down = True  # connection refused from now on
+    clock.t += 1.0
+    [refused] = poller.run_due()
+    assert refused.error.startswith("offline") and not poller.connected
+    assert poller.next_wakeup() == clock.t + 5.0  # backing off: no attempt for 5 s, slots pass unpolled
+    link.down = False
+    clock.t = poller.next_wakeup()
+    [back] = poller.run_due()
+    assert back.reading is not None
+    # One gap, one reason: the refused slot and the four that passed during the backoff.
+    assert back.gaps == [Gap("inv1", MIDDAY + 1001.0, MIDDAY + 1006.0, "offline", 5)]
