@@ -275,6 +275,16 @@ class Supervisor(SupervisedActor):
         """Only the root (path "") answers to the launcher; every other supervisor to a supervisor."""
         return self.path != ""
 
+    def _named(self, name: str, sender: Any) -> ChildState | None:
+        """The child a message names, if it came from that child's current incarnation.
+
+        One address comparison instead of a scan of every child: heartbeats and status
+        updates arrive from every child all the time, and thespian's address equality
+        is not cheap.
+        """
+        child = self.children.get(name)
+        return child if child is not None and child.address is not None and child.address == sender else None
+
     def _by_address(self, address: Any) -> ChildState | None:
         if address is None:
             return None
@@ -311,7 +321,7 @@ class Supervisor(SupervisedActor):
         self._changed()
 
     def receiveMsg_Pong(self, msg: Pong, sender: Any) -> None:  # noqa: N802
-        child = self._by_address(sender)
+        child = self._named(msg.name, sender)
         if child is not None:
             child.last_pong = time.monotonic()
 
@@ -328,7 +338,7 @@ class Supervisor(SupervisedActor):
             self._changed()
 
     def receiveMsg_StatusUpdate(self, msg: StatusUpdate, sender: Any) -> None:  # noqa: N802
-        child = self._by_address(sender)
+        child = self._named(msg.name, sender)
         if child is None:
             return
         if msg.seq > child.status_seq:
@@ -342,7 +352,7 @@ class Supervisor(SupervisedActor):
         self._changed()
 
     def receiveMsg_SubtreeReport(self, msg: SubtreeReport, sender: Any) -> None:  # noqa: N802
-        child = self._by_address(sender)
+        child = self._named(msg.name, sender)
         if child is not None and msg.seq > child.subtree_seq:
             child.subtree, child.subtree_seq = msg.records, msg.seq
             self._changed()
