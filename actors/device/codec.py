@@ -65,8 +65,11 @@ def shortest_f32(value: float) -> float:
     exact = struct.pack(">f", value)
     for digits in range(1, 10):
         candidate = float(f"{value:.{digits}g}")
-        if struct.pack(">f", candidate) == exact:
-            return candidate
+        try:
+            if struct.pack(">f", candidate) == exact:
+                return candidate
+        except OverflowError:  # near the float32 maximum a short decimal can round past it
+            continue
     return value
 
 
@@ -83,11 +86,12 @@ def to_physical(point: Point, raw: int | float | None, sf: int | None = None) ->
         return raw
     if point.sf is not None and (sf is None or not SF_MIN <= sf <= SF_MAX):
         return None  # scale factor not implemented or garbage: the value is meaningless
-    value = raw * point.scale
+    # One multiplication by the whole step: 0.01 kWh is exactly 10 Wh, and 429496731 * 10 has
+    # no binary noise, where (429496731 * 0.01) * 1000 has some that round(.., 9) cannot remove.
+    step = point.scale * ((unit_factor(point.quantity, point.unit) or 1.0) if point.quantity else 1.0)
+    value = raw * step
     if sf is not None:
         value = value * (10.0 ** sf)
-    if point.quantity:
-        value = value * (unit_factor(point.quantity, point.unit) or 1.0)
     if point.type == "F32":
         return value
     if value == int(value) and point.scale == 1.0 and (sf is None or sf >= 0):

@@ -15,7 +15,8 @@ Rules it implements:
 * Several unit ids behind one endpoint are polled one after another on one connection;
   when answers are slow, the rest wait for the next turn instead of blocking the actor.
 * A cumulative counter that goes down is a reset (or a wrap near the type's maximum):
-  reported as an event, never as negative production.
+  reported as an event, never as negative production. A wrap is unwrapped (the value goes
+  on rising by the register's span); a reset reading is flagged `reset:<quantity>`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 from actors.device.codec import lsb
 from actors.device.decode import PollPlan, block_key, decode_identity, decode_values, poll_plan
 from actors.device.link import DeviceError, Link, LinkDownError, LinkError, NoResponseError
-from actors.device.profile import Profile, load_profile
+from actors.device.profile import Point, Profile, load_profile
 from actors.device.quantities import QUANTITIES
 from actors.device.sunspec import SunSpecError, build_profile, discover
 from actors.harvest.messages import DeviceEvent, Gap, Reading
@@ -107,19 +108,68 @@ class Backoff:
         self.failures = 0
 
 
+@dataclass(frozen=True)
+class CounterRange:
+    """What a counter register can hold: `modulus` raw steps (2**bits) from `low`, `span` in the quantity's unit."""
+
+    modulus: int
+    span: float
+    low: float = 0.0  # the lowest value (-span / 2 for a signed register)
+
+
+def counter_range(point: Point | None) -> CounterRange | None:
+    """The wrap range of a counter point: its width and scale say where it rolls over.
+
+    None where a wrap has no fixed size: a summed quantity, a float register, or a
+    SunSpec value whose scale factor is read at run time.
+    """
+    if point is None or point.type in ("F32", "STR") or point.sf:
+        return None
+    modulus = 2 ** (16 * point.count)
+    span = lsb(point) * modulus
+    span = int(span) if span == int(span) else span
+    return CounterRange(modulus, span, -span / 2 if point.type.startswith("S") else 0.0)
+
+
 class CounterWatch:
-    """Checks cumulative counters: a decrease is a reset, or a wrap when it fell from near the top."""
+    """Cumulative counters: a wrap is unwrapped, any other decrease is a reset.
+
+    A value that falls from the top tenth of its register's range to the bottom tenth has
+    wrapped: from then on one more span is added (value + k * span), so the reported
+    counter keeps rising and last - first stays the energy in between. Any other decrease
+    is a reset (a replaced meter, a cleared counter): the offset starts again at 0 and the
+    reading carries the flag `reset:<quantity>`. Both come with a DeviceEvent whose detail
+    names the register's modulus and span, so a receiver can account for them.
+    """
 
     def __init__(self) -> None:
-        self.last: dict[str, float] = {}
+        self.last: dict[str, float] = {}  # the last value reported (unwrapped)
+        self.offset: dict[str, float] = {}  # k * span added to the register's value
 
-    def check(self, quantity: str, value: float, span: float | None) -> tuple[str, dict[str, Any]] | None:
+    def check(self, quantity: str, value: float, wrap: CounterRange | None = None) -> tuple[float, tuple[str, dict[str, Any]] | None]:
+        """The value to report for `value` read now, and the (kind, detail) of a wrap or reset event."""
+        offset = self.offset.get(quantity, 0)
         previous = self.last.get(quantity)
-        self.last[quantity] = value
-        if previous is None or value >= previous:
-            return None
-        kind = "counter_wrap" if span and previous > 0.9 * span and value < 0.1 * span else "counter_reset"
-        return kind, {"quantity": quantity, "previous": previous, "value": value}
+        reported = _add(value, offset)
+        found = None
+        if previous is not None and reported < previous:
+            before = previous - offset  # what the register held at the last reading
+            if wrap and before - wrap.low > 0.9 * wrap.span and value - wrap.low < 0.1 * wrap.span:
+                kind, offset = "counter_wrap", offset + wrap.span
+            else:
+                kind, offset = "counter_reset", 0
+            reported = _add(value, offset)
+            found = kind, {
+                "quantity": quantity, "previous": previous, "value": reported, "register_value": value, "offset": offset,
+                "modulus": wrap.modulus if wrap else None, "span": wrap.span if wrap else None,
+            }
+        self.offset[quantity], self.last[quantity] = offset, reported
+        return reported, found
+
+
+def _add(value: float, offset: float) -> float:
+    total = value + offset
+    return total if isinstance(total, int) else round(total, 9)
 
 
 @dataclass
@@ -238,14 +288,16 @@ class DevicePoller:
         self.state.failing_blocks = dict(block_errors)
         if block_errors:
             self.state.errors += 1  # a partial reading still counts: some of what was asked failed
-        for quantity, value in decoded.values.items():
+        flags = list(decoded.flags)
+        for quantity, value in list(decoded.values.items()):
             if value is not None and QUANTITIES[quantity].counter:
-                point = plan.quantities.get(quantity)  # None for a summed quantity: no single wrap span
-                span = lsb(point) * (2 ** (16 * point.count)) if point is not None and point.type != "F32" and not point.sf else None
-                found = self.counters.check(quantity, value, span)
+                # plan.quantities has no entry for a summed quantity: no single register, no wrap range
+                decoded.values[quantity], found = self.counters.check(quantity, value, counter_range(plan.quantities.get(quantity)))
                 if found:
                     outcome.events.append(DeviceEvent(self.device_id, wall, found[0], found[1]))
-        with_raw = bool(decoded.flags or block_errors or outcome.events) or self.raw_at is None or wall - self.raw_at >= self.raw_interval
+                    if found[0] == "counter_reset":
+                        flags.append(f"reset:{quantity}")  # not a quantity name: the value itself is good and still counts
+        with_raw = bool(flags or block_errors or outcome.events) or self.raw_at is None or wall - self.raw_at >= self.raw_interval
         if with_raw:
             self.raw_at = wall
         raw = dict(decoded.raw) if with_raw else {}
@@ -258,7 +310,7 @@ class DevicePoller:
             boot_id=self.boot,
             values=decoded.values,
             raw=raw,
-            flags=decoded.flags,
+            flags=tuple(sorted(flags)),
         )
         self.state.values = {q: v for q, v in decoded.values.items() if q not in decoded.flags}
         self.state.last_poll = wall

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from actors.device.decode import poll_plan
-from actors.device.harvester import Backoff, EndpointPoller
+from actors.device.harvester import Backoff, CounterRange, CounterWatch, EndpointPoller, counter_range
 from actors.device.link import NoResponseError
-from actors.device.profile import load_profile
+from actors.device.profile import Point, load_profile
 from actors.harvest.messages import Gap
 from simulators.inverter.server import make_unit
 from tests.device.conftest import MIDDAY, ScriptedLink
@@ -124,3 +124,80 @@ def test_slots_missed_while_backing_off_after_a_refused_connection_are_offline_n
     assert back.reading is not None
     # One gap, one reason: the refused slot and the four that passed during the backoff.
     assert back.gaps == [Gap("inv1", MIDDAY + 1001.0, MIDDAY + 1006.0, "offline", 5)]
+
+
+def _energy_stream(raw_counts: list[int]) -> tuple[list, list]:
+    """Readings and events of a Huawei whose U32 energy register (0.01 kWh) reads `raw_counts` in turn."""
+    clock = _ManualClock()
+    answers = _answers("huawei_sun2000", 1)
+    block = answers[(1, 3, 32106)]
+    counts = iter(raw_counts)
+
+    def energy():
+        raw = next(counts)
+        return [raw >> 16, raw & 0xFFFF] + block[2:]
+
+    answers[(1, 3, 32106)] = energy
+    poller = EndpointPoller([{**_settings("inv1", 1), "poll_interval": 1.0}], ScriptedLink(answers), clock=clock)
+    outcomes = []
+    for _ in raw_counts:
+        outcomes += poller.run_due()
+        clock.t += 1.0
+    return [o.reading for o in outcomes if o.reading], [e for o in outcomes for e in o.events]
+
+
+def _receiver_total(readings: list, events: list) -> float:
+    """Energy a receiver derives: last - first, with a new counter life started at every reset event."""
+    resets = {e.wall_time for e in events if e.kind == "counter_reset"}
+    total, first, last = 0, None, None
+    for r in readings:
+        value = r.values["energy_total_wh"]
+        if r.wall_time in resets:
+            total += last - first
+            first = value
+        first = value if first is None else first
+        last = value
+    return total + last - first
+
+
+def test_a_u32_energy_counter_wrapping_past_2_to_the_32_is_unwrapped():
+    top = 2**32
+    readings, events = _energy_stream([top - 60, top - 5, 50, 120, 300])
+    values = [r.values["energy_total_wh"] for r in readings]
+    assert values == [(top - 60) * 10, (top - 5) * 10, (top + 50) * 10, (top + 120) * 10, (top + 300) * 10]  # goes on rising
+    assert values[-1] - values[0] == 3600 == _receiver_total(readings, events)  # 360 steps of 10 Wh, exactly
+    assert [r.flags for r in readings] == [()] * 5  # a wrap is not a fault
+    [wrap] = events
+    assert wrap.kind == "counter_wrap" and wrap.wall_time == readings[2].wall_time
+    assert wrap.detail == {"quantity": "energy_total_wh", "previous": (top - 5) * 10, "value": (top + 50) * 10, "register_value": 500,
+                           "offset": 10 * top, "modulus": top, "span": 10 * top}
+
+
+def test_a_reset_counter_is_flagged_and_totals_stay_exact_with_its_event():
+    readings, events = _energy_stream([1000, 1100, 20, 70])
+    values = [r.values["energy_total_wh"] for r in readings]
+    assert values == [10000, 11000, 200, 700]  # a reset is not unwrapped: the counter really restarted
+    assert [r.flags for r in readings] == [(), (), ("reset:energy_total_wh",), ()]
+    [reset] = events
+    assert reset.kind == "counter_reset" and reset.wall_time == readings[2].wall_time
+    assert reset.detail["previous"] == 11000 and reset.detail["value"] == 200
+    assert reset.detail["modulus"] == 2**32 and reset.detail["span"] == 10 * 2**32
+    assert _receiver_total(readings, events) == (1100 - 1000 + 70 - 20) * 10
+
+
+def test_a_reset_after_a_wrap_starts_the_offset_again():
+    top = 2**32
+    readings, events = _energy_stream([top - 5, 5, 15, 3, 9])
+    assert [r.values["energy_total_wh"] for r in readings] == [(top - 5) * 10, (top + 5) * 10, (top + 15) * 10, 30, 90]
+    assert [e.kind for e in events] == ["counter_wrap", "counter_reset"]
+    assert _receiver_total(readings, events) == (20 + 6) * 10
+
+
+def test_a_signed_counter_wraps_from_its_top_to_its_bottom():
+    watch = CounterWatch()
+    point = Point("import", 0, "S32", 2, unit="Wh", quantity="meter_import_wh")
+    wrap = counter_range(point)
+    assert wrap == CounterRange(2**32, 2**32, -(2**31))
+    assert watch.check("meter_import_wh", 2**31 - 10) == (2**31 - 10, None)
+    value, (kind, detail) = watch.check("meter_import_wh", -(2**31) + 5, wrap)
+    assert kind == "counter_wrap" and value == 2**31 + 5 and detail["span"] == 2**32

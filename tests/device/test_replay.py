@@ -62,7 +62,8 @@ def test_replay_gives_exact_readings_gaps_and_events():
     full = [r for r in readings if r.wall_time - T0 != 80]
     assert [r.values["energy_total_wh"] for r in full] == [_expected_energy_wh(steps[t]) for t in (0, 10, 40, 75, 90)]
     assert [r.values["ac_power_w"] for r in readings] == [_u32(steps[t]["blocks"]["3:32080"]) for t in (0, 10, 40, 75, 80, 90)]
-    assert all(r.boot_id == "boot-1" and r.flags == () for r in readings)
+    assert all(r.boot_id == "boot-1" for r in readings)
+    assert [r.flags for r in readings] == [(), (), (), (), (), ("reset:energy_total_wh",)]  # the reset reading says so
     assert [r.mono_time - readings[0].mono_time for r in readings] == [0, 10, 40, 75, 80, 90]
     partial = readings[4]
     assert list(partial.raw["block_errors"]) == ["3:32064"] and "exception code 4" in partial.raw["block_errors"]["3:32064"] and "3:32064" not in partial.raw
@@ -73,7 +74,10 @@ def test_replay_gives_exact_readings_gaps_and_events():
     ]
     before, after = _expected_energy_wh(steps[75]), _expected_energy_wh(steps[90])
     assert after < before
-    assert events == [DeviceEvent("inv1", T0 + 90, "counter_reset", {"quantity": "energy_total_wh", "previous": before, "value": after})]
+    span = 10 * 2**32  # U32 in 0.01 kWh
+    assert events == [DeviceEvent("inv1", T0 + 90, "counter_reset", {
+        "quantity": "energy_total_wh", "previous": before, "value": after, "register_value": after, "offset": 0, "modulus": 2**32, "span": span,
+    })]
 
     state = poller.devices[0].state
     assert state.online and state.gaps == 2
