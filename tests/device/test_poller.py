@@ -201,3 +201,15 @@ def test_a_signed_counter_wraps_from_its_top_to_its_bottom():
     assert watch.check("meter_import_wh", 2**31 - 10) == (2**31 - 10, None)
     value, (kind, detail) = watch.check("meter_import_wh", -(2**31) + 5, wrap)
     assert kind == "counter_wrap" and value == 2**31 + 5 and detail["span"] == 2**32
+
+
+def test_an_sma_at_night_reports_no_status_instead_of_its_24_bit_nan():
+    answers = _answers("sma", 3)
+    plan = poll_plan(load_profile("sma"))
+    [block] = [b for b in plan.blocks if b.start <= 30201 < b.end]
+    night = list(answers[(3, block.function, block.start)])
+    night[30201 - block.start : 30203 - block.start] = [0x00FF, 0xFFFD]  # Operation.Health: NaN
+    answers[(3, block.function, block.start)] = night
+    [outcome] = EndpointPoller([_settings("sma1", 3, "sma")], ScriptedLink(answers)).run_due()
+    assert outcome.reading.values["status"] is None  # not 16777213
+    assert outcome.reading.values["ac_power_w"] is not None and outcome.reading.flags == ()

@@ -253,3 +253,25 @@ def test_a_summed_quantity_adds_its_inputs_and_skips_one_the_model_lacks():
 
     assert read(1200, 800)["pv_power_w"] == 2000
     assert read(1200, 0xFFFF)["pv_power_w"] == 1200  # second input not fitted: "not available"
+
+
+def _words(unsigned: int, count: int) -> list[int]:
+    return [(unsigned >> (16 * i)) & 0xFFFF for i in reversed(range(count))]
+
+
+def test_sma_nan_values_of_every_type_are_none():
+    """SMA-Modbus-general-TI, "SMA Data Types and NaN Values": each type's NaN reads as absent."""
+    sma = load_profile("sma")
+    assert isinstance(sma, Profile)
+    nan = {"S16": 0x8000, "S32": 0x80000000, "U16": 0xFFFF, "U32": 0xFFFFFFFF, "U64": 0xFFFFFFFFFFFFFFFF}
+    for point in sma.points:
+        assert decode_raw(point, _words(nan[point.type], point.count)) is None, point.name
+    # the 24-bit NaN of status values and enumerations: what the condition reads at night
+    for name in ("condition", "device_type"):
+        assert decode_raw(sma.point(name), _words(0x00FFFFFD, 2)) is None, name
+    assert decode_raw(sma.point("condition"), _words(307, 2)) == 307  # Ok
+    # only enumerations: a counter may really hold 16777213 (Wh)
+    assert decode_raw(sma.point("total_yield"), _words(0x00FFFFFD, 4)) == 0x00FFFFFD
+    assert decode_raw(sma.point("battery_soc"), _words(0x00FFFFFD, 2)) == 0x00FFFFFD
+    # the simulator encodes "not available" as the device does
+    assert encode(sma.point("condition"), None) == [0x00FF, 0xFFFD]
