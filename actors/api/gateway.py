@@ -189,6 +189,7 @@ def device_view(device_id: str, record: Mapping[str, Any] | None, configured: Ma
         "state": state,
         "online": online,
         "serial": info.get("serial"),
+        "model": None if info.get("model") is None else str(info.get("model")),
         "last_poll": _epoch_or_iso(info.get("last_poll")),
         "values": {str(k): v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for k, v in values.items()},
         "polls": _count(info.get("polls")),

@@ -77,6 +77,7 @@ Device = {
         "state": {"type": "string", "description": "online, offline, restarting, starting, unknown, ..."},
         "online": {"type": "boolean"},
         "serial": NullableString,
+        "model": {"type": ["string", "null"], "description": "the model the device reports in its identity registers (a name, or a vendor's type code in decimal, such as SMA's device type)"},
         "last_poll": NullableDateTime,
         "values": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}, "description": "latest normalized quantities by name (ac_power_w, energy_total_wh, ...)"},
         "polls": NullableCount,

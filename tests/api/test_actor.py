@@ -132,6 +132,7 @@ def test_api_actor_answers_from_the_tree_and_the_stores(gateway, simulator):
 
     device = wait_until(polled, timeout=10, what="inv1 online with values")
     assert device["id"] == "inv1" and device["serial"] == next(iter(simulator.units.values())).serial
+    assert device["model"].startswith("SUN2000")  # read from the identity registers, as scan recognises it
     assert device["connection"] == {"host": "127.0.0.1", "port": simulator.port, "unit_id": next(iter(simulator.units))}
     assert device["values"]["grid_frequency_hz"] == pytest.approx(50.0, abs=0.06)
     assert http(port, "/api/devices/inv1")[2]["serial"] == device["serial"]

@@ -46,7 +46,7 @@ def record(name, state="running", kind="worker", children=None, **info):
 TREE = [
     record("harvest"),
     record("devices", kind="supervisor", children=[
-        record("inv1", "online", values={"ac_power_w": 10.0}, serial="S1", last_poll=1795248000.0, errors=0, gaps=2, connection="tcp:127.0.0.1:502"),
+        record("inv1", "online", values={"ac_power_w": 10.0}, serial="S1", model="SUN2000-10KTL-M1", last_poll=1795248000.0, errors=0, gaps=2, connection="tcp:127.0.0.1:502"),
         record("m1+m2", "degraded", devices={"m1": {"state": "online", "values": {"power_w": 5}}, "m2": {"state": "offline", "last_error": "timeout"}}),
         record("inv3", "restarting"),
     ]),
@@ -80,6 +80,8 @@ async def test_devices_merge_configuration_and_published_state(tmp_path, executo
     assert sorted(devices) == ["cold", "inv1", "inv3", "m1", "m2"]
     assert devices["inv1"]["online"] is True and devices["inv1"]["last_poll"] == "2026-11-21T08:00:00.000Z"
     assert devices["inv1"]["connection"] == {"host": "127.0.0.1", "port": 502}
+    assert devices["inv1"]["serial"] == "S1" and devices["inv1"]["model"] == "SUN2000-10KTL-M1"  # the model it reported
+    assert devices["cold"]["model"] is None
     assert devices["m2"]["online"] is False and devices["m2"]["last_error"] == "timeout"
     assert devices["cold"]["state"] == "not running" and devices["cold"]["values"] == {}
 
