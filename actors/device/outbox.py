@@ -33,8 +33,8 @@ class _Pending:
 
 
 def new_incarnation() -> str:
-    """Unique per actor process life: pid plus start time (ns) is never reused in practice."""
-    return f"{os.getpid()}-{time.time_ns()}"
+    """Unique per actor process life, and sorting by when it began: zero-padded start time (ns), then the pid."""
+    return f"{time.time_ns():020d}-{os.getpid()}"
 
 
 class BatchOutbox:

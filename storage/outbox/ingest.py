@@ -2,7 +2,9 @@
 
 Identity. A batch is known by (producer, incarnation, batch_id): a producer numbers its
 batches upwards within one incarnation (one life of the actor; a restarted actor is a
-new incarnation and may count from 1 again). The outbox keeps one row per producer
+new incarnation and may count from 1 again). Incarnations sort by the time they began
+(their text starts with a zero-padded start time), so a late batch of an earlier life
+is recognised as such. The outbox keeps one row per producer
 with its incarnation and the last batch id it committed, so a re-send after a lost ack
 (same incarnation, id not above the last) is recognised as the same items and never
 stored twice: no content, and no clock read at send time, takes part in the identity.
@@ -72,7 +74,8 @@ class BatchLike(Protocol):
 
 @dataclass
 class IngestResult:
-    """What happened to one batch: `stored`, `duplicate` (already committed) or `held` (would overtake)."""
+    """What happened to one batch: `stored`, `duplicate` (already committed), `held` (would overtake)
+    or `stale` (from a producer's earlier life, after its next life began: covered by the restart gap)."""
 
     status: str
     first_seq: dict[str, int] = field(default_factory=dict)
@@ -81,7 +84,7 @@ class IngestResult:
 
     @property
     def acknowledge(self) -> bool:
-        return self.status in ("stored", "duplicate")
+        return self.status in ("stored", "duplicate", "stale")
 
 
 @dataclass
@@ -122,6 +125,10 @@ class IngestMixin(Counters):
         same_life = producer.known and producer.incarnation == incarnation
         if same_life and batch.batch_id <= producer.last_batch_id:
             return IngestResult("duplicate", dict(producer.first_seq) if batch.batch_id == producer.last_batch_id else {})
+        if producer.known and incarnation and producer.incarnation and incarnation < producer.incarnation:
+            # a batch of an earlier life that arrives after the next life's first: the restart
+            # gap already covers its window, and storing it now would put old readings after new
+            return IngestResult("stale")
         waiting_for = [b for b in getattr(batch, "after", ()) if not (same_life and b <= producer.last_batch_id)]
         if waiting_for:
             return IngestResult("held")

@@ -249,3 +249,20 @@ def test_after_a_three_minute_outage_the_backlog_drains_within_a_minute_of_the_r
     full = [r for r in results if r.outcome == "sent" and r.items == 100]
     assert full and all(r.delay_s == 0.0 for r in full)  # a backlog drains at full speed, batch after batch
     assert site.summary()["items"] == 360
+
+
+def test_a_late_batch_of_a_producers_earlier_life_is_not_stored_after_its_next_life_began(tmp_path):
+    outbox = Outbox.open(tmp_path / "o.db", disk_usage=lambda: BIG_DISK)
+    old, new = "00000000000000001000-41", "00000000000000002000-57"  # incarnations sort by start time
+
+    def batch(life, n, t):
+        return ReadingBatch("devices/inv1", n, (Reading("inv1", t, t, "b", {"n": t}),), incarnation=life, intervals={"inv1": 1.0})
+
+    outbox.ingest(batch(old, 1, 100.0))
+    outbox.ingest(batch(new, 1, 110.0))  # the restarted actor's first batch: a restart gap 100..110
+    late = outbox.ingest_many([batch(old, 2, 101.0)])[0]  # the dead actor's last batch, still in flight
+    assert late.status == "stale" and late.acknowledge
+    outbox.ingest(batch(new, 2, 111.0))
+    rows = [(k, json.loads(b)) for k, b in outbox.conn.execute("SELECT kind, body FROM outbox_items WHERE stream = 'inv1' ORDER BY seq")]
+    assert [k for k, _ in rows] == ["reading", "gap", "reading", "reading"]  # one restart gap, old readings never after new
+    assert [b["t"] for k, b in rows if k == "reading"] == [100.0, 110.0, 111.0]
