@@ -4,6 +4,10 @@ Why the details look the way they do:
 
 * Transaction ids come from a counter persisted in SQLite, bumped in the same
   transaction that inserts the session, so ids stay unique across gateway restarts.
+  Only the central system issues them, and only within 1..2^31-1 (OCPP's integer is
+  32 bits for many chargers, and it is what the REST API accepts): an id a charger
+  names that was never issued moves nothing, and a counter pushed past that range by
+  an earlier version is ignored in favour of the highest id actually issued.
 * A charger that lost its connection re-sends StartTransaction; the replay has the same
   connector, idTag, meterStart and timestamp, and gets the id already assigned (a unique
   index finds it) instead of a second session.
@@ -171,6 +175,35 @@ def init(conn: sqlite3.Connection) -> None:
         migrate(conn, COMPONENT, MIGRATIONS)
 
 
+#: The largest transaction id the central system hands out (OCPP integer, REST path parameter).
+MAX_TRANSACTION_ID = 2**31 - 1
+
+
+def _next_transaction_id(conn: sqlite3.Connection) -> int:
+    """Bump and return the transaction id counter, kept within 1..MAX_TRANSACTION_ID; call inside a transaction.
+
+    Rows recorded for stops of never-issued ids (`unknown_start`, written by earlier
+    versions) do not raise the floor; an id they already hold is skipped.
+    """
+    row = conn.execute("SELECT value FROM ocpp_counters WHERE name = 'transaction_id'").fetchone()
+    floor = conn.execute(
+        "SELECT COALESCE(MAX(transaction_id), 0) FROM transactions WHERE unknown_start = 0 AND transaction_id BETWEEN 1 AND ?",
+        (MAX_TRANSACTION_ID,),
+    ).fetchone()[0]
+    value = max(row[0] if row else 0, floor) + 1
+    if value > MAX_TRANSACTION_ID:  # a counter moved out of range by a charger-chosen id (older versions)
+        value = floor + 1
+    while conn.execute("SELECT 1 FROM transactions WHERE transaction_id = ?", (value,)).fetchone():
+        value += 1
+    if value > MAX_TRANSACTION_ID:
+        raise OverflowError(f"transaction ids exhausted (the last one, {MAX_TRANSACTION_ID}, is issued)")
+    conn.execute(
+        "INSERT INTO ocpp_counters (name, value) VALUES ('transaction_id', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        (value,),
+    )
+    return value
+
+
 def _next(conn: sqlite3.Connection, name: str, floor: int = 0) -> int:
     """Bump and return a persisted counter; call inside a transaction."""
     row = conn.execute("SELECT value FROM ocpp_counters WHERE name = ?", (name,)).fetchone()
@@ -203,8 +236,7 @@ def start_transaction(
         ).fetchone()
         if row:
             return row[0], False
-        floor = conn.execute("SELECT COALESCE(MAX(transaction_id), 0) FROM transactions").fetchone()[0]
-        transaction_id = _next(conn, "transaction_id", floor)
+        transaction_id = _next_transaction_id(conn)
         conn.execute(
             "INSERT INTO transactions (transaction_id, charge_point_id, connector_id, id_tag, meter_start, start_time,"
             " reservation_id, last_meter_wh, last_meter_time, status, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Active', ?)",
@@ -229,34 +261,38 @@ def stop_transaction(
     reason: str | None = None,
     id_tag: str | None = None,
     export: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Finish a session. An id the gateway never issued is recorded as an unknown-start session.
+) -> dict[str, Any] | None:
+    """Finish one of this charger's sessions; None (nothing stored) when it has no session with that id.
 
-    A repeated StopTransaction for a finished session changes nothing. `export`, when
-    given, is queued for upload in the same SQLite transaction.
+    Transaction ids are the central system's to issue: a stop naming an id never issued,
+    or another charger's, creates and changes no session and moves no counter (the caller
+    decides what else to keep). A repeated StopTransaction for a finished session
+    changes nothing. `export`, when given, is queued for upload in the same SQLite
+    transaction.
     """
     with transaction(conn):
-        row = conn.execute("SELECT status FROM transactions WHERE transaction_id = ?", (transaction_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status FROM transactions WHERE transaction_id = ? AND charge_point_id = ?", (transaction_id, charge_point_id)
+        ).fetchone()
         if row is None:
-            conn.execute(
-                "INSERT INTO transactions (transaction_id, charge_point_id, connector_id, id_tag, meter_start, start_time,"
-                " meter_stop, stop_time, stop_reason, stop_id_tag, last_meter_wh, last_meter_time, status, unknown_start, received)"
-                " VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Finished', 1, ?)",
-                (transaction_id, charge_point_id, id_tag or "", meter_stop, stop_time, meter_stop, stop_time, reason, id_tag, meter_stop, stop_time, received),
-            )
-            _next(conn, "transaction_id", transaction_id)  # never hand this id out later
-        elif row[0] == "Active":
-            conn.execute(
-                "UPDATE transactions SET meter_stop = ?, stop_time = ?, stop_reason = ?, stop_id_tag = ?, status = 'Finished',"
-                " last_meter_wh = CASE WHEN last_meter_time IS NULL OR last_meter_time <= ? THEN ? ELSE last_meter_wh END,"
-                " last_meter_time = MAX(COALESCE(last_meter_time, 0), ?) WHERE transaction_id = ?",
-                (meter_stop, stop_time, reason, id_tag, stop_time, meter_stop, stop_time, transaction_id),
-            )
-        else:
-            return get_transaction(conn, transaction_id)  # type: ignore[return-value]
+            return None
+        if row[0] != "Active":
+            return get_transaction(conn, transaction_id)
+        conn.execute(
+            "UPDATE transactions SET meter_stop = ?, stop_time = ?, stop_reason = ?, stop_id_tag = ?, status = 'Finished',"
+            " last_meter_wh = CASE WHEN last_meter_time IS NULL OR last_meter_time <= ? THEN ? ELSE last_meter_wh END,"
+            " last_meter_time = MAX(COALESCE(last_meter_time, 0), ?) WHERE transaction_id = ?",
+            (meter_stop, stop_time, reason, id_tag, stop_time, meter_stop, stop_time, transaction_id),
+        )
         if export is not None:
             _queue_exports(conn, charge_point_id, [(stop_time, export)])
-    return get_transaction(conn, transaction_id)  # type: ignore[return-value]
+    return get_transaction(conn, transaction_id)
+
+
+def queue_export(conn: sqlite3.Connection, charge_point_id: str, wall_time: float, record: dict[str, Any]) -> None:
+    """Queue one record for upload on its own (e.g. the end of a session the gateway never saw start)."""
+    with transaction(conn):
+        _queue_exports(conn, charge_point_id, [(wall_time, record)])
 
 
 def get_transaction(conn: sqlite3.Connection, transaction_id: int) -> dict[str, Any] | None:

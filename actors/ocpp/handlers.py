@@ -117,41 +117,63 @@ def meter_values(p: ChargerProtocol, payload: dict, now: float) -> dict:
 
 @handles("StopTransaction")
 def stop_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    """Finish one of this charger's sessions.
+
+    A stop naming an id the central system never issued is accepted (OCPP 1.6 expects
+    the central system to take it, so the charger can drop it from its queue) but
+    creates no session and moves no id counter: ids are the central system's to issue.
+    Its readings are kept under the charger without the id, and its end is exported
+    flagged `unknown_start`.
+    """
     transaction_id = payload["transactionId"]
     stop_time = parse_timestamp(payload["timestamp"])
     before = tx_store.get_transaction(p.conn, transaction_id)
     if before is not None and before["charge_point_id"] != p.charge_point_id:
         raise FrameError("PropertyConstraintViolation", f"transaction {transaction_id} belongs to another charge point")
+    reply: dict[str, Any] = {}
+    if "idTag" in payload:
+        reply["idTagInfo"] = id_tag_info(p, payload["idTag"], now)
+    if before is None:
+        _stop_unknown(p, payload, transaction_id, stop_time, now)
+        return reply
     if payload.get("transactionData"):
-        p.store_meter_values(before["connector_id"] if before else 0, transaction_id, payload["transactionData"], now)
-    meter_start = before["meter_start"] if before else payload["meterStop"]
+        p.store_meter_values(before["connector_id"], transaction_id, payload["transactionData"], now)
     export = {
         "values": {
             "transaction_id": transaction_id,
-            "connector_id": before["connector_id"] if before else 0,
+            "connector_id": before["connector_id"],
             "energy_wh": payload["meterStop"],
-            "session_energy_wh": payload["meterStop"] - meter_start,
-            "start_time": before["start_time"] if before else stop_time,
+            "session_energy_wh": payload["meterStop"] - before["meter_start"],
+            "start_time": before["start_time"],
             "stop_time": stop_time,
         },
-        "raw": {"event": "session_end", "stop_reason": payload.get("reason", "Local"), "unknown_start": before is None},
+        "raw": {"event": "session_end", "stop_reason": payload.get("reason", "Local"), "unknown_start": False},
     }
     tx = tx_store.stop_transaction(
         p.conn, p.charge_point_id, transaction_id, meter_stop=payload["meterStop"], stop_time=stop_time, received=now,
         reason=payload.get("reason", "Local"), id_tag=payload.get("idTag"),
-        export=export if (before is None or before["status"] == "Active") else None,
+        export=export if before["status"] == "Active" else None,
     )
     p.exports_added = True
-    if before is None:
-        p.log.warning("StopTransaction for an unknown transaction recorded", transaction_id=transaction_id)
-    if before is None or before["status"] == "Active":  # a repeated StopTransaction announces nothing new
+    if tx is not None and before["status"] == "Active":  # a repeated StopTransaction announces nothing new
         p.effects.live.append(LiveUpdate(p.charge_point_id, transaction_id, tx["connector_id"], stop_time, payload["meterStop"], 0.0, tx["energy_wh"]))
         p.effects.live.extend(transaction_stopped(p.charge_point_id, transaction_id, tx["connector_id"], payload["meterStop"],
                                                   tx["energy_wh"], tx["stop_reason"] or "Local", stop_time))
-    reply: dict[str, Any] = {}
-    if "idTag" in payload:
-        reply["idTagInfo"] = id_tag_info(p, payload["idTag"], now)
     return reply
+
+
+def _stop_unknown(p: ChargerProtocol, payload: dict, transaction_id: int, stop_time: float, now: float) -> None:
+    """A StopTransaction for an id never issued: keep what it says under the charger, store no session."""
+    p.log.warning("StopTransaction for a transaction id never issued: accepted, no session stored",
+                  transaction_id=transaction_id, meter_stop=payload["meterStop"])
+    if payload.get("transactionData"):
+        p.store_meter_values(0, None, payload["transactionData"], now)
+    tx_store.queue_export(p.conn, p.charge_point_id, stop_time, {
+        "values": {"transaction_id": None, "connector_id": 0, "energy_wh": payload["meterStop"], "stop_time": stop_time},
+        "raw": {"event": "session_end", "stop_reason": payload.get("reason", "Local"), "unknown_start": True,
+                "charger_transaction_id": transaction_id},
+    })
+    p.exports_added = True
 
 
 @handles("DataTransfer")

@@ -103,7 +103,7 @@ def test_resequencer_releases_in_order_and_detects_loss():
 
 
 def test_export_forwarder_resends_until_acked_and_batch_ids_increase(db):
-    tx_store.stop_transaction(db, "CP1", 5, meter_stop=10, stop_time=1.0, received=1.0, export={"values": {"energy_wh": 10}, "raw": {}})
+    tx_store.queue_export(db, "CP1", 1.0, {"values": {"energy_wh": 10}, "raw": {}})
     f = ExportForwarder(db, "CP1", "chargers/CP1")
     batch = f.next_batch(0.0)
     assert batch.readings[0].device_id == "charger:CP1" and batch.readings[0].values == {"energy_wh": 10}
@@ -113,7 +113,7 @@ def test_export_forwarder_resends_until_acked_and_batch_ids_increase(db):
     assert not f.acked(batch.batch_id + 1)
     assert f.acked(batch.batch_id)
     assert tx_store.pending_exports(db, "CP1") == []
-    tx_store.stop_transaction(db, "CP1", 6, meter_stop=20, stop_time=2.0, received=2.0, export={"values": {"energy_wh": 20}, "raw": {}})
+    tx_store.queue_export(db, "CP1", 2.0, {"values": {"energy_wh": 20}, "raw": {}})
     assert f.next_batch(101.0).batch_id > batch.batch_id
 
 

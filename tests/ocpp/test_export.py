@@ -172,8 +172,7 @@ def test_a_refused_gap_is_dropped_and_counted_not_sent_forever(db):
 
 # ------------------------------------------------------------ poison numbers
 def test_a_non_finite_number_that_reaches_the_store_is_queued_as_null_and_flagged(db):
-    tx_store.stop_transaction(db, "CP1", 9, meter_stop=1, stop_time=1.0, received=1.0,
-                              export={"values": {"energy_wh": float("nan"), "power_w": float("inf")}, "raw": {"x": float("-inf")}})
+    tx_store.queue_export(db, "CP1", 1.0, {"values": {"energy_wh": float("nan"), "power_w": float("inf")}, "raw": {"x": float("-inf")}})
     (row,) = tx_store.pending_exports(db, "CP1")
     text = db.execute("SELECT values_json FROM ocpp_export").fetchone()[0]
     assert strict_loads(text) == row["record"]

@@ -72,11 +72,27 @@ def test_transaction_ids_persist_across_reopen_and_replays_keep_their_id(tmp_pat
     conn.close()
 
 
-def test_stop_unknown_transaction_is_recorded_and_its_id_never_reissued(db):
-    tx = txs.stop_transaction(db, "CP1", 77, meter_stop=900, stop_time=50.0, received=60.0, reason="PowerLoss")
-    assert tx["unknown_start"] and tx["status"] == "Finished" and tx["stop_reason"] == "PowerLoss"
+def test_stop_of_a_never_issued_id_stores_nothing_and_moves_no_counter(db):
+    assert txs.stop_transaction(db, "CP1", 77, meter_stop=900, stop_time=50.0, received=60.0, reason="PowerLoss") is None
+    assert txs.get_transaction(db, 77) is None
     new_id, _ = txs.start_transaction(db, "CP1", connector_id=1, id_tag="T", meter_start=0, start_time=70.0, received=70.0)
-    assert new_id > 77
+    assert new_id == 1
+
+
+def test_stop_of_another_chargers_session_changes_nothing(db):
+    tid, _ = txs.start_transaction(db, "CP1", connector_id=1, id_tag="T", meter_start=0, start_time=70.0, received=70.0)
+    assert txs.stop_transaction(db, "CP2", tid, meter_stop=900, stop_time=80.0, received=80.0) is None
+    assert txs.get_transaction(db, tid)["status"] == "Active"
+
+
+def test_transaction_ids_skip_ids_held_by_old_unknown_start_rows(db):
+    with db:  # rows an earlier version recorded for stops of never-issued ids
+        db.executemany(
+            "INSERT INTO transactions (transaction_id, charge_point_id, connector_id, id_tag, meter_start, start_time, status, unknown_start, received)"
+            " VALUES (?, 'X', 0, '', 0, ?, 'Finished', 1, 0)", [(1, 1.0), (2, 2.0), (2**31 - 1, 3.0)])
+        db.execute("INSERT INTO ocpp_counters (name, value) VALUES ('transaction_id', ?)", (2**31,))
+    new_id, _ = txs.start_transaction(db, "CP1", connector_id=1, id_tag="T", meter_start=0, start_time=70.0, received=70.0)
+    assert new_id == 3
 
 
 def test_session_lifecycle_filters_and_payment(db):
@@ -109,7 +125,7 @@ def test_meter_values_deduplicated_and_ordered_by_timestamp(db):
 def test_export_queue_is_bounded_and_counts_drops(db, monkeypatch):
     monkeypatch.setattr(txs, "EXPORT_QUEUE_LIMIT", 3)
     for i in range(5):
-        txs.stop_transaction(db, "CP1", 100 + i, meter_stop=i, stop_time=float(i), received=float(i), export={"n": i})
+        txs.queue_export(db, "CP1", float(i), {"n": i})
     pending = txs.pending_exports(db, "CP1")
     assert [p["record"]["n"] for p in pending] == [2, 3, 4]
     assert txs.exports_dropped(db, "CP1") == 2
