@@ -235,6 +235,9 @@ class GatewayBackend:
         self._tree_cache: tuple[float, list[dict[str, Any]]] | None = None
         self._tree_inflight: asyncio.Future | None = None
         self._devices_cache: list[dict[str, Any]] | None = None
+        # Devices removed here whose stop the supervisor confirmed: the tree may show them a
+        # little longer (it is cached, and supervisors batch their reports), they are gone.
+        self._removed: set[str] = set()
         self._uploads_cache: list[dict[str, Any]] | None = None
         self.wifi = WifiService(make_wifi_backend(settings.wifi_backend, settings.wifi_dbus_address))
 
@@ -300,13 +303,15 @@ class GatewayBackend:
     async def devices(self) -> list[dict[str, Any]]:
         records = await self._tree()
         configured = {str(d.get("id")): d for d in await self.configured_devices()}
-        running = device_records(records)
+        running = {i: r for i, r in device_records(records).items() if i in configured or i not in self._removed}
         return [device_view(i, running.get(i), configured.get(i)) for i in sorted(set(configured) | set(running))]
 
     async def device(self, device_id: str) -> dict[str, Any]:
         records = await self._tree()
         record = device_records(records).get(device_id)
         configured = next((d for d in await self.configured_devices() if str(d.get("id")) == device_id), None)
+        if configured is None and device_id in self._removed:
+            record = None  # removed and stopped; a cached tree may still show it
         if record is None and configured is None:
             raise NotFoundError(f"no device {device_id!r}", field="path.id")
         if record is not None and record["state"] in RESTARTING_STATES:
@@ -417,7 +422,7 @@ class GatewayBackend:
         device_id = device["id"]
         configured = await self.configured_devices()
         running = device_records(await self._tree())
-        if device_id in running or any(str(d.get("id")) == device_id for d in configured):
+        if (device_id in running and device_id not in self._removed) or any(str(d.get("id")) == device_id for d in configured):
             raise ConflictError(f"a device with id {device_id!r} exists", field="id")
         for other in configured:
             try:
@@ -434,6 +439,7 @@ class GatewayBackend:
             raise ConflictError(str(exc)) from None
         finally:
             self._devices_cache = None
+        self._removed.discard(device_id)
         try:
             await self.port.ask(supervisor, StartChild(ChildSpec(name=device_id, actor=DEVICE_ACTOR, config=device)),
                                 match=lambda m: isinstance(m, LookupResult) and m.path == device_id, timeout=self.settings.ask_timeout)
@@ -445,8 +451,8 @@ class GatewayBackend:
         """Persist the removal, then have the device supervisor stop the device's actor for good."""
         configured = next((d for d in await self.configured_devices() if str(d.get("id")) == device_id), None)
         record = device_records(await self._tree()).get(device_id)
-        if configured is None and record is None:
-            raise NotFoundError(f"no device {device_id!r}", field="path.id")
+        if configured is None and (record is None or device_id in self._removed):
+            raise NotFoundError(f"no device {device_id!r}", field="path.id")  # a second DELETE finds nothing
         if record is not None and record["actor_path"] != f"devices/{device_id}":
             raise ConflictError(f"{device_id} is polled together with other devices by {record['actor_path']}; remove it in the configuration file", field="path.id")
         supervisor = await self._lookup("devices")
@@ -460,6 +466,7 @@ class GatewayBackend:
             await self.port.ask(supervisor, StopChild(device_id), match=lambda m: isinstance(m, ChildStopped) and m.name == device_id, timeout=self.settings.ask_timeout)
         except TimeoutError:
             raise UnavailableError(f"device {device_id} is removed from the saved devices but the device supervisor did not confirm the stop", retry_after=1) from None
+        self._removed.add(device_id)
         return device_view(device_id, {"state": "stopped", "info": {}, "restarts": (record or {}).get("restarts", 0)}, configured)
 
     async def _lookup(self, path: str) -> Any:

@@ -201,6 +201,8 @@ def test_devices_added_and_removed_over_the_api_start_and_stop_live_and_are_pers
 
         status, _, body = http(port, "/api/devices/inv2", "DELETE", token=token)
         assert status == 200 and body["status"] == "removed"
+        status, _, body = http(port, "/api/devices/inv2", "DELETE", token=token)  # at once, while the tree may still show it
+        assert status == 404 and body["error"] == "not_found"
         wait_until(lambda: "devices/inv2" not in tree_pids(asys, root), timeout=10, what="inv2's actor stopped")
         assert http(port, "/api/devices/inv2")[0] == 404
         status, _, body = http(port, "/api/devices/inv1", "DELETE", token=token)  # a configured device

@@ -11,6 +11,7 @@ from actors.api.gateway import GatewayBackend, GatewaySettings, device_records
 from actors.ocpp.messages import ChargerCommand, CommandOutcome, RemoteStartTransaction, ReserveNow
 from storage import chargers as charger_store
 from storage.db import connect
+from supervisor.messages import ChildStopped, LookupResult, StartChild, StopChild
 
 
 class ScriptedPort:
@@ -187,3 +188,36 @@ async def test_concurrent_requests_share_one_tree_ask(tmp_path, executor):
     assert GatedPort.calls == 1 and all(r == results[0] for r in results)
     await gateway.devices()  # max age 0: the next request asks again
     assert GatedPort.calls == 2
+
+
+def _device_supervisor(msg):
+    """The devices supervisor's answers: a stop is confirmed, a start is looked up."""
+    if isinstance(msg, StopChild):
+        return ChildStopped(msg.name)
+    if isinstance(msg, StartChild):
+        return LookupResult(msg.spec.name, "addr")
+    return None
+
+
+async def test_a_second_delete_of_a_device_is_404(tmp_path, executor):
+    # The tree is cached (and supervisors batch their reports): it still shows inv1 after the stop.
+    port = ScriptedPort(TREE, {"devices": "sup"}, _device_supervisor)
+    gateway = backend(tmp_path, executor, port, tree_max_age=60.0)
+    removed = await gateway.remove_device("inv1")
+    assert removed["id"] == "inv1" and removed["state"] == "stopped"
+    with pytest.raises(NotFoundError):
+        await gateway.remove_device("inv1")
+    with pytest.raises(NotFoundError):
+        await gateway.device("inv1")
+    assert "inv1" not in {d["id"] for d in await gateway.devices()}
+    assert [type(m) for _, m in port.asked] == [StopChild]  # the second DELETE asked nothing
+    # added again, it is back (and not a conflict with the stale tree)
+    added = await gateway.add_device({"id": "inv1", "profile": "sunspec", "host": "127.0.0.1", "port": 502})
+    assert added["id"] == "inv1"
+    assert "inv1" in {d["id"] for d in await gateway.devices()}
+
+
+async def test_delete_of_an_unknown_device_is_404(tmp_path, executor):
+    gateway = backend(tmp_path, executor, ScriptedPort(TREE, {"devices": "sup"}, _device_supervisor))
+    with pytest.raises(NotFoundError):
+        await gateway.remove_device("nope")
