@@ -110,9 +110,30 @@ def start_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
 
 @handles("MeterValues")
 def meter_values(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    """Store the samples; ones naming a transaction that is not this charger's are kept without it.
+
+    MeterValues.conf has no field to refuse anything, and OCPP 1.6 defines no CALLERROR
+    for this, so the charger gets its empty answer and the log the warning; another
+    charger's session, its figures and its live feed are never touched.
+    """
     connector_id = _connector(payload, p)
-    p.store_meter_values(connector_id, payload.get("transactionId"), payload["meterValue"], now)
+    transaction_id = payload.get("transactionId")
+    if transaction_id is not None and _owned(p, transaction_id, "MeterValues") is None:
+        transaction_id = None
+    p.store_meter_values(connector_id, transaction_id, payload["meterValue"], now)
     return {}
+
+
+def _owned(p: ChargerProtocol, transaction_id: int, action: str) -> dict | None:
+    """The transaction if it is this charger's; None (and a warning) if never issued or another charger's."""
+    tx = tx_store.get_transaction(p.conn, transaction_id)
+    if tx is not None and tx["charge_point_id"] == p.charge_point_id:
+        return tx
+    if tx is not None:
+        p.log.warning(f"{action} names another charge point's transaction: not applied to it", transaction_id=transaction_id)
+    elif action != "StopTransaction":  # StopTransaction logs its own warning for a never-issued id
+        p.log.warning(f"{action} names a transaction id never issued: stored without it", transaction_id=transaction_id)
+    return None
 
 
 @handles("StopTransaction")
@@ -123,18 +144,21 @@ def stop_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
     the central system to take it, so the charger can drop it from its queue) but
     creates no session and moves no id counter: ids are the central system's to issue.
     Its readings are kept under the charger without the id, and its end is exported
-    flagged `unknown_start`.
+    flagged `unknown_start`. A stop naming another charger's session is answered the
+    same way and changes nothing of that session; its readings too are kept under the
+    sender without the id, and nothing is exported for it.
     """
     transaction_id = payload["transactionId"]
     stop_time = parse_timestamp(payload["timestamp"])
-    before = tx_store.get_transaction(p.conn, transaction_id)
-    if before is not None and before["charge_point_id"] != p.charge_point_id:
-        raise FrameError("PropertyConstraintViolation", f"transaction {transaction_id} belongs to another charge point")
     reply: dict[str, Any] = {}
     if "idTag" in payload:
         reply["idTagInfo"] = id_tag_info(p, payload["idTag"], now)
+    before = _owned(p, transaction_id, "StopTransaction")
     if before is None:
-        _stop_unknown(p, payload, transaction_id, stop_time, now)
+        if tx_store.get_transaction(p.conn, transaction_id) is None:
+            _stop_unknown(p, payload, transaction_id, stop_time, now)
+        elif payload.get("transactionData"):
+            p.store_meter_values(0, None, payload["transactionData"], now)
         return reply
     if payload.get("transactionData"):
         p.store_meter_values(before["connector_id"], transaction_id, payload["transactionData"], now)

@@ -71,3 +71,44 @@ async def test_stop_for_a_never_issued_id_keeps_its_readings_without_the_id(cent
     assert [(r["value"], r["transaction_id"]) for r in rows] == [("850", None)]
     ends = [e["record"] for e in tx_store.pending_exports(central.conn, "ROGUE") if e["record"]["raw"].get("event") == "session_end"]
     assert ends and ends[0]["values"]["transaction_id"] is None and ends[0]["raw"]["charger_transaction_id"] == 77
+
+
+# --------------------------------------------------- 2. another charger's session
+async def test_meter_values_naming_another_chargers_session_do_not_reach_it(central):
+    updates = []
+    central.backend.live_listeners.append(updates.append)
+    victim = await central.charger("VICTIM")
+    attacker = await central.charger("ATTACKER")
+    start = time.time() - 60
+    victim_tx = await victim.start_transaction(1, "ALICE", meter_start=0, timestamp=start)
+    await victim.meter(1, victim_tx, 500, 3000.0, timestamp=start + 10)
+    await wait_until(lambda: tx_store.get_transaction(central.conn, victim_tx)["last_meter_wh"] == 500)
+
+    await attacker.meter(1, victim_tx, 998_999, 50_000.0, timestamp=start + 20)
+    assert (await attacker.heartbeat()).current_time  # the MeterValues was answered and processed before this
+    tx = tx_store.transaction_with_meter_values(central.conn, victim_tx)
+    assert tx["energy_wh"] == 500 and tx["last_power_w"] == 3000.0
+    assert {m["charge_point_id"] for m in tx["meter_values"]} == {"VICTIM"}
+    assert not any(getattr(u, "transaction_id", None) == victim_tx and getattr(u, "charge_point_id", None) == "ATTACKER" for u in updates)
+    assert max(getattr(u, "energy_wh", 0) or 0 for u in updates) == 500
+    kept = tx_store.meter_values(central.conn, charge_point_id="ATTACKER")
+    assert kept and {m["transaction_id"] for m in kept} == {None}  # stored under the sender, without the id
+    assert not [e for e in tx_store.pending_exports(central.conn, "ATTACKER") if e["record"]["values"].get("transaction_id") == victim_tx]
+
+    await victim.meter(1, victim_tx, 700, 3000.0, timestamp=start + 30)  # the owner carries on normally
+    await wait_until(lambda: tx_store.get_transaction(central.conn, victim_tx)["last_meter_wh"] == 700)
+
+
+async def test_stop_naming_another_chargers_session_leaves_it_running(central):
+    victim = await central.charger("VICTIM")
+    attacker = await central.charger("ATTACKER")
+    start = time.time() - 60
+    victim_tx = await victim.start_transaction(1, "ALICE", meter_start=100, timestamp=start)
+    reply = await attacker.stop_transaction(victim_tx, 5_000_000, reason="Other", timestamp=start + 30, id_tag="ALICE")
+    assert reply.id_tag_info["status"] == "Accepted"  # answered per OCPP so the attacker's queue moves on
+    tx = tx_store.get_transaction(central.conn, victim_tx)
+    assert tx["status"] == "Active" and tx["meter_stop"] is None and tx["charge_point_id"] == "VICTIM"
+    assert tx_store.pending_exports(central.conn, "ATTACKER") == []
+    await victim.stop_transaction(victim_tx, 900, timestamp=start + 40)
+    done = tx_store.get_transaction(central.conn, victim_tx)
+    assert done["status"] == "Finished" and done["energy_wh"] == 800
