@@ -15,7 +15,8 @@ the typo `OccurenceConstraintViolation`), and its descriptions of `NotImplemente
                    action sent the wrong way, or an optional feature the gateway lacks);
 * FormationViolation  not JSON, not a proper frame, additional properties;
 * ProtocolError    a required field is missing;
-* TypeConstraintViolation  a field has the wrong JSON type or exceeds its length;
+* TypeConstraintViolation  a field has the wrong JSON type or exceeds its length, an
+                   integer exceeds 64 bits (a connector or reservation id: 32), a string is not Unicode text;
 * PropertyConstraintViolation  a field's value is not allowed (enum, format, range).
 
 When a frame is too broken to read its unique id, replies use the id "-1", as OCPP 2.0.1
@@ -181,6 +182,44 @@ def validate(action: str, payload: dict, *, response: bool = False, unique_id: s
     if error is not None:
         raise FrameError(_code_for(error), _describe(error), unique_id)
     _check_timestamps(_validator(name).schema, payload, unique_id)
+    _check_values(payload, unique_id)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: Integer fields held to 32 bits (OCPP's integer for many chargers). Not `transactionId`: a
+#: StopTransaction naming an id never issued is still answered (see the handler), up to 64 bits.
+INT32_FIELDS = frozenset({"connectorId", "reservationId"})
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_values(value: Any, unique_id: str, where: str = "payload", key: str = "") -> None:
+    """What the schemas leave open but nothing can store: integers beyond 64 bits (connector
+    and reservation ids beyond 32), and strings that are not Unicode text (a lone surrogate, which JSON's \\u escapes can
+    spell). Either is a `TypeConstraintViolation`, refused before anything is stored."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        low, high = INT32 if key in INT32_FIELDS else INT64
+        if not low <= value <= high:
+            bits = 32 if key in INT32_FIELDS else 64
+            raise FrameError("TypeConstraintViolation", f"{where}: a {value.bit_length()}-bit value does not fit a {bits}-bit integer", unique_id)
+    elif isinstance(value, str):
+        if not value.isascii() and not _is_text(value):
+            raise FrameError("TypeConstraintViolation", f"{where}: string contains a lone surrogate (not Unicode text)", unique_id)
+    elif isinstance(value, dict):
+        for k, sub in value.items():
+            _check_values(sub, unique_id, f"{where}/{str(k)[:40]}", str(k))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_values(item, unique_id, f"{where}/{i}", key)
 
 
 def _code_for(error: ValidationError) -> str:

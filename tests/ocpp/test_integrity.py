@@ -5,6 +5,7 @@ ahead cannot freeze a connector's status. Real websockets, real SQLite files."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -14,6 +15,8 @@ from actors.api import schemas as api_schemas
 from actors.api.routes import route_for
 from actors.ocpp import frames
 from actors.ocpp.messages import RemoteStopTransaction
+from simulators.charger.connection import connect
+from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 
 from .conftest import wait_until
@@ -112,3 +115,43 @@ async def test_stop_naming_another_chargers_session_leaves_it_running(central):
     await victim.stop_transaction(victim_tx, 900, timestamp=start + 40)
     done = tx_store.get_transaction(central.conn, victim_tx)
     assert done["status"] == "Finished" and done["energy_wh"] == 800
+
+
+# ------------------------------------------------------ 5. values nothing can store
+NOW = "2026-01-01T00:00:00Z"
+OUT_OF_RANGE = [
+    ("StatusNotification", {"connectorId": 2**64, "errorCode": "NoError", "status": "Available"}),
+    ("MeterValues", {"connectorId": 2**64, "meterValue": [{"timestamp": NOW, "sampledValue": [{"value": "5"}]}]}),
+    ("StartTransaction", {"connectorId": 1, "idTag": "TAG1", "meterStart": 2**70, "timestamp": NOW}),
+    ("StartTransaction", {"connectorId": 2**31, "idTag": "TAG1", "meterStart": 0, "timestamp": NOW}),
+    ("StartTransaction", {"connectorId": 1, "idTag": "\ud800", "meterStart": 0, "timestamp": NOW}),
+    ("StartTransaction", {"connectorId": 1, "idTag": "TAG1", "meterStart": 0, "timestamp": NOW, "reservationId": -(2**40)}),
+    ("Authorize", {"idTag": "A\udc00"}),
+    ("StopTransaction", {"transactionId": 2**64, "meterStop": 10, "timestamp": NOW}),
+    ("StopTransaction", {"transactionId": 1, "meterStop": 10, "timestamp": NOW, "idTag": "\udfff"}),
+    ("BootNotification", {"chargePointVendor": "V\ud83d", "chargePointModel": "M"}),
+]
+
+
+def stored(conn) -> dict:
+    return {
+        "transactions": tx_store.list_transactions(conn), "meter_values": tx_store.meter_values(conn),
+        "connectors": charger_store.list_connectors(conn, "ODD"), "history": charger_store.status_history(conn, "ODD"),
+        "counter": counter(conn), "exports": tx_store.pending_exports(conn, "ODD"),
+        "charger": {k: v for k, v in (charger_store.get_charger(conn, "ODD") or {}).items() if k not in ("last_seen", "connected")},
+    }
+
+
+async def test_values_beyond_what_can_be_stored_get_a_type_constraint_violation_and_store_nothing(central):
+    ws = await connect(central.url("ODD"))
+    await ws.send(json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]))
+    assert json.loads(await ws.recv())[0] == frames.CALLRESULT
+    before = stored(central.conn)
+    for n, (action, payload) in enumerate(OUT_OF_RANGE):
+        await ws.send(json.dumps([2, f"m{n}", action, payload]))  # lone surrogates go out as \\uXXXX escapes
+        reply = json.loads(await ws.recv())
+        assert reply[:3] == [frames.CALLERROR, f"m{n}", "TypeConstraintViolation"], (action, payload, reply)
+    assert stored(central.conn) == before
+    await ws.send(json.dumps([2, "hb", "Heartbeat", {}]))  # the connection carries on
+    assert json.loads(await ws.recv())[:2] == [frames.CALLRESULT, "hb"]
+    await ws.close()
