@@ -253,28 +253,43 @@ DeviceChange = {"type": "object", "required": ["id", "status"], "properties": {"
 TransportChange = {"type": "object", "required": ["name", "status"], "properties": {"name": {"type": "string"}, "status": {"const": "updated"}, "transport": {"type": "object"}}}
 
 # ----------------------------------------------------------------- requests
-DeviceSettings = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["id"],
-    "description": "the same settings as a [[devices]] entry of the configuration file: Modbus TCP (host, port) or RTU (serial_port, baudrate, parity, stopbits); a profile name or sunspec = true",
-    "properties": {
-        "id": IdentifierSchema,
-        "profile": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.-]+$"},
-        "sunspec": {"type": "boolean"},
-        "host": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9.:\[\]-]+$"},
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "unit_id": {"type": "integer", "minimum": 0, "maximum": 255},
-        "poll_interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
-        "timeout": {"type": "number", "minimum": 0.05, "maximum": 4.0},
-        "backoff_cap": {"type": "number", "minimum": 0.1, "maximum": 3600},
-        "raw_interval": {"type": "number", "minimum": 0, "maximum": 86400, "description": "seconds between readings that carry their raw registers (0: all)"},
-        "serial_port": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^/dev/[A-Za-z0-9_./-]+$"},
-        "baudrate": {"enum": [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]},
-        "parity": {"enum": ["N", "E", "O"]},
-        "stopbits": {"enum": [1, 2]},
-    },
-}
+def _device_settings() -> dict[str, Any]:
+    """The REST body of a device: its numbers and id rule come from the config validator's
+    constants (actors/device/specs.py), so REST and the configuration file accept the same."""
+    try:
+        from actors.device import specs
+    except ImportError:  # a build without the device family: POST /api/devices answers 501 anyway
+        return {"type": "object", "required": ["id"], "properties": {"id": IdentifierSchema}}
+
+    def number(key: str, **extra: Any) -> dict[str, Any]:
+        low, high, _ = specs.NUMBERS[key]
+        return {"type": "integer" if key in specs.INTEGERS else "number", "minimum": low, "maximum": high, **extra}
+
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id"],
+        "description": "the same settings as a [[devices]] entry of the configuration file: Modbus TCP (host, port) or RTU (serial_port, baudrate, parity, stopbits); a profile name or sunspec = true",
+        "properties": {
+            "id": {"type": "string", "pattern": specs.ID_PATTERN, "maxLength": specs.ID_MAX_LENGTH},
+            "profile": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.-]+$"},
+            "sunspec": {"type": "boolean"},
+            "host": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9.:\[\]-]+$"},
+            "port": number("port"),
+            "unit_id": number("unit_id"),
+            "poll_interval": number("poll_interval"),
+            "timeout": number("timeout", description="seconds one request may take"),
+            "backoff_cap": number("backoff_cap"),
+            "raw_interval": number("raw_interval", description="seconds between readings that carry their raw registers (0: all)"),
+            "serial_port": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^/dev/[A-Za-z0-9_./-]+$"},
+            "baudrate": {"enum": list(specs.BAUDRATES)},
+            "parity": {"enum": list(specs.PARITIES)},
+            "stopbits": {"enum": list(specs.STOPBITS)},
+        },
+    }
+
+
+DeviceSettings = _device_settings()
 
 TransportSettings = {
     "type": "object",

@@ -27,15 +27,38 @@ DEVICE_ACTOR = "actors.device.actor.DeviceActor"
 DEFAULT_RAW_INTERVAL_S = 300.0
 KNOWN_KEYS = {"id", "profile", "sunspec", "host", "port", "unit_id", "poll_interval", "timeout", "serial_port", "baudrate", "parity", "stopbits", "backoff_cap", "raw_interval"}
 MAX_TIMEOUT = 3.0  # one request (plus the 1 s run budget) must fit well inside the heartbeat timeout (10 s by default)
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# One rule for every way a device is added: the config file (here) and REST (actors/api/schemas.py
+# builds the DeviceSettings schema from these, so the two cannot disagree).
+# 1-64 letters, digits, "_", "." or "-", starting with a letter or digit; no ":" and no "+" ("+"
+# joins the ids of a shared endpoint's actor). (?!\n) because "$" also matches before a final
+# newline, in Python's re as in jsonschema's pattern check: "inv1\n" is not an id.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?!\n)$"
+_ID = re.compile(ID_PATTERN)
+ID_MAX_LENGTH = 64
+# setting -> (lowest, highest, default) inclusive; unit_id's default is the profile's
+NUMBERS: dict[str, tuple[float, float, float | None]] = {
+    "unit_id": (0, 255, None),
+    # Sub-second intervals suit meters on a fast LAN (and benchmarks); 1 ms is the floor.
+    "poll_interval": (0.001, 86400, 10.0),
+    "timeout": (0.05, MAX_TIMEOUT, 1.0),
+    "backoff_cap": (0.1, 3600, 60.0),
+    "raw_interval": (0, 86400, DEFAULT_RAW_INTERVAL_S),
+    "port": (1, 65535, 502),
+}
+INTEGERS = ("unit_id", "port")
+BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+PARITIES = ("N", "E", "O")
+STOPBITS = (1, 2)
 
 
 class DeviceConfigError(ValueError):
     """A device's settings are invalid; the message names the device and the setting."""
 
 
-def _number(settings: dict, key: str, where: str, low: float, high: float, default: float, integer: bool = False) -> Any:
-    value = settings.get(key, default)
+def _number(settings: dict, key: str, where: str, default: float | None = None) -> Any:
+    low, high, fallback = NUMBERS[key]
+    integer = key in INTEGERS
+    value = settings.get(key, fallback if default is None else default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)) or not low <= value <= high:
         kind = "an integer" if integer else "a number"
         raise DeviceConfigError(f"{where}.{key}: must be {kind} in {low:g}..{high:g}, got {value!r}")
@@ -77,12 +100,9 @@ def validate_device(settings: Any, index: int = 0) -> dict[str, Any]:
         assert isinstance(profile, Profile)
         default_unit = profile.unit_id
         out["profile"] = profile_name
-    out["unit_id"] = _number(settings, "unit_id", where, 0, 255, default_unit, integer=True)
-    # Sub-second intervals suit meters on a fast LAN (and benchmarks); 1 ms is the floor.
-    out["poll_interval"] = float(_number(settings, "poll_interval", where, 0.001, 86400, 10.0))
-    out["timeout"] = float(_number(settings, "timeout", where, 0.05, MAX_TIMEOUT, 1.0))
-    out["backoff_cap"] = float(_number(settings, "backoff_cap", where, 0.1, 3600, 60.0))
-    out["raw_interval"] = float(_number(settings, "raw_interval", where, 0, 86400, DEFAULT_RAW_INTERVAL_S))
+    out["unit_id"] = _number(settings, "unit_id", where, default_unit)
+    for key in ("poll_interval", "timeout", "backoff_cap", "raw_interval"):
+        out[key] = float(_number(settings, key, where))
     if settings.get("serial_port") is not None:
         if "host" in settings:
             raise DeviceConfigError(f"{where}: give either host (Modbus TCP) or serial_port (Modbus RTU), not both")
@@ -90,13 +110,13 @@ def validate_device(settings: Any, index: int = 0) -> dict[str, Any]:
             raise DeviceConfigError(f"{where}.serial_port: must be a device path such as /dev/ttyUSB0")
         out["serial_port"] = settings["serial_port"]
         baud = settings.get("baudrate", 9600)
-        if baud not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):
+        if baud not in BAUDRATES or isinstance(baud, bool):
             raise DeviceConfigError(f"{where}.baudrate: must be a standard rate (1200..115200), got {baud!r}")
         parity = settings.get("parity", "N")
-        if parity not in ("N", "E", "O"):
+        if parity not in PARITIES:
             raise DeviceConfigError(f"{where}.parity: must be N, E or O, got {parity!r}")
         stopbits = settings.get("stopbits", 1)
-        if stopbits not in (1, 2) or isinstance(stopbits, bool):
+        if stopbits not in STOPBITS or isinstance(stopbits, bool):
             raise DeviceConfigError(f"{where}.stopbits: must be 1 or 2, got {stopbits!r}")
         out.update(baudrate=baud, parity=parity, stopbits=stopbits)
     else:
@@ -107,7 +127,7 @@ def validate_device(settings: Any, index: int = 0) -> dict[str, Any]:
             if key in settings:
                 raise DeviceConfigError(f"{where}.{key}: only for Modbus RTU (serial_port)")
         out["host"] = host
-        out["port"] = _number(settings, "port", where, 1, 65535, 502, integer=True)
+        out["port"] = _number(settings, "port", where)
     return out
 
 
