@@ -84,7 +84,17 @@ MIGRATIONS = [
         parent_id_tag     TEXT
     );
     """,
+    # the charger's own text of a timestamp too far in the future to order by (see FUTURE_SKEW)
+    """
+    ALTER TABLE connectors ADD COLUMN charger_timestamp TEXT;
+    ALTER TABLE status_history ADD COLUMN charger_timestamp TEXT;
+    """,
 ]
+
+#: Seconds a charger's clock may run ahead of ours before its timestamp is not trusted for
+#: ordering: such a status is recorded at the time it was received (its own text kept in
+#: `charger_timestamp`), so it cannot outrank every correct notification after it.
+FUTURE_SKEW = 300.0
 
 #: Status history rows kept per charger; older rows are pruned on insert (bounded storage).
 STATUS_HISTORY_LIMIT = 2000
@@ -259,18 +269,22 @@ def record_status(
     received: float,
     info: str | None = None,
     vendor_error_code: str | None = None,
+    charger_timestamp: str | None = None,
 ) -> bool:
     """Store a StatusNotification: always in the history, as current state only if newer.
 
     Returns True when it became the connector's current status. A replayed, older
     notification lands in the history at its own timestamp but does not overwrite
-    what the connector reported since.
+    what the connector reported since. `timestamp` is what orders it: the caller passes
+    the receive time for a charger timestamp too far ahead, with the charger's text in
+    `charger_timestamp`. A current status dated more than FUTURE_SKEW past `received`
+    (stored before that rule) is replaced by any newer notification.
     """
     with transaction(conn):
         conn.execute(
             "INSERT INTO status_history (charge_point_id, connector_id, status, error_code, info,"
-            " vendor_error_code, timestamp, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp, received),
+            " vendor_error_code, timestamp, received, charger_timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp, received, charger_timestamp),
         )
         conn.execute(
             "DELETE FROM status_history WHERE charge_point_id = ? AND id <= ("
@@ -278,12 +292,12 @@ def record_status(
             (charge_point_id, charge_point_id, STATUS_HISTORY_LIMIT),
         )
         cursor = conn.execute(
-            "INSERT INTO connectors (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(charge_point_id, connector_id) DO UPDATE SET"
+            "INSERT INTO connectors (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp, charger_timestamp)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(charge_point_id, connector_id) DO UPDATE SET"
             " status = excluded.status, error_code = excluded.error_code, info = excluded.info,"
-            " vendor_error_code = excluded.vendor_error_code, timestamp = excluded.timestamp"
-            " WHERE excluded.timestamp >= connectors.timestamp",
-            (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp),
+            " vendor_error_code = excluded.vendor_error_code, timestamp = excluded.timestamp, charger_timestamp = excluded.charger_timestamp"
+            " WHERE excluded.timestamp >= connectors.timestamp OR connectors.timestamp > ?",
+            (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp, charger_timestamp, received + FUTURE_SKEW),
         )
         current = cursor.rowcount > 0
         if current and connector_id == 0:
@@ -293,7 +307,7 @@ def record_status(
 
 def list_connectors(conn: sqlite3.Connection, charge_point_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT connector_id, status, error_code, info, vendor_error_code, timestamp FROM connectors"
+        "SELECT connector_id, status, error_code, info, vendor_error_code, timestamp, charger_timestamp FROM connectors"
         " WHERE charge_point_id = ? ORDER BY connector_id",
         (charge_point_id,),
     )
@@ -302,7 +316,7 @@ def list_connectors(conn: sqlite3.Connection, charge_point_id: str) -> list[dict
 
 def status_history(conn: sqlite3.Connection, charge_point_id: str, limit: int = 100) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT connector_id, status, error_code, info, vendor_error_code, timestamp, received FROM status_history"
+        "SELECT connector_id, status, error_code, info, vendor_error_code, timestamp, received, charger_timestamp FROM status_history"
         " WHERE charge_point_id = ? ORDER BY timestamp DESC, id DESC LIMIT ?",
         (charge_point_id, limit),
     )

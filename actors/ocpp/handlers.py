@@ -58,12 +58,23 @@ def heartbeat(p: ChargerProtocol, payload: dict, now: float) -> dict:
 
 @handles("StatusNotification")
 def status_notification(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    """Record a connector's status, ordered by the charger's timestamp.
+
+    A timestamp more than `FUTURE_SKEW` ahead of our clock would outrank every correct
+    notification after it (the connector's status would freeze): it is ordered as "now"
+    instead, its text kept in the record's `charger_timestamp`, and a warning logged.
+    """
     connector_id = _connector(payload, p)
     timestamp = parse_timestamp(payload["timestamp"]) if "timestamp" in payload else now
+    charger_timestamp = None
+    if timestamp > now + charger_store.FUTURE_SKEW:
+        p.log.warning("StatusNotification dated in the future: ordered as received", timestamp=payload["timestamp"][:40],
+                      ahead_s=round(timestamp - now), connector_id=connector_id)
+        charger_timestamp, timestamp = payload["timestamp"][:64], now
     current = charger_store.record_status(
         p.conn, p.charge_point_id, connector_id,
         status=payload["status"], error_code=payload["errorCode"], timestamp=timestamp, received=now,
-        info=payload.get("info"), vendor_error_code=payload.get("vendorErrorCode"),
+        info=payload.get("info"), vendor_error_code=payload.get("vendorErrorCode"), charger_timestamp=charger_timestamp,
     )
     if current:
         p.effects.live.append(ConnectorStatus(p.charge_point_id, connector_id, payload["status"], payload["errorCode"], timestamp))

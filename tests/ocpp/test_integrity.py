@@ -155,3 +155,31 @@ async def test_values_beyond_what_can_be_stored_get_a_type_constraint_violation_
     await ws.send(json.dumps([2, "hb", "Heartbeat", {}]))  # the connection carries on
     assert json.loads(await ws.recv())[:2] == [frames.CALLRESULT, "hb"]
     await ws.close()
+
+
+# ------------------------------------------------- 6. a charger clock running ahead
+async def test_a_status_dated_a_day_ahead_does_not_freeze_the_connector(central):
+    cp = await central.charger("CP1")
+    await cp.status(1, "Faulted", error_code="GroundFailure", timestamp=time.time() + 86_400)
+    (connector,) = charger_store.list_connectors(central.conn, "CP1")
+    assert connector["status"] == "Faulted" and connector["timestamp"] <= time.time()  # ordered as received
+    assert connector["charger_timestamp"].startswith(time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86_400)))
+    (record,) = charger_store.status_history(central.conn, "CP1")
+    assert record["charger_timestamp"] == connector["charger_timestamp"]
+
+    await cp.status(1, "Available")  # a correct notification afterwards wins
+    (connector,) = charger_store.list_connectors(central.conn, "CP1")
+    assert (connector["status"], connector["error_code"], connector["charger_timestamp"]) == ("Available", "NoError", None)
+
+
+async def test_a_small_skew_is_trusted_and_a_status_frozen_by_an_earlier_version_is_released(central):
+    cp = await central.charger("CP1")
+    ahead = time.time() + 60  # within the allowed skew: the charger's own time orders it
+    await cp.status(1, "Charging", timestamp=ahead)
+    await cp.status(1, "Preparing", timestamp=ahead - 30)  # an older replay does not overwrite it
+    assert charger_store.list_connectors(central.conn, "CP1")[0]["status"] == "Charging"
+
+    with central.conn:  # what an earlier version stored for a StatusNotification dated a day ahead
+        central.conn.execute("UPDATE connectors SET status = 'Faulted', timestamp = ? WHERE charge_point_id = 'CP1'", (time.time() + 86_400,))
+    await cp.status(1, "Available", timestamp=ahead + 1)
+    assert charger_store.list_connectors(central.conn, "CP1")[0]["status"] == "Available"
