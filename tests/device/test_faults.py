@@ -97,3 +97,26 @@ def test_float32_values_are_their_shortest_decimal():
     assert f32 != 49.98 and shortest_f32(f32) == 49.98
     assert shortest_f32(struct.unpack(">f", struct.pack(">f", 230.1))[0]) == 230.1
     assert shortest_f32(0.0) == 0.0
+
+
+def test_a_u32_energy_register_that_wraps_and_then_resets_over_modbus_keeps_exact_totals():
+    """Huawei's energy register is U32 in 0.01 kWh: it rolls over at 2**32 * 10 Wh."""
+    span = 10 * 2**32
+    with InverterSimulator("huawei_sun2000", clock=lambda: MIDDAY) as sim:  # a frozen clock: energy moves only when set
+        model = sim.units[1].model
+        poller = _poller(sim)
+        outcomes: list = []
+        for energy_wh in (span - 600, span - 50, 440, 1240, 300, 800):  # a wrap after the second, a reset at 300
+            model.energy_wh = energy_wh
+            outcomes += _collect(poller, lambda o: any(x.reading for x in o), f"a reading at {energy_wh} Wh")
+        readings = [o.reading for o in outcomes if o.reading]
+        events = [e for o in outcomes for e in o.events]
+    poller.link.close()
+    values = [r.values["energy_total_wh"] for r in readings]
+    assert values == [span - 600, span - 50, span + 440, span + 1240, 300, 800]
+    assert [e.kind for e in events] == ["counter_wrap", "counter_reset"]
+    assert all(e.detail["modulus"] == 2**32 and e.detail["span"] == span for e in events)
+    assert [r.flags for r in readings] == [(), (), (), (), ("reset:energy_total_wh",), ()]
+    # last - first within each counter life (split at the reset event): 1840 Wh, then 500 Wh
+    reset_at = readings.index(next(r for r in readings if r.wall_time == events[1].wall_time))
+    assert values[reset_at - 1] - values[0] == 1840 and values[-1] - values[reset_at] == 500
