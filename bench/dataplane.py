@@ -125,6 +125,9 @@ def _traced_child(proc: subprocess.Popen, traced: bool, timeout: float = 10.0) -
     raise RuntimeError("the traced program did not start")
 
 
+PIPELINE_S = 6.0
+
+
 def _end(proc: subprocess.Popen, pid: int, grace: float = 20.0) -> None:
     """SIGTERM `pid` (the program, not strace), wait, then SIGKILL whatever is left of its family."""
     members = family(pid)
@@ -269,7 +272,9 @@ def run_gateway(tmp: Path, devices: list[dict], traced: bool) -> dict[str, Any]:
         while time.monotonic() - drain_started < DRAIN_LIMIT:
             delivered_set = _receiver_readings(ingest_db, wall0, wall1)
             pending = _outbox_readings(data_dir / "egw.db", wall0, wall1) - delivered_set
-            if not pending and time.monotonic() - drain_started >= 2.0:
+            # at least the pipeline's own latency: a device actor ships every 2 s, harvest commits
+            # within 1 s, so a reading polled at the window's end is in the outbox ~3 s later
+            if not pending and time.monotonic() - drain_started >= PIPELINE_S:
                 break
             time.sleep(1.0)
         if running is not None:
