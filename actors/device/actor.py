@@ -81,6 +81,10 @@ class DeviceActor(SupervisedActor):
         self.log.info("device actor started", devices=[d["id"] for d in self.settings], connection=self.connection)
 
     def on_stop(self) -> None:
+        # readings held for the next ship go now: a clean stop should not need the restart gap
+        if getattr(self, "unshipped", None) and self.harvest is not None:
+            self._ship(self.unshipped)
+            self.unshipped = []
         poller = getattr(self, "poller", None)
         if poller is not None:
             poller.link.close()
