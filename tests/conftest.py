@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -13,9 +14,18 @@ import pytest
 
 from supervisor.embedded import ask_typed, free_port, private_actor_system
 
-__all__ = ["ask_typed", "free_port", "wait_until", "wait_until_async"]  # shared with every test package
+__all__ = ["ask_typed", "free_port", "strict_loads", "wait_until", "wait_until_async"]  # shared with every test package
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def strict_loads(text: str) -> Any:
+    """json.loads that refuses NaN and Infinity, as a strict JSON receiver does."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:

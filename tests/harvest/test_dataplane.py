@@ -19,15 +19,9 @@ from supervisor.embedded import ask_typed
 from supervisor.messages import Start, Started, StatusUpdate
 from storage.outbox import Outbox
 from storage.outbox.budget import _counter_bounds
+from tests.conftest import strict_loads
 
 BIG_DISK = (100 * 2**30, 10 * 2**30, 90 * 2**30)
-
-
-def strict_loads(text: str):
-    """json.loads that refuses NaN/Infinity, as a strict receiver does."""
-    def refuse(name):
-        raise ValueError(f"not JSON: {name}")
-    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.fixture

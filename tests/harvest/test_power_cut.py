@@ -145,12 +145,17 @@ def committed(db: Path) -> dict[str, int]:
         conn.close()
 
 
-def outbox_rows(db: Path, stream: str) -> list[tuple]:
+def query(db: Path, sql: str, *args: object) -> list[tuple]:
+    """Rows of one query on a read-only connection, opened and closed like any outside reader."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return conn.execute("SELECT seq, kind, wall_time, body FROM outbox_items WHERE stream = ? ORDER BY seq", (stream,)).fetchall()
+        return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+def outbox_rows(db: Path, stream: str) -> list[tuple]:
+    return query(db, "SELECT seq, kind, wall_time, body FROM outbox_items WHERE stream = ? ORDER BY seq", stream)
 
 
 def assert_no_silent_gaps(items: list[tuple], interval: float, stream: str) -> None:
@@ -167,11 +172,7 @@ def assert_no_silent_gaps(items: list[tuple], interval: float, stream: str) -> N
 
 
 def receiver_items(db: Path, stream: str) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT seq, kind, wall_time, body FROM ingest_items WHERE stream = ? ORDER BY seq", (stream,)).fetchall()
-    finally:
-        conn.close()
+    return query(db, "SELECT seq, kind, wall_time, body FROM ingest_items WHERE stream = ? ORDER BY seq", stream)
 
 
 def run_power_cuts(tmp_path: Path, env: dict[str, str], cuts: int) -> None:

@@ -87,3 +87,13 @@ async def strict_central(tmp_path):
     c = await Central(tmp_path / "gw.db", OcppPolicy(call_timeout=2.0), settings).start()
     yield c
     await c.close()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A real SQLite file with the charger and transaction stores."""
+    conn = db_connect(tmp_path / "gw.db")
+    charger_store.init(conn)
+    tx_store.init(conn)
+    yield conn
+    conn.close()

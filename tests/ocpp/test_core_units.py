@@ -13,7 +13,6 @@ from actors.ocpp.protocol import ChargerProtocol
 from actors.ocpp.sequencing import Resequencer
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
-from storage.db import connect
 
 
 class Clock:
@@ -22,15 +21,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def db(tmp_path):
-    conn = connect(tmp_path / "gw.db")
-    charger_store.init(conn)
-    tx_store.init(conn)
-    yield conn
-    conn.close()
 
 
 def booted(db, policy: OcppPolicy, mono: Clock) -> ChargerProtocol:

@@ -14,31 +14,13 @@ from ocpp.v16 import call
 from actors.harvest.messages import Gap
 from actors.ocpp.export import ACK_TIMEOUT, ExportForwarder
 from simulators.charger.chargepoint import iso
-from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 from storage.db import connect, migrate
 from storage.outbox import Outbox
+from tests.conftest import strict_loads
 
 STREAM = "charger:CP1"
 REJECTED_REASON = "rejected_by_harvest"  # the reason the gap record names
-
-
-def strict_loads(text: str):
-    """json.loads that refuses NaN and Infinity, as a strict JSON receiver does."""
-
-    def refuse(constant: str):
-        raise ValueError(f"{constant} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-@pytest.fixture
-def db(tmp_path):
-    conn = connect(tmp_path / "gw.db")
-    charger_store.init(conn)
-    tx_store.init(conn)
-    yield conn
-    conn.close()
 
 
 @pytest.fixture

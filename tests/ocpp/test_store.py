@@ -9,15 +9,6 @@ from storage import ocpp_transactions as txs
 from storage.db import connect
 
 
-@pytest.fixture
-def db(tmp_path):
-    conn = connect(tmp_path / "gw.db")
-    store.init(conn)
-    txs.init(conn)
-    yield conn
-    conn.close()
-
-
 def test_charger_crud_and_lookup_by_serial(db):
     store.add_charger(db, "CP1", auth_key="secret-key-0001", serial_number="SN-1")
     store.add_charger(db, "CP2")
