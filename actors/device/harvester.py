@@ -326,16 +326,16 @@ class DevicePoller:
         nothing it is asked is not delivering a reading at all.
         """
         data: list[list[int] | None] = []
-        errors: dict[str, str] = {}
+        refused: dict[str, DeviceError] = {}
         for block in plan.blocks:
             try:
                 data.append(link.read(self.unit, block.function, block.start, block.count))
             except DeviceError as exc:
                 data.append(None)
-                errors[block_key(block)] = str(exc)
-        if errors and len(errors) == len(plan.blocks):
-            raise DeviceError(_first_code(errors), "every block of the poll")
-        return data, errors
+                refused[block_key(block)] = exc
+        if refused and len(refused) == len(plan.blocks):
+            raise DeviceError(next(iter(refused.values())).code, "every block of the poll")
+        return data, {key: str(exc) for key, exc in refused.items()}
 
     def connection_lost(self) -> None:
         self.identity_read = False
@@ -444,11 +444,3 @@ class EndpointPoller:
             outcomes[-1].error = f"offline: {why}"
         return outcomes
 
-
-def _first_code(errors: dict[str, str]) -> int:
-    """The Modbus exception code named in the first block error ("exception code 2 for ...")."""
-    for text in errors.values():
-        parts = text.split()
-        if len(parts) > 2 and parts[2].isdigit():
-            return int(parts[2])
-    return 0

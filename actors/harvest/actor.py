@@ -52,7 +52,7 @@ MAX_HOLD_WINDOWS = 10  # a batch waiting for an earlier one is kept this many wi
 def storage_unavailable(exc: BaseException) -> bool:
     """SQLite could not write: the disk is full, or writing failed (ENOSPC surfaces as either)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or (code is not None and code & 0xFF == sqlite3.SQLITE_IOERR):
+    if code is not None and (code & 0xFF) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):  # extended codes keep the primary in the low byte
         return True
     text = str(exc).lower()
     return "disk is full" in text or "disk i/o error" in text

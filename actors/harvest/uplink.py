@@ -189,14 +189,8 @@ class Uploader:
             self._inflight = None
             self._reset_backoff()
             return StepResult("dead_lettered", 0.0, len(items), error)
-        except ThrottledError as exc:
-            if exc.retry_after is None:
-                delay = self._grow_backoff()
-            else:
-                delay, self.failures = exc.retry_after, self.failures + 1
-            return self._schedule_retry("throttled", delay, str(exc))
         except TransientError as exc:
-            return self._schedule_retry("retry", self._grow_backoff(), str(exc))
+            return self._retry_later(exc)
         self.outbox.release(self.config.name, batch.last_id, batch.batch_hash, acked, batch.items, self.clock.wall())
         self._inflight = None
         self._reset_backoff()
@@ -209,17 +203,13 @@ class Uploader:
         items = dead_letter_items(row["jws"])
         batch = build_signed_batch(self.signer, self.gateway_id, prev_hash, items)
         try:
-            acked = self._send(batch)
+            self._send(batch)
         except PermanentError as exc:
             error = f"HTTP {exc.status}: {exc}"
             self.outbox.dead_letter_refused(row["id"], exc.status, error, self.clock.wall())
             return StepResult("dead_lettered", 0.0, len(items), f"re-sent dead letter refused again: {error}")
-        except ThrottledError as exc:
-            delay = exc.retry_after if exc.retry_after is not None else self._grow_backoff()
-            return self._schedule_retry("throttled", delay, str(exc))
         except TransientError as exc:
-            return self._schedule_retry("retry", self._grow_backoff(), str(exc))
-        del acked
+            return self._retry_later(exc)
         self.outbox.dead_letter_delivered(self.config.name, row["id"], batch.batch_hash, len(items), self.clock.wall())
         self._reset_backoff()
         return StepResult("sent", 0.0, len(items))
@@ -250,6 +240,13 @@ class Uploader:
         if short:
             raise TransientError(f"receiver acknowledged less than the batch holds (stream: (acked, sent)) {short}")
         return {s: acked[s] for s in batch.max_seq}
+
+    def _retry_later(self, exc: TransientError) -> StepResult:
+        """Back off after a failure worth retrying; a 429's Retry-After, when given, sets the delay."""
+        if isinstance(exc, ThrottledError) and exc.retry_after is not None:
+            self.failures += 1
+            return self._schedule_retry("throttled", exc.retry_after, str(exc))
+        return self._schedule_retry("throttled" if isinstance(exc, ThrottledError) else "retry", self._grow_backoff(), str(exc))
 
     def _grow_backoff(self) -> float:
         self.failures += 1
