@@ -14,11 +14,19 @@ acknowledged" rests on.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 Migration = str | Callable[[sqlite3.Connection], None]
+DB_FILE = "egw.db"  # the one database file the outbox, the charger store and the settings share
+
+
+def database_path(config: Mapping[str, Any]) -> Path:
+    """Where the gateway's database is: `outbox_db` when set, else `<data_dir>/egw.db`."""
+    data_dir = Path(str(config.get("data_dir", "data")))
+    return Path(str(config.get("outbox_db") or data_dir / DB_FILE))
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:

@@ -42,7 +42,7 @@ def root_spec(config: GatewayConfig, parts: tuple[tuple[str, str], ...] | None =
     """The root supervisor's spec: every part of the gateway, then any extra children."""
     values = dict(config.values)
     # devices and upload endpoints changed over the REST API outlive restarts
-    from actors.api.device_registry import effective_devices, effective_uploads
+    from storage.registry import effective_devices, effective_uploads
 
     values["devices"] = effective_devices(values)
     values["uploads"] = effective_uploads(values)

@@ -9,7 +9,6 @@
     gateway.py     that Protocol over a running gateway: actor tree, stores, charger commands, devices
     provisioning.py  /api/wifi (NetworkManager, or 503 wifi_unavailable) and /api/ble (the BLE window)
     stores.py      read-only views of the SQLite stores (outbox, chargers, transactions, identity)
-    device_registry.py  devices added/removed over the API, persisted
     metrics.py     /metrics in Prometheus text format
     redact.py      secrets out of /api/config
     token.py       the bearer token for write endpoints (data dir, 0600)

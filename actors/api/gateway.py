@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from actors.api import device_registry, stores
+from actors.api import stores
+from storage import registry
 from actors.api.backend import (
     BadInputError,
     ConflictError,
@@ -325,7 +326,7 @@ class GatewayBackend:
         of those changes, and it refreshes the copy after each write.
         """
         if self._devices_cache is None:
-            self._devices_cache = await self._blocking(device_registry.apply_changes, list(self.settings.devices), self.db_path)
+            self._devices_cache = await self._blocking(registry.apply_changes, list(self.settings.devices), self.db_path)
         return self._devices_cache
 
     async def outbox_status(self) -> dict[str, Any]:
@@ -434,8 +435,8 @@ class GatewayBackend:
                 raise ConflictError(f"{device_id} shares its endpoint with {other.get('id')!r}; devices on one endpoint are polled over one connection: add it in the configuration file", field=where)
         supervisor = await self._lookup("devices")
         try:
-            await self._blocking(device_registry.record_added, self.db_path, device)
-        except device_registry.RegistryFullError as exc:
+            await self._blocking(registry.record_added, self.db_path, device)
+        except registry.RegistryFullError as exc:
             raise ConflictError(str(exc)) from None
         finally:
             self._devices_cache = None
@@ -457,8 +458,8 @@ class GatewayBackend:
             raise ConflictError(f"{device_id} is polled together with other devices by {record['actor_path']}; remove it in the configuration file", field="path.id")
         supervisor = await self._lookup("devices")
         try:
-            await self._blocking(device_registry.record_removed, self.db_path, device_id)
-        except device_registry.RegistryFullError as exc:
+            await self._blocking(registry.record_removed, self.db_path, device_id)
+        except registry.RegistryFullError as exc:
             raise ConflictError(str(exc)) from None
         finally:
             self._devices_cache = None
@@ -481,7 +482,7 @@ class GatewayBackend:
     async def configured_uploads(self) -> list[dict[str, Any]]:
         """Upload endpoints with the API's setting changes applied (cached like `configured_devices`)."""
         if self._uploads_cache is None:
-            self._uploads_cache = await self._blocking(device_registry.apply_transport_changes, list(self.settings.uploads), self.db_path)
+            self._uploads_cache = await self._blocking(registry.apply_transport_changes, list(self.settings.uploads), self.db_path)
         return self._uploads_cache
 
     async def dead_letters(self) -> list[dict[str, Any]]:
@@ -521,7 +522,7 @@ class GatewayBackend:
             raise BadInputError("backoff_max_s must not be below backoff_min_s", field="backoff_max_s")
         supervisor = await self._lookup("transports")
         try:
-            await self._blocking(device_registry.record_transport, self.db_path, name, settings)
+            await self._blocking(registry.record_transport, self.db_path, name, settings)
         finally:
             self._uploads_cache = None
         spec = ChildSpec(name=name, actor=TRANSPORT_ACTOR, config={"db_path": str(self.db_path), "data_dir": self.settings.data_dir,

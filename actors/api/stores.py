@@ -25,7 +25,7 @@ from typing import Any
 from actors.api.backend import NotFoundError
 from actors.api.redact import redact
 
-DB_FILE = "egw.db"  # the file the harvest family and the charger store share (actors.harvest.specs.DB_FILE)
+from storage.db import DB_FILE, database_path  # noqa: F401 - the API's names for them
 
 
 def iso(epoch: float | None) -> str | None:
@@ -36,11 +36,6 @@ def iso(epoch: float | None) -> str | None:
         return datetime.fromtimestamp(float(epoch), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def database_path(config: Mapping[str, Any]) -> Path:
-    data_dir = Path(str(config.get("data_dir", "data")))
-    return Path(str(config.get("outbox_db") or data_dir / DB_FILE))
 
 
 @contextmanager

@@ -1,4 +1,6 @@
-"""Devices (and upload transports) changed over the REST API, persisted so they survive a restart.
+"""The settings registry: devices (and upload transports) changed over the REST API, persisted so they survive a restart.
+
+It lives in storage/ because both the tree builder (`supervisor.tree`) and the API read it.
 
 The configuration file stays the installer's document; the API never rewrites it.
 Instead, `POST /api/devices` and `DELETE /api/devices/{id}` record the change here (a
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from storage.db import connect, migrate, transaction
+from storage.db import connect, database_path, migrate, transaction
 
 COMPONENT = "api_devices"
 MIGRATIONS = [
@@ -119,8 +121,6 @@ def apply_changes(configured: list[Mapping[str, Any]], path: str | Path) -> list
 
 def effective_devices(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """For the tree builder: `values["devices"]` with the API's changes applied."""
-    from actors.api.stores import database_path
-
     return apply_changes(list(values.get("devices") or []), database_path(values))
 
 
@@ -165,6 +165,4 @@ def apply_transport_changes(uploads: list[Mapping[str, Any]], path: str | Path) 
 
 def effective_uploads(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """For the tree builder: `values["uploads"]` with the API's changes applied."""
-    from actors.api.stores import database_path
-
     return apply_transport_changes(list(values.get("uploads") or []), database_path(values))
