@@ -21,6 +21,7 @@ import gc
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from supervisor.tree import root_spec
 EXIT_OK = 0
 EXIT_ESCALATED = 1
 EXIT_STARTUP = 2
+ORDERLY_STOP_S = 3.5  # seconds an orderly stop may take before what is left is ended
 ROOT_SILENCE_LIMIT = 30.0  # seconds without a Pong before the launcher gives up on the root
 
 
@@ -155,13 +157,28 @@ class Launcher:
         return EXIT_OK
 
     def _shutdown(self, asys: Any) -> None:
+        """Stop the tree in order, but never for longer than ORDERLY_STOP_S.
+
+        Thespian drops a message to an address it has wrongly declared dead (seen after
+        siblings die together), so an exit request can be lost and the child's supervisor
+        then waits out the child's shutdown_timeout. A stop of the gateway is bounded here
+        instead: whatever is still running after ORDERLY_STOP_S is ended (SIGTERM, then
+        SIGKILL). Nothing committed is lost by that: SQLite's WAL survives a SIGKILL.
+        """
         started = time.monotonic()
-        try:
-            asys.shutdown()
-        except Exception as exc:  # noqa: BLE001 - the family is ended below regardless
-            self.log.warning("actor system shutdown failed", error=repr(exc))
+        orderly = threading.Thread(target=self._stop_actor_system, args=(asys,), name="actor-system-shutdown", daemon=True)
+        orderly.start()
+        orderly.join(ORDERLY_STOP_S)
+        if orderly.is_alive():
+            self.log.warning("orderly stop overran; ending the processes still running", limit_s=ORDERLY_STOP_S, left=len(descendants(os.getpid())))
         if self.environment is not None:
             self.environment.stop()
         left = descendants(os.getpid())
-        killed = end_family(left, grace=1.0) if left else []
+        killed = end_family(left, grace=0.5 if orderly.is_alive() else 1.0) if left else []
         self.log.info("actor system stopped", seconds=round(time.monotonic() - started, 2), leftover_killed=len(killed))
+
+    def _stop_actor_system(self, asys: Any) -> None:
+        try:
+            asys.shutdown()
+        except Exception as exc:  # noqa: BLE001 - the family is ended by _shutdown regardless
+            self.log.warning("actor system shutdown failed", error=repr(exc))

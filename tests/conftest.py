@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -67,7 +68,7 @@ def multiproc_system() -> Iterator[Any]:
 
 
 @pytest.fixture
-def gateway_env(tmp_path: Path) -> dict[str, str]:
+def gateway_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Environment for running `egw` as a real subprocess on free ports in a private data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EGW_")}
     env.update(
@@ -80,7 +81,20 @@ def gateway_env(tmp_path: Path) -> dict[str, str]:
         EGW_WIFI_BACKEND="none",
         PYTHONUNBUFFERED="1",
     )
-    return env
+    yield env
+    _kill_processes_with(f"EGW_DATA_DIR={env['EGW_DATA_DIR']}".encode())
+
+
+def _kill_processes_with(marker: bytes) -> None:
+    """SIGKILL every process whose environment holds `marker`: a gateway a failed test left behind."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 EGW = [sys.executable, "-m", "supervisor.cli"]

@@ -134,6 +134,12 @@ def _sigterm_ends_the_family_within_5_s(proc, log) -> float:
     return time.monotonic() - sent
 
 
+def _print_tail(log, lines: int = 80) -> None:
+    """The gateway's last log lines: pytest shows them when the test fails."""
+    for line in log.poll()[-lines:]:
+        print(json.dumps(line))
+
+
 def _chaos_supervisor() -> dict:
     """A configured subtree in the real gateway: four workers, fast backoff, limits out of the way."""
     return {
@@ -159,6 +165,7 @@ def _gateway_case(tmp_path: Path, gateway_env: dict, victims: tuple[str, ...], r
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+        _print_tail(log)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -186,3 +193,4 @@ def test_harvest_and_transports_killed_together_come_back_and_the_gateway_stops_
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+        _print_tail(log)

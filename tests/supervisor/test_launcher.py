@@ -80,6 +80,26 @@ def test_sigterm_stops_every_process_of_the_family_within_5_s_and_exits_0(tmp_pa
     assert log.find(actor="launcher", msg="gateway stopped", exit_code=0, reason="SIGTERM")
 
 
+def test_a_supervisor_that_never_answers_its_exit_request_does_not_hold_up_sigterm(tmp_path, gateway_env):
+    """The root supervisor frozen (SIGSTOP), as when the actor system has lost an exit request
+    and waits for an answer that never comes: the gateway still ends within 5 s, exit 0."""
+    proc, log = _start(_config(tmp_path, [("inverter", None)]), gateway_env)
+    try:
+        wait_until(lambda: log.find(msg="child started", child="inverter"), timeout=30, what="the children started")
+        root = log.find(actor="launcher", msg="root supervisor running")
+        family = descendants(proc.pid)
+        os.kill(root["pid"], signal.SIGSTOP)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert proc.wait(timeout=5) == 0
+        wait_until(lambda: not any(is_alive(p) for p in family), timeout=max(0.1, 5 - (time.monotonic() - sent)), what="family gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert log.find(actor="launcher", msg="orderly stop overran; ending the processes still running")
+    assert log.find(actor="launcher", msg="gateway stopped", exit_code=0, reason="SIGTERM")
+
+
 def test_a_crash_loop_across_the_tree_makes_the_gateway_exit_non_zero(tmp_path, gateway_env):
     # two parts failing: each within its own limit (half the budget), together over the root's
     children = [("healthy", None), ("broken", {"fail_on_start": True}), ("broken2", {"fail_on_start": True})]
