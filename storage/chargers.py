@@ -26,6 +26,11 @@ from storage.db import migrate, transaction
 
 COMPONENT = "chargers"
 
+#: The one rule for a charge point id, wherever one is accepted: the websocket handshake
+#: (the last URL segment), REST paths and queries (URL-encoded there), the CLI. It is the
+#: character set chargers use in the field, at most 48 characters (OCPP's CiString48).
+CHARGE_POINT_ID_PATTERN = r"^[A-Za-z0-9._:*+|@-]{1,48}$"
+
 #: Values a BootNotification reply may carry (OCPP 1.6 RegistrationStatus).
 REGISTRATION_STATUSES = ("Accepted", "Pending", "Rejected")
 
@@ -277,8 +282,10 @@ def record_status(
     notification lands in the history at its own timestamp but does not overwrite
     what the connector reported since. `timestamp` is what orders it: the caller passes
     the receive time for a charger timestamp too far ahead, with the charger's text in
-    `charger_timestamp`. A current status dated more than FUTURE_SKEW past `received`
-    (stored before that rule) is replaced by any newer notification.
+    `charger_timestamp`. A current status ordered that way is replaced by any notification
+    received after it, whatever its own timestamp says: a charger stamping to the second
+    must not lose to the millisecond it was received at. A current status dated more than
+    FUTURE_SKEW past `received` (stored before that rule) is replaced by any newer notification.
     """
     with transaction(conn):
         conn.execute(
@@ -296,8 +303,9 @@ def record_status(
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(charge_point_id, connector_id) DO UPDATE SET"
             " status = excluded.status, error_code = excluded.error_code, info = excluded.info,"
             " vendor_error_code = excluded.vendor_error_code, timestamp = excluded.timestamp, charger_timestamp = excluded.charger_timestamp"
-            " WHERE excluded.timestamp >= connectors.timestamp OR connectors.timestamp > ?",
-            (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp, charger_timestamp, received + FUTURE_SKEW),
+            " WHERE excluded.timestamp >= connectors.timestamp OR connectors.timestamp > ?"
+            " OR (connectors.charger_timestamp IS NOT NULL AND ? >= connectors.timestamp)",
+            (charge_point_id, connector_id, status, error_code, info, vendor_error_code, timestamp, charger_timestamp, received + FUTURE_SKEW, received),
         )
         current = cursor.rowcount > 0
         if current and connector_id == 0:

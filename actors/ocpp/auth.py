@@ -26,7 +26,7 @@ from typing import Literal
 from storage import chargers as charger_store
 
 #: chargePointId: the URL's last segment; 1.6 security whitepaper allows up to 48 printable chars.
-CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._:*+|@-]{1,48}$")
+CHARGE_POINT_ID = re.compile(charger_store.CHARGE_POINT_ID_PATTERN)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,16 @@ def test_older_status_goes_to_history_but_not_current(db):
     assert listing[0]["connectors"][0]["status"] == "Charging"
 
 
+def test_a_status_ordered_as_received_yields_to_the_next_one_received_even_stamped_to_the_second(db):
+    """A future-dated status is stored at its receive time (300.7); the charger, clock fixed,
+    stamps the next one 300 (whole seconds). It arrives later, so it is the current one."""
+    store.add_charger(db, "CP1")
+    store.record_status(db, "CP1", 1, status="Faulted", error_code="GroundFailure", timestamp=300.7, received=300.7, charger_timestamp="2027-01-01T00:00:00Z")
+    assert store.record_status(db, "CP1", 1, status="Available", error_code="NoError", timestamp=300.0, received=300.9)
+    assert (store.list_connectors(db, "CP1")[0]["status"], store.list_connectors(db, "CP1")[0]["charger_timestamp"]) == ("Available", None)
+    assert not store.record_status(db, "CP1", 1, status="Preparing", error_code="NoError", timestamp=299.0, received=301.0)  # ordered by its own clock again
+
+
 def test_transaction_ids_persist_across_reopen_and_replays_keep_their_id(tmp_path):
     path = tmp_path / "gw.db"
     conn = connect(path)
