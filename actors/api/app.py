@@ -37,33 +37,10 @@ from actors.api.redact import redact
 from actors.api.routes import ROUTES, Route
 from actors.api.token import token_matches
 from actors.api.validation import parse_json_body, parse_params, parse_since
-from supervisor.logs import ActorLog
+from supervisor.logs import ActorLog, RateLimitedLog
 
 log = ActorLog("api")
 
-
-class RateLimitedLog:
-    """Logs rejected requests, at most `per_minute` lines a minute, then one summary line.
-
-    A client hammering the API with bad or unauthenticated requests must not be able to
-    fill the gateway's log (and its disk); the count of what was left out is kept.
-    """
-
-    def __init__(self, per_minute: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute, self.clock = per_minute, clock
-        self.window_start, self.logged, self.suppressed = clock(), 0, 0
-
-    def __call__(self, msg: str, **fields: Any) -> None:
-        now = self.clock()
-        if now - self.window_start >= 60.0:
-            if self.suppressed:
-                log.warning("rejected requests not logged individually", count=self.suppressed, seconds=round(now - self.window_start))
-            self.window_start, self.logged, self.suppressed = now, 0, 0
-        if self.logged < self.per_minute:
-            self.logged += 1
-            log.info(msg, **fields)
-        else:
-            self.suppressed += 1
 
 MAX_BODY = 64 * 1024
 BACKEND_TIMEOUT = 5.0
