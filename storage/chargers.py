@@ -6,7 +6,20 @@ exactly as OCPP 1.6 names them (`Available`, `Charging`, `SuspendedEV`, `Faulted
 the REST API and the uploads never translate them.
 
 The per-charger AuthorizationKey (security profile 1) is kept only as a salted hash: the
-gateway must check it on every handshake but never needs to show it again.
+gateway must check it on every handshake but never needs to show it again. What an
+operator sees instead is its fingerprint (`key_fingerprint`), which the CLI computes
+from a key on the operator's side too, so a key offered by a charger can be recognised.
+
+Who may connect is the operator's decision, recorded here (see actors/ocpp/auth.py for
+the handshake): a row is `confirmed` once the operator added or accepted the charger,
+`blocked` refuses it; a charger admitted on its own under the `accept` policy is an
+unconfirmed row that expires (UNCONFIRMED_TTL) and whose number is bounded
+(UNCONFIRMED_LIMIT). A key a charger presents while none is pinned becomes a candidate
+(`key_candidates`, at most CANDIDATE_LIMIT per charger); only the operator pins one.
+
+The local authorization list (`auth_list`) carries a list version that increases on
+every change; removed idTags stay as tombstones (bounded, TOMBSTONE_LIMIT) so a charger
+can be sent a Differential update since the version it last confirmed.
 
 Every function takes an open connection from `storage.db.connect()`; writers wrap their
 statements in one `transaction()` so a crash never leaves half an update. Transactions,
@@ -20,6 +33,7 @@ import hmac
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from storage.db import migrate, transaction
@@ -94,7 +108,59 @@ MIGRATIONS = [
     ALTER TABLE connectors ADD COLUMN charger_timestamp TEXT;
     ALTER TABLE status_history ADD COLUMN charger_timestamp TEXT;
     """,
+    # operator provisioning: confirmation, blocking, key fingerprints and candidates; a
+    # versioned local authorization list and what each charger confirmed of it. Rows that
+    # exist already were let in by the old rules and stay confirmed (nothing locks out).
+    """
+    ALTER TABLE chargers ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE chargers ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chargers ADD COLUMN auth_key_fingerprint TEXT;
+    ALTER TABLE chargers ADD COLUMN key_changed REAL;
+    CREATE INDEX chargers_unconfirmed ON chargers(confirmed, last_seen);
+    CREATE TABLE key_candidates (
+        charge_point_id   TEXT NOT NULL REFERENCES chargers(charge_point_id) ON DELETE CASCADE,
+        fingerprint       TEXT NOT NULL,
+        key_hash          TEXT NOT NULL,
+        remote            TEXT,
+        first_seen        REAL NOT NULL,
+        last_seen         REAL NOT NULL,
+        attempts          INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (charge_point_id, fingerprint)
+    );
+    ALTER TABLE auth_list ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE auth_list ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE auth_list ADD COLUMN updated REAL;
+    CREATE INDEX auth_list_version ON auth_list(version);
+    CREATE TABLE local_list_state (
+        name              TEXT PRIMARY KEY,
+        value             INTEGER NOT NULL
+    );
+    INSERT INTO local_list_state (name, value) SELECT 'version', CASE WHEN count(*) > 0 THEN 1 ELSE 0 END FROM auth_list;
+    INSERT INTO local_list_state (name, value) VALUES ('differential_from', 0);
+    CREATE TABLE charger_local_list (
+        charge_point_id   TEXT PRIMARY KEY REFERENCES chargers(charge_point_id) ON DELETE CASCADE,
+        version           INTEGER NOT NULL,
+        synced            REAL NOT NULL
+    );
+    """,
 ]
+
+#: Unconfirmed chargers (admitted on their own under the `accept` policy) kept at most; at
+#: the bound the least recently seen disconnected one makes room, or the handshake is refused.
+UNCONFIRMED_LIMIT = 64
+
+#: Seconds an unconfirmed charger is kept after it was last seen (connected ones never expire).
+UNCONFIRMED_TTL = 7 * 24 * 3600.0
+
+#: Candidate keys kept per charger; the least recently presented one makes room.
+CANDIDATE_LIMIT = 8
+
+#: Removed idTags remembered for Differential updates; beyond that a charger older than
+#: the oldest one kept gets a Full update.
+TOMBSTONE_LIMIT = 1000
+
+#: Statuses an idTag of the local list may have (ConcurrentTx is decided per request).
+LIST_STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
 
 #: Seconds a charger's clock may run ahead of ours before its timestamp is not trusted for
 #: ordering: such a status is recorded at the time it was received (its own text kept in
@@ -136,7 +202,25 @@ def check_auth_key(stored_hash: str | None, key: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
+def key_fingerprint(key: str) -> str:
+    """What an operator is shown of a key: 16 hex digits of a domain-separated SHA-256.
+
+    Unsalted, so `egw chargers fingerprint` (or `printf 'egw-ocpp-key:%s' KEY | sha256sum`)
+    gives the same digits on the operator's side; 64 bits identify a key among a few
+    candidates without giving a profile 1 key (16-20 random bytes) away.
+    """
+    return hashlib.sha256(b"egw-ocpp-key:" + key.encode()).hexdigest()[:16]
+
+
 # ------------------------------------------------------------------ chargers
+class ChargerExistsError(ValueError):
+    """An operator added a charge point id that is already confirmed."""
+
+
+class UnknownCandidateError(KeyError):
+    """The operator named a key fingerprint this charger never presented (or it expired)."""
+
+
 def add_charger(
     conn: sqlite3.Connection,
     charge_point_id: str,
@@ -145,21 +229,206 @@ def add_charger(
     serial_number: str | None = None,
     registration_status: str = "Pending",
     now: float | None = None,
+    confirmed: bool = True,
 ) -> dict[str, Any]:
-    """Register a charger (idempotent: an existing row keeps its data, a given key replaces the old one)."""
+    """Register a charger (idempotent: an existing row keeps its data, a given key replaces the old one).
+
+    `confirmed` False is what the handshake records for a charger admitted on its own
+    (the `accept` policy); such a row never becomes confirmed here, only by the operator.
+    """
     if registration_status not in REGISTRATION_STATUSES:
         raise ValueError(f"registration status must be one of {REGISTRATION_STATUSES}, not {registration_status!r}")
     now = time.time() if now is None else now
-    key_hash = hash_auth_key(auth_key) if auth_key is not None else None
+    key_hash, fingerprint = (hash_auth_key(auth_key), key_fingerprint(auth_key)) if auth_key is not None else (None, None)
     with transaction(conn):
         conn.execute(
-            "INSERT INTO chargers (charge_point_id, serial_number, auth_key_hash, registration_status, created)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(charge_point_id) DO UPDATE SET"
+            "INSERT INTO chargers (charge_point_id, serial_number, auth_key_hash, auth_key_fingerprint, key_changed, registration_status, confirmed, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(charge_point_id) DO UPDATE SET"
             " auth_key_hash = COALESCE(excluded.auth_key_hash, auth_key_hash),"
-            " serial_number = COALESCE(excluded.serial_number, serial_number)",
-            (charge_point_id, serial_number, key_hash, registration_status, now),
+            " auth_key_fingerprint = COALESCE(excluded.auth_key_fingerprint, auth_key_fingerprint),"
+            " key_changed = COALESCE(excluded.key_changed, key_changed),"
+            " serial_number = COALESCE(excluded.serial_number, serial_number),"
+            " confirmed = max(confirmed, excluded.confirmed)",
+            (charge_point_id, serial_number, key_hash, fingerprint, now if key_hash else None, registration_status, int(confirmed), now),
         )
     return get_charger(conn, charge_point_id)  # type: ignore[return-value]
+
+
+def provision_charger(
+    conn: sqlite3.Connection, charge_point_id: str, *, auth_key: str | None, registration_status: str = "Accepted",
+    serial_number: str | None = None, now: float | None = None,
+) -> dict[str, Any]:
+    """The operator adds a charger: a new row, or an unconfirmed one taken over as given.
+
+    Raises ChargerExistsError for a charger the operator already has (changing its key or
+    status has endpoints of its own, so a typo in an id never silently rewrites another).
+    Taking over an unconfirmed row drops its candidates when a key is given: that key wins.
+    """
+    if registration_status not in REGISTRATION_STATUSES:
+        raise ValueError(f"registration status must be one of {REGISTRATION_STATUSES}, not {registration_status!r}")
+    now = time.time() if now is None else now
+    key_hash, fingerprint = (hash_auth_key(auth_key), key_fingerprint(auth_key)) if auth_key is not None else (None, None)
+    with transaction(conn):
+        row = conn.execute("SELECT confirmed FROM chargers WHERE charge_point_id = ?", (charge_point_id,)).fetchone()
+        if row is not None and row[0]:
+            raise ChargerExistsError(f"charger {charge_point_id!r} exists")
+        conn.execute(
+            "INSERT INTO chargers (charge_point_id, serial_number, auth_key_hash, auth_key_fingerprint, key_changed, registration_status, confirmed, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT(charge_point_id) DO UPDATE SET"
+            " auth_key_hash = excluded.auth_key_hash, auth_key_fingerprint = excluded.auth_key_fingerprint,"
+            " key_changed = excluded.key_changed, registration_status = excluded.registration_status, confirmed = 1, blocked = 0,"
+            " serial_number = COALESCE(excluded.serial_number, serial_number)",
+            (charge_point_id, serial_number, key_hash, fingerprint, now if key_hash else None, registration_status, now),
+        )
+        if key_hash is not None:
+            conn.execute("DELETE FROM key_candidates WHERE charge_point_id = ?", (charge_point_id,))
+    return get_charger(conn, charge_point_id)  # type: ignore[return-value]
+
+
+def set_auth_key(conn: sqlite3.Connection, charge_point_id: str, auth_key: str | None, *, now: float | None = None) -> bool:
+    """Pin (or rotate to) `auth_key`, or with None forget the key; False for an unknown charger.
+
+    The old key stops working at once: the next handshake is checked against this hash.
+    Setting a key is an operator's act, so the charger counts as confirmed from then on.
+    """
+    now = time.time() if now is None else now
+    key_hash, fingerprint = (hash_auth_key(auth_key), key_fingerprint(auth_key)) if auth_key is not None else (None, None)
+    with transaction(conn):
+        cursor = conn.execute(
+            "UPDATE chargers SET auth_key_hash = ?, auth_key_fingerprint = ?, key_changed = ?, confirmed = 1 WHERE charge_point_id = ?",
+            (key_hash, fingerprint, now, charge_point_id),
+        )
+        if cursor.rowcount and key_hash is not None:
+            conn.execute("DELETE FROM key_candidates WHERE charge_point_id = ?", (charge_point_id,))
+    return cursor.rowcount > 0
+
+
+def accept_charger(conn: sqlite3.Connection, charge_point_id: str, *, fingerprint: str | None = None, now: float | None = None) -> bool:
+    """The operator accepts a charger: confirmed, registration Accepted, and with `fingerprint`
+    the key it presented under that fingerprint pinned (the other candidates dropped).
+
+    False for an unknown charger; UnknownCandidateError for a fingerprint it never presented.
+    """
+    now = time.time() if now is None else now
+    with transaction(conn):
+        if conn.execute("SELECT 1 FROM chargers WHERE charge_point_id = ?", (charge_point_id,)).fetchone() is None:
+            return False
+        if fingerprint is not None:
+            candidate = conn.execute(
+                "SELECT key_hash FROM key_candidates WHERE charge_point_id = ? AND fingerprint = ?", (charge_point_id, fingerprint.lower())
+            ).fetchone()
+            if candidate is None:
+                raise UnknownCandidateError(fingerprint)
+            conn.execute(
+                "UPDATE chargers SET auth_key_hash = ?, auth_key_fingerprint = ?, key_changed = ? WHERE charge_point_id = ?",
+                (candidate[0], fingerprint.lower(), now, charge_point_id),
+            )
+            conn.execute("DELETE FROM key_candidates WHERE charge_point_id = ?", (charge_point_id,))
+        conn.execute("UPDATE chargers SET registration_status = 'Accepted', confirmed = 1 WHERE charge_point_id = ?", (charge_point_id,))
+    return True
+
+
+def set_blocked(conn: sqlite3.Connection, charge_point_id: str, blocked: bool) -> bool:
+    """Block (handshakes refused, a BootNotification Rejected) or unblock; False for an unknown charger.
+
+    Blocking confirms the row too: an operator's decision must not expire with it.
+    """
+    with transaction(conn):
+        cursor = conn.execute("UPDATE chargers SET blocked = ?, confirmed = 1 WHERE charge_point_id = ?", (int(blocked), charge_point_id))
+    return cursor.rowcount > 0
+
+
+def admit_unconfirmed(
+    conn: sqlite3.Connection, charge_point_id: str, *, registration_status: str, now: float,
+    limit: int = UNCONFIRMED_LIMIT, ttl: float = UNCONFIRMED_TTL,
+) -> bool:
+    """Record a charger the `accept` policy lets in unasked; False when there is no room.
+
+    Expired unconfirmed rows go first; at `limit`, the least recently seen disconnected
+    one is dropped; if every one is connected, the newcomer is refused (False).
+    """
+    with transaction(conn):
+        _expire_unconfirmed(conn, now, ttl)
+        count = conn.execute("SELECT count(*) FROM chargers WHERE confirmed = 0").fetchone()[0]
+        if count >= limit:
+            oldest = conn.execute(
+                "SELECT charge_point_id FROM chargers WHERE confirmed = 0 AND connected = 0"
+                " ORDER BY COALESCE(last_seen, created) LIMIT ?", (count - limit + 1,)
+            ).fetchall()
+            if len(oldest) < count - limit + 1:
+                return False
+            conn.executemany("DELETE FROM chargers WHERE charge_point_id = ?", [(r[0],) for r in oldest])
+        conn.execute(
+            "INSERT INTO chargers (charge_point_id, registration_status, confirmed, last_seen, created) VALUES (?, ?, 0, ?, ?)"
+            " ON CONFLICT(charge_point_id) DO NOTHING",
+            (charge_point_id, registration_status, now, now),
+        )
+    return True
+
+
+def expire_unconfirmed(conn: sqlite3.Connection, now: float, ttl: float = UNCONFIRMED_TTL) -> int:
+    """Drop unconfirmed chargers not seen for `ttl` seconds (never a connected one); how many went."""
+    with transaction(conn):
+        return _expire_unconfirmed(conn, now, ttl)
+
+
+def _expire_unconfirmed(conn: sqlite3.Connection, now: float, ttl: float) -> int:
+    cursor = conn.execute(
+        "DELETE FROM chargers WHERE confirmed = 0 AND connected = 0 AND COALESCE(last_seen, created) < ?", (now - ttl,)
+    )
+    return cursor.rowcount
+
+
+def record_candidate(conn: sqlite3.Connection, charge_point_id: str, key: str, *, remote: str | None, now: float) -> str:
+    """Remember a key a charger without a pinned key presented; its fingerprint.
+
+    The operator pins one later (`accept_charger`); until then none is trusted, so the
+    first peer to connect cannot lock the real charger out. At most CANDIDATE_LIMIT per
+    charger: the least recently presented one makes room.
+    """
+    fingerprint = key_fingerprint(key)
+    with transaction(conn):
+        cursor = conn.execute(
+            "UPDATE key_candidates SET last_seen = ?, remote = ?, attempts = attempts + 1 WHERE charge_point_id = ? AND fingerprint = ?",
+            (now, remote, charge_point_id, fingerprint),
+        )
+        if cursor.rowcount == 0:
+            conn.execute(
+                "DELETE FROM key_candidates WHERE charge_point_id = ? AND fingerprint IN ("
+                " SELECT fingerprint FROM key_candidates WHERE charge_point_id = ? ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                (charge_point_id, charge_point_id, CANDIDATE_LIMIT - 1),
+            )
+            conn.execute(
+                "INSERT INTO key_candidates (charge_point_id, fingerprint, key_hash, remote, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                (charge_point_id, fingerprint, hash_auth_key(key), remote, now, now),
+            )
+    return fingerprint
+
+
+def key_candidates(conn: sqlite3.Connection, charge_point_id: str) -> list[dict[str, Any]]:
+    """Keys this charger presented while none was pinned, most recent first (no hashes)."""
+    rows = conn.execute(
+        "SELECT fingerprint, remote, first_seen, last_seen, attempts FROM key_candidates WHERE charge_point_id = ? ORDER BY last_seen DESC",
+        (charge_point_id,),
+    )
+    return [dict(row) for row in rows]
+
+
+def credentials(conn: sqlite3.Connection, charge_point_id: str | None = None) -> list[dict[str, Any]]:
+    """What the operator decides on, per charger (one, or all by id): whether it is confirmed
+    or blocked, the fingerprint of its pinned key, and the candidate keys it presented."""
+    where, args = ("WHERE charge_point_id = ?", (charge_point_id,)) if charge_point_id is not None else ("", ())
+    rows = conn.execute(
+        "SELECT charge_point_id, registration_status, confirmed, blocked, connected, auth_key_hash IS NOT NULL AS key_set,"
+        f" auth_key_fingerprint, key_changed, last_seen, created FROM chargers {where} ORDER BY charge_point_id", args,
+    ).fetchall()
+    found = []
+    for row in rows:
+        entry = dict(row)
+        entry.update(confirmed=bool(entry["confirmed"]), blocked=bool(entry["blocked"]), connected=bool(entry["connected"]),
+                     key_set=bool(entry["key_set"]), candidates=key_candidates(conn, entry["charge_point_id"]))
+        found.append(entry)
+    return found
 
 
 def get_charger(conn: sqlite3.Connection, charge_point_id: str) -> dict[str, Any] | None:
@@ -231,8 +500,8 @@ def record_boot(
     with transaction(conn):
         conn.execute(
             "INSERT INTO chargers (charge_point_id, vendor, model, serial_number, firmware_version,"
-            " registration_status, connected, last_seen, last_boot, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?) ON CONFLICT(charge_point_id) DO UPDATE SET"
+            " registration_status, connected, last_seen, last_boot, created, confirmed)"
+            " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, 0) ON CONFLICT(charge_point_id) DO UPDATE SET"
             " vendor = excluded.vendor, model = excluded.model,"
             " serial_number = COALESCE(excluded.serial_number, serial_number),"
             " firmware_version = COALESCE(excluded.firmware_version, firmware_version),"
@@ -256,9 +525,12 @@ def touch(conn: sqlite3.Connection, charge_point_id: str, now: float) -> None:
 
 
 def _public(row: sqlite3.Row) -> dict[str, Any]:
+    """A charger row without its key hash (whether one is set stays visible as `key_set`)."""
     data = dict(row)
-    data.pop("auth_key_hash", None)
-    data["connected"] = bool(data["connected"])
+    data["key_set"] = data.pop("auth_key_hash", None) is not None
+    for flag in ("connected", "confirmed", "blocked"):
+        if flag in data:
+            data[flag] = bool(data[flag])
     return data
 
 
@@ -333,26 +605,148 @@ def status_history(conn: sqlite3.Connection, charge_point_id: str, limit: int = 
 
 # --------------------------------------------------------- authorization list
 def set_authorization(
-    conn: sqlite3.Connection, id_tag: str, status: str = "Accepted", *, expiry: float | None = None, parent_id_tag: str | None = None
-) -> None:
-    if status not in AUTHORIZATION_STATUSES:
-        raise ValueError(f"authorization status must be one of {AUTHORIZATION_STATUSES}, not {status!r}")
+    conn: sqlite3.Connection, id_tag: str, status: str = "Accepted", *, expiry: float | None = None,
+    parent_id_tag: str | None = None, now: float | None = None,
+) -> int:
+    """Add or replace an idTag of the local list; the list version after it.
+
+    The version moves only when something changed, so re-sending the same entry costs
+    no charger a sync.
+    """
+    if status not in LIST_STATUSES:
+        raise ValueError(f"authorization status must be one of {LIST_STATUSES}, not {status!r}")
+    now = time.time() if now is None else now
     with transaction(conn):
+        row = conn.execute("SELECT status, expiry, parent_id_tag, removed FROM auth_list WHERE id_tag = ?", (id_tag,)).fetchone()
+        if row is not None and not row["removed"] and (row["status"], row["expiry"], row["parent_id_tag"]) == (status, expiry, parent_id_tag):
+            return _list_version(conn)
+        version = _bump_version(conn)
         conn.execute(
-            "INSERT INTO auth_list (id_tag, status, expiry, parent_id_tag) VALUES (?, ?, ?, ?)"
+            "INSERT INTO auth_list (id_tag, status, expiry, parent_id_tag, version, removed, updated) VALUES (?, ?, ?, ?, ?, 0, ?)"
             " ON CONFLICT(id_tag) DO UPDATE SET status = excluded.status, expiry = excluded.expiry,"
-            " parent_id_tag = excluded.parent_id_tag",
-            (id_tag, status, expiry, parent_id_tag),
+            " parent_id_tag = excluded.parent_id_tag, version = excluded.version, removed = 0, updated = excluded.updated",
+            (id_tag, status, expiry, parent_id_tag, version, now),
         )
+    return version
 
 
-def remove_authorization(conn: sqlite3.Connection, id_tag: str) -> None:
+def remove_authorization(conn: sqlite3.Connection, id_tag: str, *, now: float | None = None) -> bool:
+    """Take an idTag off the list (kept as a tombstone for Differential updates); False if it was not on it."""
+    now = time.time() if now is None else now
     with transaction(conn):
-        conn.execute("DELETE FROM auth_list WHERE id_tag = ?", (id_tag,))
+        row = conn.execute("SELECT removed FROM auth_list WHERE id_tag = ?", (id_tag,)).fetchone()
+        if row is None or row[0]:
+            return False
+        version = _bump_version(conn)
+        conn.execute("UPDATE auth_list SET removed = 1, version = ?, updated = ? WHERE id_tag = ?", (version, now, id_tag))
+        _prune_tombstones(conn)
+    return True
 
 
 def get_authorization(conn: sqlite3.Connection, id_tag: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM auth_list WHERE id_tag = ?", (id_tag,)).fetchone()
+    row = conn.execute(
+        "SELECT id_tag, status, expiry, parent_id_tag, version, updated FROM auth_list WHERE id_tag = ? AND removed = 0", (id_tag,)
+    ).fetchone()
+    return dict(row) if row else None
+
+
+def list_authorizations(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every idTag on the local list, by idTag."""
+    rows = conn.execute("SELECT id_tag, status, expiry, parent_id_tag, version, updated FROM auth_list WHERE removed = 0 ORDER BY id_tag")
+    return [dict(row) for row in rows]
+
+
+def local_list_version(conn: sqlite3.Connection) -> int:
+    """The list's version: 0 for a list never written, +1 for every change since."""
+    return _list_version(conn)
+
+
+def _list_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM local_list_state WHERE name = 'version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _bump_version(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "INSERT INTO local_list_state (name, value) VALUES ('version', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1"
+    )
+    return _list_version(conn)
+
+
+def _prune_tombstones(conn: sqlite3.Connection) -> None:
+    """Keep the newest TOMBSTONE_LIMIT removals; a charger older than what is forgotten gets a Full update."""
+    row = conn.execute(
+        "SELECT version FROM auth_list WHERE removed = 1 ORDER BY version DESC LIMIT 1 OFFSET ?", (TOMBSTONE_LIMIT,)
+    ).fetchone()
+    if row is None:
+        return
+    conn.execute("DELETE FROM auth_list WHERE removed = 1 AND version <= ?", (row[0],))
+    conn.execute(
+        "INSERT INTO local_list_state (name, value) VALUES ('differential_from', ?)"
+        " ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)", (row[0],)
+    )
+
+
+def _entry(row: Mapping[str, Any], format_time: Callable[[float], str]) -> dict[str, Any]:
+    """An OCPP AuthorizationData object: idTag plus idTagInfo, or idTag alone for a removal."""
+    if row["removed"]:
+        return {"idTag": row["id_tag"]}
+    info: dict[str, Any] = {"status": row["status"]}
+    if row["expiry"] is not None:
+        info["expiryDate"] = format_time(row["expiry"])
+    if row["parent_id_tag"]:
+        info["parentIdTag"] = row["parent_id_tag"]
+    return {"idTag": row["id_tag"], "idTagInfo": info}
+
+
+def local_list_update(
+    conn: sqlite3.Connection, charge_point_id: str, format_time: Callable[[float], str], *, full: bool = False,
+) -> dict[str, Any]:
+    """The SendLocalList payload that brings this charger up to the current list.
+
+    Differential (the entries changed since the version the charger last confirmed,
+    removals as an idTag without idTagInfo) when that version is known and no removal
+    since then was forgotten; Full otherwise, or when `full` is asked for. A Full
+    update of an empty list clears the charger's. `format_time` renders epoch seconds
+    as OCPP timestamps (the OCPP family's, so this module needs no protocol code).
+    """
+    with transaction(conn):  # one snapshot: the version and the entries it covers
+        version = _list_version(conn)
+        confirmed = conn.execute("SELECT version FROM charger_local_list WHERE charge_point_id = ?", (charge_point_id,)).fetchone()
+        since = int(confirmed[0]) if confirmed is not None else None
+        floor_row = conn.execute("SELECT value FROM local_list_state WHERE name = 'differential_from'").fetchone()
+        floor = int(floor_row[0]) if floor_row else 0
+        differential = not full and since is not None and since >= floor and since <= version
+        if differential:
+            rows = conn.execute("SELECT * FROM auth_list WHERE version > ? ORDER BY id_tag", (since,)).fetchall()
+        else:
+            rows = conn.execute("SELECT * FROM auth_list WHERE removed = 0 ORDER BY id_tag").fetchall()
+    return {
+        "listVersion": version,
+        "updateType": "Differential" if differential else "Full",
+        "localAuthorizationList": [_entry(row, format_time) for row in rows],
+    }
+
+
+def record_local_list_sync(conn: sqlite3.Connection, charge_point_id: str, version: int, now: float) -> None:
+    """The charger accepted the list at `version`: the next update is a Differential from there."""
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO charger_local_list (charge_point_id, version, synced) VALUES (?, ?, ?)"
+            " ON CONFLICT(charge_point_id) DO UPDATE SET version = excluded.version, synced = excluded.synced",
+            (charge_point_id, version, now),
+        )
+
+
+def forget_local_list_sync(conn: sqlite3.Connection, charge_point_id: str) -> None:
+    """The charger's list is not what we sent (VersionMismatch, a reset): the next update is Full."""
+    with transaction(conn):
+        conn.execute("DELETE FROM charger_local_list WHERE charge_point_id = ?", (charge_point_id,))
+
+
+def charger_local_list(conn: sqlite3.Connection, charge_point_id: str) -> dict[str, Any] | None:
+    """The version this charger last confirmed and when, or None if it never took a list from us."""
+    row = conn.execute("SELECT version, synced FROM charger_local_list WHERE charge_point_id = ?", (charge_point_id,)).fetchone()
     return dict(row) if row else None
 
 

@@ -38,14 +38,24 @@ def handles(action: str) -> Callable[[Handler], Handler]:
 
 @handles("BootNotification")
 def boot_notification(p: ChargerProtocol, payload: dict, now: float) -> dict:
+    """Answer with the registration the operator gave the charger.
+
+    A blocked charger is Rejected (its registration kept for when it is unblocked), and
+    so is one whose row is gone: the operator removed it while it was connected, and its
+    boot must not bring it back.
+    """
     existing = charger_store.get_charger(p.conn, p.charge_point_id)
-    status = existing["registration_status"] if existing else "Pending"
-    charger_store.record_boot(
-        p.conn, p.charge_point_id,
-        vendor=payload["chargePointVendor"], model=payload["chargePointModel"],
-        serial_number=payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber"),
-        firmware_version=payload.get("firmwareVersion"), registration_status=status, now=now,
-    )
+    if existing is None:
+        p.log.warning("BootNotification from a charge point that was removed: Rejected")
+        status = "Rejected"
+    else:
+        status = "Rejected" if existing["blocked"] else existing["registration_status"]
+        charger_store.record_boot(
+            p.conn, p.charge_point_id,
+            vendor=payload["chargePointVendor"], model=payload["chargePointModel"],
+            serial_number=payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber"),
+            firmware_version=payload.get("firmwareVersion"), registration_status=existing["registration_status"], now=now,
+        )
     p.booted(status)
     interval = p.policy.heartbeat_interval if status == "Accepted" else p.policy.boot_retry_interval
     return {"status": status, "currentTime": format_timestamp(now), "interval": interval}
@@ -81,20 +91,42 @@ def status_notification(p: ChargerProtocol, payload: dict, now: float) -> dict:
     return {}
 
 
-def id_tag_info(p: ChargerProtocol, id_tag: str, now: float) -> dict:
-    """The local authorization list decides; unknown tags follow the policy."""
+def id_tag_info(p: ChargerProtocol, id_tag: str, now: float, transaction_id: int | None = None) -> dict:
+    """The local authorization list decides; unknown tags follow the policy.
+
+    An Accepted tag of the list past its expiry is Expired; one with an active session on
+    another charge point (other than `transaction_id`, the session being started) is
+    ConcurrentTx. Tags not on the list are not checked for that: under the default
+    `unknown_id_tags = "accept"` a tag means nothing, and an operator who wants one tag
+    one car puts the tag on the list.
+    """
     entry = charger_store.get_authorization(p.conn, id_tag)
     if entry is None:
         return {"status": "Accepted" if p.policy.unknown_id_tags == "accept" else "Invalid"}
     status = entry["status"]
     if status == "Accepted" and entry["expiry"] is not None and entry["expiry"] < now:
         status = "Expired"
+    if status == "Accepted" and _charging_elsewhere(p, id_tag, transaction_id):
+        status = "ConcurrentTx"
     info: dict[str, Any] = {"status": status}
     if entry["expiry"] is not None:
         info["expiryDate"] = format_timestamp(entry["expiry"])
     if entry["parent_id_tag"]:
         info["parentIdTag"] = entry["parent_id_tag"]
     return info
+
+
+def _charging_elsewhere(p: ChargerProtocol, id_tag: str, transaction_id: int | None) -> bool:
+    """Whether `id_tag` has an active session on another charge point.
+
+    Authorize from the charger it charges at is how a driver stops the session, so that
+    charger's own sessions never count; for StartTransaction the session just stored
+    does not either.
+    """
+    for tx in tx_store.transactions_for_id_tag(p.conn, id_tag, limit=20):
+        if tx["status"] == "Active" and tx["transaction_id"] != transaction_id and tx["charge_point_id"] != p.charge_point_id:
+            return True
+    return False
 
 
 @handles("Authorize")
@@ -116,7 +148,7 @@ def start_transaction(p: ChargerProtocol, payload: dict, now: float) -> dict:
     if new:
         p.effects.live.extend(transaction_started(p.charge_point_id, transaction_id, connector_id, payload["idTag"],
                                                   payload["meterStart"], parse_timestamp(payload["timestamp"])))
-    return {"transactionId": transaction_id, "idTagInfo": id_tag_info(p, payload["idTag"], now)}
+    return {"transactionId": transaction_id, "idTagInfo": id_tag_info(p, payload["idTag"], now, transaction_id)}
 
 
 @handles("MeterValues")

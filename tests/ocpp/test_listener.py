@@ -40,11 +40,14 @@ async def test_auth_failures_are_refused_at_the_handshake(strict_central):
     assert charger_store.get_charger(c.conn, "STRANGER") is None
 
 
-async def test_accept_policy_registers_unknown_charger_and_pins_its_key(central):
+async def test_accept_policy_admits_unknown_charger_unconfirmed_and_pins_no_key_on_its_own(central):
+    """The first key seen is only a candidate: pinning it would let whoever connects first lock the real charger out."""
     assert await handshake_status(central.url("NEW1"), {"Authorization": basic_auth_header("NEW1", "first-key-123456")}) == 101
-    assert charger_store.get_charger(central.conn, "NEW1")["registration_status"] == "Accepted"
-    assert await handshake_status(central.url("NEW1"), {"Authorization": basic_auth_header("NEW1", "other-key-123456")}) == 401
-    assert await handshake_status(central.url("NEW1")) == 401
+    charger = charger_store.get_charger(central.conn, "NEW1")
+    assert charger["registration_status"] == "Accepted" and not charger["confirmed"] and not charger["key_set"]
+    assert await handshake_status(central.url("NEW1"), {"Authorization": basic_auth_header("NEW1", "other-key-123456")}) == 101
+    candidates = {c["fingerprint"] for c in charger_store.key_candidates(central.conn, "NEW1")}
+    assert candidates == {charger_store.key_fingerprint("first-key-123456"), charger_store.key_fingerprint("other-key-123456")}
 
 
 async def test_new_connection_replaces_the_old_one(central):
