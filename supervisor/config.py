@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "EGW_"
+# A schema-valid StopTransaction with 12 h of transactionData is ~174 KB: never below 1 MiB.
+# Above 8 MiB one frame would outgrow what a connection may hold while its actor starts.
+MIN_OCPP_FRAME_BYTES = 1024 * 1024
+MAX_OCPP_FRAME_BYTES = 8 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -48,7 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ocpp_register_as", str, "Accepted", "Registration status given to auto-registered chargers: Accepted or Pending"),
     Setting("ocpp_unknown_id_tags", str, "accept", "idTags not in the local list: 'accept' or 'reject'"),
     Setting("ocpp_ping_interval", float, 30.0, "Websocket ping interval towards chargers, seconds"),
-    Setting("ocpp_max_frame_bytes", int, 65536, "Largest accepted OCPP frame; larger ones close the connection"),
+    Setting("ocpp_max_frame_bytes", int, 1048576, "Largest accepted OCPP frame, bytes (1 MiB to 8 MiB); a larger one closes the connection with 1009"),
+    Setting("ocpp_handshake_timeout", float, 10.0, "Seconds a new OCPP connection has to complete its websocket handshake before it is closed"),
+    Setting("ocpp_startup_hold_frames", int, 1000, "Frames held per connection while its charger actor starts; past it each CALL is answered 'try again' (GenericError)"),
     Setting("ocpp_boot_retry_interval", int, 60, "Retry interval given to chargers whose boot is Pending/Rejected, seconds"),
     Setting("ocpp_call_timeout", float, 30.0, "Seconds to wait for a charger's answer to a central-initiated call"),
     Setting("ocpp_call_queue_limit", int, 16, "Central-initiated calls queued per charger before new ones are refused"),
@@ -211,10 +217,15 @@ def _check(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"wifi_backend: must be 'networkmanager', 'fake' or 'none', got {values['wifi_backend']!r}")
     if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level: must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
+    low, high = MIN_OCPP_FRAME_BYTES, MAX_OCPP_FRAME_BYTES
+    if not low <= values["ocpp_max_frame_bytes"] <= high:
+        raise ConfigError(f"ocpp_max_frame_bytes: must be between {low} (1 MiB) and {high} (8 MiB), got {values['ocpp_max_frame_bytes']}")
+    if values["ocpp_startup_hold_frames"] < 1:
+        raise ConfigError("ocpp_startup_hold_frames: must be at least 1 (the BootNotification is always held)")
     for key in ("restart_max",):
         if values[key] < 0:
             raise ConfigError(f"{key}: must not be negative")
-    for key in ("restart_period", "heartbeat_interval", "heartbeat_timeout", "live_metrics_db_interval"):
+    for key in ("restart_period", "heartbeat_interval", "heartbeat_timeout", "live_metrics_db_interval", "ocpp_handshake_timeout"):
         if values[key] <= 0:
             raise ConfigError(f"{key}: must be positive")
     seen: set[str] = set()

@@ -7,9 +7,21 @@ and relays numbered frames: over the actor's direct link to this loop once it ha
 hello (`actors.ocpp.replies`), as `FrameIn` messages until then or when the link fails.
 Charger actors answer over the same link (or `FrameOut`) and with `CloseConnection`.
 A charger actor that was restarted introduces itself with `ChargerReady` and is
-re-attached to the live connection. Frames that arrive before the actor is known are
-held (at most `MAX_HELD` per connection; beyond that the connection is closed with
-1013 "try again later", which a charger handles by reconnecting).
+re-attached to the live connection.
+
+Frames that arrive before the actor is known (a charger sends its BootNotification, and
+often a burst of queued frames, right after the handshake, while the actor is still
+starting) are held, in order, and handed over once it is: up to `hold_frames` frames
+(setting `ocpp_startup_hold_frames`, 1000) and `HOLD_BYTES` per connection, and
+`HOLD_BYTES_TOTAL` over all connections. The first frame is always held, and so is a
+BootNotification however many came before it. Past the bounds each CALL is answered
+here, by itself, with a CALLERROR `GenericError` "... try again" (a frame that is not
+even a frame gets the CALLERROR the charger actor would have sent); the connection
+stays open, and the charger repeats what it still needs. Frames answered here take no
+number: the actor sees the held ones numbered 0, 1, 2, ... as always.
+
+A frame that would push the actor's link past its buffer (`replies.MAX_BUFFERED`; a
+1 MiB frame fills it) goes as a `FrameIn` instead; the frame numbers keep the order.
 
 Config (from the child spec): {"db_path": str, "listener": dict of `ListenerSettings`
 fields, "charger": the config handed to each charger actor}.
@@ -22,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.ocpp import frames, replies
 from actors.ocpp.auth import Authenticator
 from actors.ocpp.messages import ChargerConnected, ChargerDisconnected, ChargerReady, CloseConnection, FrameIn, FrameOut
 from actors.ocpp.replies import ReplyInbox
@@ -35,7 +48,10 @@ from supervisor.spec import ChildSpec
 
 CHARGER_ACTOR = "actors.ocpp.charger.ChargerActor"
 CHARGERS_SUPERVISOR = "chargers"
-MAX_HELD = 64
+HOLD_BYTES = 8 * 1024 * 1024  # held per connection while its charger actor starts
+HOLD_BYTES_TOTAL = 64 * 1024 * 1024  # held over all connections (every charger reconnects at once after a restart)
+MAX_BOOT_BYTES = 4096  # a schema-valid BootNotification is well under 1 KB: a bigger one is not held past the bounds
+BUSY_DESCRIPTION = "the central system is still starting this charge point's session; try again"
 START_TIMEOUT = 30.0  # after a gateway restart every charger reconnects at once; actor start-up queues
 # A charger that disconnects keeps its actor until the actor has handed its export queue
 # to the harvest actor (the last MeterValues and StopTransaction of a session usually come
@@ -50,9 +66,12 @@ class Link:
     """One live connection and the charger actor it is relayed to."""
 
     connection_id: int
-    next_seq: int = 0
+    next_seq: int = 0  # the number the next frame handed to the charger actor gets
     address: Any = None
     held: deque = field(default_factory=deque)
+    held_bytes: int = 0
+    boot_held_past_bounds: bool = False
+    answered_busy: int = 0  # frames answered here because the hold was full
     stream: Any = None  # the charger actor's link to this loop (actors.ocpp.replies), when it has one
 
 
@@ -62,6 +81,7 @@ class ListenerActor(AsyncioActor):
         self.db_path = config["db_path"]
         self.charger_config = config.get("charger") or {"db_path": self.db_path}
         self.links: dict[str, Link] = {}
+        self.held_bytes = 0  # over all links
         self.server: OcppServer | None = None
         self.start_loop()
         port = self.run_in_loop(self._start_server()).result(timeout=15)
@@ -112,27 +132,72 @@ class ListenerActor(AsyncioActor):
         link = self.links.get(charge_point_id)
         if link is None or link.connection_id != connection_id:
             return
-        link.next_seq = seq + 1
-        if link.address is not None:
-            if link.stream is None:
-                self.tell(link.address, FrameIn(charge_point_id, connection_id, seq, text))
-            elif not link.stream.write_frame(connection_id, seq, text):
-                # the link broke with frames perhaps still unread in it: resynchronise as for
-                # frames lost in transit, the charger reconnects and repeats what is unanswered
-                link.stream = None
-                self.log.warning("frame link to the charger actor broke; closing the connection", charger=charge_point_id)
-                self.server.close(charge_point_id, connection_id, 1011, "frames lost, reconnect")  # type: ignore[union-attr]
+        if link.address is None:
+            self._hold(charge_point_id, link, text)
             return
-        link.held.append((seq, text))
-        if len(link.held) > MAX_HELD:
-            self.log.warning("charger actor not ready and too many frames held; closing", charger=charge_point_id)
-            self.server.close(charge_point_id, connection_id, 1013, "try again later")  # type: ignore[union-attr]
+        number = link.next_seq
+        link.next_seq += 1
+        if link.stream is None or self._link_backed_up(link.stream, text):
+            self.tell(link.address, FrameIn(charge_point_id, connection_id, number, text))
+        elif not link.stream.write_frame(connection_id, number, text):
+            # the link broke with frames perhaps still unread in it: resynchronise as for
+            # frames lost in transit, the charger reconnects and repeats what is unanswered
+            link.stream = None
+            self.log.warning("frame link to the charger actor broke; closing the connection", charger=charge_point_id)
+            self.server.close(charge_point_id, connection_id, 1011, "frames lost, reconnect")  # type: ignore[union-attr]
+
+    @staticmethod
+    def _link_backed_up(stream: Any, text: str) -> bool:
+        """Would this frame push the actor's link past the buffer at which the link gives up?"""
+        transport = getattr(stream, "transport", None)
+        return transport is not None and transport.get_write_buffer_size() + len(text) > replies.MAX_BUFFERED
+
+    def _hold(self, charge_point_id: str, link: Link, text: str) -> None:
+        """Keep a frame for the charger actor that is starting, or answer it here if the hold is full."""
+        size = len(text)
+        fits = (len(link.held) < self.settings.hold_frames and link.held_bytes + size <= HOLD_BYTES
+                and self.held_bytes + size <= HOLD_BYTES_TOTAL)
+        if fits or not link.held:
+            self._keep(link, text)
+            return
+        try:
+            frame = frames.parse(text)
+        except frames.FrameError as exc:
+            self._answer_busy(charge_point_id, link, frames.encode_error(exc.unique_id, exc.code, exc.description))
+            return
+        if isinstance(frame, frames.Call) and frame.action == "BootNotification" and size <= MAX_BOOT_BYTES and not link.boot_held_past_bounds:
+            link.boot_held_past_bounds = True  # never refuse the boot: without it the charger does nothing else
+            self._keep(link, text)
+        elif isinstance(frame, frames.Call):
+            self._answer_busy(charge_point_id, link, frames.encode_error(frame.unique_id, "GenericError", BUSY_DESCRIPTION))
+        else:  # a reply to a central call: none can be outstanding before the actor is up
+            self._answer_busy(charge_point_id, link, None)
+
+    def _keep(self, link: Link, text: str) -> None:
+        link.held.append((link.next_seq, text))
+        link.next_seq += 1
+        link.held_bytes += len(text)
+        self.held_bytes += len(text)
+
+    def _answer_busy(self, charge_point_id: str, link: Link, reply: str | None) -> None:
+        if link.answered_busy == 0:
+            self.log.warning("charger actor not ready and its frames' hold is full; answering 'try again'", charger=charge_point_id,
+                             held=len(link.held), held_bytes=link.held_bytes, hold_frames=self.settings.hold_frames)
+        link.answered_busy += 1
+        if reply is not None:
+            self.server.send(charge_point_id, link.connection_id, reply)  # type: ignore[union-attr]
+
+    def _release(self, link: Link) -> None:
+        self.held_bytes -= link.held_bytes
+        link.held.clear()
+        link.held_bytes = 0
 
     def closed(self, charge_point_id: str, connection_id: int) -> None:
         link = self.links.get(charge_point_id)
         if link is None or link.connection_id != connection_id:
             return
         del self.links[charge_point_id]
+        self._release(link)
         if link.address is not None:
             self.tell(link.address, ChargerDisconnected(charge_point_id, connection_id))
         asyncio.ensure_future(self._stop_charger(charge_point_id))
@@ -177,9 +242,12 @@ class ListenerActor(AsyncioActor):
         link.address = address
         first = link.held[0][0] if link.held else link.next_seq
         self.tell(address, ChargerConnected(charge_point_id, link.connection_id, first, self.replies.path))
-        while link.held:
-            seq, text = link.held.popleft()
+        for seq, text in link.held:
             self.tell(address, FrameIn(charge_point_id, link.connection_id, seq, text))
+        if link.answered_busy:
+            self.log.info("charger actor ready; frames answered 'try again' while it started", charger=charge_point_id,
+                          count=link.answered_busy, held=len(link.held))
+        self._release(link)
 
     async def _stop_charger(self, charge_point_id: str) -> None:
         """Stop a disconnected charger's actor once its export queue is empty (bounded wait)."""

@@ -16,6 +16,7 @@ import actors.ocpp.charger  # noqa: F401 - imported in the launcher so forked ch
 import actors.ocpp.listener  # noqa: F401
 from actors.ocpp import frames
 from actors.ocpp.policy import OcppPolicy
+from actors.ocpp.server import MAX_FRAME_BYTES
 from supervisor.spec import Backoff, ChildSpec, Heartbeat, Intensity, SupervisorSpec, supervisor_child
 
 LISTENER_ACTOR = "actors.ocpp.listener.ListenerActor"
@@ -28,7 +29,8 @@ def ocpp_config(config: dict[str, Any]) -> dict[str, Any]:
     Reads: data_dir (db file data_dir/egw.db, or outbox_db), ocpp_host, ocpp_port,
     ocpp_unknown_chargers ("reject" | "accept"), ocpp_register_as (registration status of
     auto-registered chargers, default "Accepted"), ocpp_tls_cert, ocpp_tls_key,
-    ocpp_ping_interval, ocpp_max_frame_bytes, ocpp_heartbeat_interval,
+    ocpp_ping_interval, ocpp_max_frame_bytes, ocpp_handshake_timeout,
+    ocpp_startup_hold_frames, ocpp_heartbeat_interval,
     ocpp_boot_retry_interval, ocpp_unknown_id_tags ("accept" | "reject"),
     ocpp_call_timeout, ocpp_call_queue_limit, live_metrics_db_interval.
     """
@@ -41,7 +43,9 @@ def ocpp_config(config: dict[str, Any]) -> dict[str, Any]:
         "tls_cert": config.get("ocpp_tls_cert") or None,
         "tls_key": config.get("ocpp_tls_key") or None,
         "ping_interval": float(config.get("ocpp_ping_interval", 30.0)),
-        "max_frame_bytes": int(config.get("ocpp_max_frame_bytes", 65536)),
+        "max_frame_bytes": int(config.get("ocpp_max_frame_bytes", MAX_FRAME_BYTES)),
+        "handshake_timeout": float(config.get("ocpp_handshake_timeout", 10.0)),
+        "hold_frames": int(config.get("ocpp_startup_hold_frames", 1000)),
     }
     policy = {
         "heartbeat_interval": int(config.get("ocpp_heartbeat_interval", 300)),
