@@ -12,8 +12,11 @@ Rules it implements:
 * A broken connection puts the endpoint offline; reconnects are spaced by exponential
   backoff with jitter up to a cap; every poll slot missed meanwhile ends up in a gap.
 * A device answering with an exception code stays online; its failed slots become gaps.
-* Several unit ids behind one endpoint are polled one after another on one connection;
-  when answers are slow, the rest wait for the next turn instead of blocking the actor.
+* Several unit ids behind one endpoint are polled one after another on one connection.
+  A poll advances one Modbus request at a time: `run_due()` returns to the actor once
+  RUN_BUDGET has passed, between two requests, and the poll goes on at the next call. So
+  however slow the device, the actor's mailbox (heartbeats, acks) waits at most one
+  request timeout plus RUN_BUDGET, never a whole poll of many blocks.
 * A cumulative counter that goes down is a reset (or a wrap near the type's maximum):
   reported as an event, never as negative production. A wrap is unwrapped (the value goes
   on rising by the register's span); a reset reading is flagged `reset:<quantity>`.
@@ -25,6 +28,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from collections.abc import Generator
 from typing import Any, Protocol
 
 from actors.device.codec import lsb
@@ -36,9 +40,9 @@ from actors.device.sunspec import SunSpecError, build_profile, discover
 from actors.harvest.messages import DeviceEvent, Gap, Reading
 from supervisor.backoff import backoff_delay
 
-# One run_due() starts no further device after this many seconds, so a handler never
+# One run_due() sends no further request after this many seconds, so a handler never
 # blocks much longer than one request timeout (the supervisor's heartbeat must get through).
-RUN_BUDGET = 1.0
+RUN_BUDGET = 0.2
 MAX_GAP_SLOTS = 3600  # a long outage is reported in chunks, so gaps are visible while it lasts
 
 
@@ -261,6 +265,16 @@ class DevicePoller:
         return PollOutcome(self.device_id, gaps=self.gap.miss(start, reason, skipped + 1), error=reason)
 
     def poll(self, link: Link, now: float) -> PollOutcome:
+        """One whole poll in one call (replays and tests); the actor's path is `polling`."""
+        steps = self.polling(link, now)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def polling(self, link: Link, now: float) -> Generator[None, None, PollOutcome]:
+        """A poll of this slot, pausing (yield) after every Modbus request; returns its outcome."""
         skipped, first = self.schedule.take(now)
         wall = self.clock.wall()
         outcome = PollOutcome(self.device_id)
@@ -269,10 +283,10 @@ class DevicePoller:
         self.link_was_down = False
         try:
             plan = self._ensure_plan(link)
-            self._ensure_identity(link, plan)
-            reading_since = time.perf_counter()  # a measurement for status, not a schedule input
-            data, block_errors = self._read_blocks(link, plan)
-            latency_ms = (time.perf_counter() - reading_since) * 1000.0
+            yield from self._ensure_identity(link, plan)
+            timing = [0.0]  # seconds spent in requests: a measurement for status, not a schedule input
+            data, block_errors = yield from self._read_blocks(link, plan, timing)
+            latency_ms = timing[0] * 1000.0
         except (LinkError, SunSpecError) as exc:
             reason = exc.reason if isinstance(exc, LinkError) else "sunspec_discovery"
             outcome.link_down = isinstance(exc, LinkDownError)
@@ -319,7 +333,7 @@ class DevicePoller:
         self.state.last_error = None if not block_errors else "some registers failed: " + "; ".join(f"{k}: {v}" for k, v in block_errors.items())
         return outcome
 
-    def _read_blocks(self, link: Link, plan: PollPlan) -> tuple[list[list[int] | None], dict[str, str]]:
+    def _read_blocks(self, link: Link, plan: PollPlan, timing: list[float]) -> Generator[None, None, tuple[list[list[int] | None], dict[str, str]]]:
         """Every block of the plan; one the device refuses (an exception code) is None, not the end of the reading.
 
         Only when every block is refused is the poll a failure: a device that answers
@@ -328,11 +342,15 @@ class DevicePoller:
         data: list[list[int] | None] = []
         refused: dict[str, DeviceError] = {}
         for block in plan.blocks:
+            started = time.perf_counter()
             try:
                 data.append(link.read(self.unit, block.function, block.start, block.count))
             except DeviceError as exc:
                 data.append(None)
                 refused[block_key(block)] = exc
+            finally:
+                timing[0] += time.perf_counter() - started
+            yield
         if refused and len(refused) == len(plan.blocks):
             raise DeviceError(next(iter(refused.values())).code, "every block of the poll")
         return data, {key: str(exc) for key, exc in refused.items()}
@@ -348,12 +366,16 @@ class DevicePoller:
             self.plan = poll_plan(build_profile(found))
         return self.plan
 
-    def _ensure_identity(self, link: Link, plan: PollPlan) -> None:
+    def _ensure_identity(self, link: Link, plan: PollPlan) -> Generator[None, None, None]:
         if self.identity_read:
             return
         self.identity_read = True
+        blocks: list[list[int]] = []
         try:
-            identity = decode_identity(plan, [link.read(self.unit, b.function, b.start, b.count) for b in plan.identity_blocks])
+            for b in plan.identity_blocks:
+                blocks.append(link.read(self.unit, b.function, b.start, b.count))
+                yield
+            identity = decode_identity(plan, blocks)
         except DeviceError as exc:
             self.state.last_error = f"identity: {exc}"
             return
@@ -384,35 +406,63 @@ class EndpointPoller:
         self.reconnect_at = now  # connect on the first run
         self.run_budget = run_budget
         self.connection_errors = 0
+        self.round: list[DevicePoller] = []  # devices whose slot came, still to be polled this round
+        self.active: tuple[DevicePoller, Generator[None, None, PollOutcome]] | None = None  # the poll under way
+
+    @property
+    def busy(self) -> bool:
+        """A poll round is under way: the next run_due() continues it."""
+        return self.active is not None or bool(self.round)
 
     def next_wakeup(self) -> float:
+        if self.busy:
+            return self.clock.monotonic()  # go on right after the mailbox had its turn
         due = min(d.schedule.next_due for d in self.devices)
         return due if self.connected else max(due, self.reconnect_at)
 
     def run_due(self) -> list[PollOutcome]:
-        """Poll every device whose slot has come; connect first when needed."""
+        """Poll every device whose slot has come, a request at a time; connect first when needed.
+
+        Returns once the round is done or RUN_BUDGET has passed (between two requests);
+        outcomes of polls that finished are returned, the one under way goes on next call.
+        """
         now = self.clock.monotonic()
-        due = [d for d in self.devices if d.schedule.next_due <= now + 1e-9]
-        if not due:
-            return []
-        if not self.connected and now < self.reconnect_at:
-            return self._count([d.missed(now, "offline") for d in due])
+        if not self.busy:
+            due = [d for d in self.devices if d.schedule.next_due <= now + 1e-9]
+            if not due:
+                return []
+            if not self.connected and now < self.reconnect_at:
+                return self._count([d.missed(now, "offline") for d in due])
+            self.round = due
         outcomes: list[PollOutcome] = []
-        for index, device in enumerate(due):
-            if outcomes and self.clock.monotonic() - now > self.run_budget:
-                break  # slow answers: the rest stay due and go next turn, after the mailbox had its turn
-            if not self.connected:
-                try:
-                    self.link.connect()
-                except LinkError as exc:
-                    return self._count(outcomes + self._went_down(self.clock.monotonic(), due[index:], str(exc)))
-                self.connected = True
-                self.backoff.reset()
-            outcome = device.poll(self.link, self.clock.monotonic())
+        stepped = False
+        while self.busy:
+            if stepped and self.clock.monotonic() - now > self.run_budget:
+                break  # slow answers: the poll goes on next turn, after the mailbox had its turn
+            stepped = True
+            if self.active is None:
+                device = self.round.pop(0)
+                if not self.connected:
+                    try:
+                        self.link.connect()
+                    except LinkError as exc:
+                        rest, self.round = [device, *self.round], []
+                        return self._count(outcomes + self._went_down(self.clock.monotonic(), rest, str(exc)))
+                    self.connected = True
+                    self.backoff.reset()
+                self.active = (device, device.polling(self.link, self.clock.monotonic()))
+            device, steps = self.active
+            try:
+                next(steps)
+                continue
+            except StopIteration as done:
+                outcome = done.value
+            self.active = None
             outcomes.append(outcome)
             if outcome.link_down:  # this device's slot is accounted for; the rest miss theirs
                 device.state.online = False
-                return self._count(outcomes + self._went_down(self.clock.monotonic(), due[index + 1 :], outcome.error or "offline"))
+                rest, self.round = self.round, []
+                return self._count(outcomes + self._went_down(self.clock.monotonic(), rest, outcome.error or "offline"))
             device.state.online = outcome.reading is not None or (outcome.error or "").startswith("device_error")
             if outcome.reconnect:
                 self.link.close()

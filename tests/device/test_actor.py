@@ -126,3 +126,24 @@ def test_unacknowledged_batches_are_bounded_and_their_loss_is_a_gap(multiproc_sy
         assert got[0].device_id == "inv1" and got[0].missed_polls >= 1  # every reading of the batch given up
         record = wait_until(lambda: (r := device_records(asys, root)["inv1"])["info"].get("unacknowledged") == 8 and r, what="outbox at its bound")
         assert record["restarts"] == 0 and record["state"] == "online"
+
+
+def test_a_device_answering_every_request_late_keeps_its_actor_and_its_healthy_neighbour_on_schedule(multiproc_system):
+    """Each request answered 0.3 s late: a poll of the Huawei's blocks takes longer than the
+    heartbeat timeout (1.5 s), yet the actor answers its heartbeat between requests, so
+    neither it nor the healthy device beside it is ever restarted, and both deliver readings."""
+    asys = multiproc_system
+    with InverterSimulator("huawei_sun2000") as slow, InverterSimulator("fronius") as healthy:
+        slow.faults.delay_s = 0.3
+        children = (ChildSpec("harvest", "tests.device.stub_actors.HarvestStub", config={"ack": True}),
+                    *devices_part({"devices": [_device("slow", slow, poll_interval=1.0, timeout=1.0), _device("ok", healthy, poll_interval=0.25)]}))
+        root = start_root(asys, SupervisorSpec(children=children, backoff=FAST, heartbeat=Heartbeat(0.2, 1.5)))
+        got = wait_until(lambda: sum(1 for b in batches(asys, root) for r in b.readings if r.device_id == "slow") >= 2 and batches(asys, root),
+                         timeout=30, what="two readings from the slow device")
+        records = device_records(asys, root)
+        assert (records["slow"]["restarts"], records["ok"]["restarts"]) == (0, 0)
+        healthy_readings = [r for b in got for r in b.readings if r.device_id == "ok"]
+        assert len(healthy_readings) >= 8
+        slow_readings = [r for b in got for r in b.readings if r.device_id == "slow"]
+        assert all(r.values.get("energy_total_wh") for r in slow_readings)
+        assert records["slow"]["info"]["poll_latency_ms"] >= 300 * 2  # it really was slow: several late requests per poll

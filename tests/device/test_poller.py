@@ -88,23 +88,50 @@ class _ManualClock:
         return MIDDAY + self.t
 
 
-def test_slow_answers_defer_the_next_unit_instead_of_blocking_the_actor():
+def test_a_slow_answer_pauses_the_poll_for_the_mailbox_and_the_poll_then_goes_on():
     clock = _ManualClock()
     answers = {**_answers("huawei_sun2000", 1), **_answers("huawei_sun2000", 2)}
     power = answers[(1, 3, 32064)]
 
     def slow():
-        clock.t += 1.5  # this unit takes 1.5 s to answer
+        clock.t += 1.5  # this unit takes 1.5 s to answer this block
         return power
 
     answers[(1, 3, 32064)] = slow
     poller = EndpointPoller([_settings("inv1", 1), _settings("inv2", 2)], ScriptedLink(answers), clock=clock)
-    first = poller.run_due()
-    assert [o.device_id for o in first] == ["inv1"]  # inv2 waits for the next turn ...
-    assert poller.next_wakeup() <= clock.monotonic()  # ... which is due at once
-    second = poller.run_due()
-    assert [o.device_id for o in second] == ["inv2"] and second[0].reading is not None
-    assert second[0].gaps == []  # still within its slot: nothing missed
+    outcomes: list = []
+    calls = 0
+    while not outcomes or poller.busy:
+        before = clock.monotonic()
+        outcomes += poller.run_due()
+        calls += 1
+        if clock.monotonic() - before >= 1.5:  # the slow request: the actor gets its mailbox back right after it
+            assert poller.busy and poller.next_wakeup() <= clock.monotonic()
+    assert calls >= 2
+    assert [o.device_id for o in outcomes] == ["inv1", "inv2"] and all(o.reading is not None for o in outcomes)
+    assert all(o.gaps == [] for o in outcomes)  # still within their slots: nothing missed
+
+
+def test_every_request_answered_late_never_holds_the_actor_for_more_than_one_request():
+    """A Huawei (9 blocks) answering each request 800 ms late: a poll takes ~7 s, but the
+    actor is back at its mailbox after every request (the supervisor's heartbeat gets through)."""
+    clock = _ManualClock()
+    answers = _answers("huawei_sun2000", 1)
+
+    def late(value):
+        def answer():
+            clock.t += 0.8
+            return value
+        return answer
+
+    poller = EndpointPoller([_settings("inv1", 1)], ScriptedLink({k: late(v) for k, v in answers.items()}), clock=clock)
+    held, outcomes = [], []
+    while not outcomes:
+        before = clock.monotonic()
+        outcomes += poller.run_due()
+        held.append(clock.monotonic() - before)
+    assert outcomes[0].reading is not None and outcomes[0].error is None
+    assert len(held) >= 9 and max(held) <= 0.8 + 1e-9  # one request per turn, never the whole poll
 
 
 def test_slots_missed_while_backing_off_after_a_refused_connection_are_offline_not_late():
