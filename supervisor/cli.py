@@ -28,6 +28,7 @@ PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("token", "actors.api.token_cli", "print the API token for write requests (created on first start)"),
     ("devices", "actors.device.scan", "find Modbus devices on the network and their profiles"),
     ("outbox", "actors.api.outbox_cli", "list the batches a receiver refused for good, and send them again"),
+    ("chargers", "actors.api.charger_cli", "add, key, accept, block and remove chargers; manage and sync the local idTag list"),
     ("watch", "actors.live.cli", "print a live feed: transaction/<id>, charger/<id>, device/<id> or gateway"),
     ("sim", "simulators.cli", "run one simulator on its own: inverter, charger or ingest"),
 )
