@@ -120,7 +120,7 @@ class Authenticator:
         self.conn = conn
         self.unknown_chargers = unknown_chargers
         self.register_as = register_as
-        self.limiter = limiter or FailureLimiter()
+        self.limiter = limiter if limiter is not None else FailureLimiter()
         self.clock = clock  # wall time, for what the store records
 
     def check(self, charge_point_id: str, authorization: str | None, remote: str | None = None) -> AuthDecision:
