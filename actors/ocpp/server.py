@@ -258,7 +258,7 @@ class OcppServer:
                 self.log.warning("binary frame; OCPP-J is text only", charger=charge_point_id)
                 await connection.ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"OCPP-J frames are text")
             elif msg.type == WSMsgType.ERROR:
-                if connection.ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+                if getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:  # aiohttp's WebSocketError
                     self.log.warning("frame larger than max_frame_bytes; connection closed with 1009", charger=charge_point_id,
                                      max_frame_bytes=self.settings.max_frame_bytes, setting="ocpp_max_frame_bytes")
                 else:

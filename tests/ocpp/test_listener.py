@@ -64,7 +64,7 @@ async def test_new_connection_replaces_the_old_one(central):
     await new.close()
 
 
-async def test_oversized_and_binary_frames_close_only_that_connection(strict_central):
+async def test_oversized_and_binary_frames_close_only_that_connection(strict_central, caplog):
     c = strict_central
     charger_store.add_charger(c.conn, "BIG", auth_key="k" * 16, registration_status="Accepted")
     charger_store.add_charger(c.conn, "OK", auth_key="k" * 16, registration_status="Accepted")
@@ -74,6 +74,8 @@ async def test_oversized_and_binary_frames_close_only_that_connection(strict_cen
     with pytest.raises(ConnectionError):
         await big.recv()
     assert big.ws.close_code == 1009
+    [line] = await wait_until(lambda: [r for r in caplog.records if r.getMessage().startswith("frame larger than max_frame_bytes")])
+    assert line.fields == {"charger": "BIG", "max_frame_bytes": 4096, "setting": "ocpp_max_frame_bytes"}  # says which limit to raise
     binary = await connect(c.url("BIG"), auth_key="k" * 16)
     await binary.ws.send_bytes(b'[2,"x","Heartbeat",{}]')
     with pytest.raises(ConnectionError):
