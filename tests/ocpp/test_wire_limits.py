@@ -123,6 +123,26 @@ def test_a_frame_over_the_configured_limit_is_closed_with_1009_and_others_carry_
     asyncio.run(scenario())
 
 
+def test_frames_bigger_than_the_actor_link_buffer_back_to_back_are_all_answered(multiproc_system, tmp_path):
+    """With the limit raised to 4 MiB, two 3.5 MiB frames in a row overfill the listener's link to
+    the charger actor (1 MiB): the second goes as a thespian message instead, in its turn."""
+    root, port = start_gateway(multiproc_system, tmp_path, ocpp_max_frame_bytes=4 * 1024 * 1024)
+
+    async def scenario() -> dict[str, list]:
+        conn = await connect(f"ws://127.0.0.1:{port}/ocpp/HUGE1")
+        await conn.send(frames.encode_call("b", "BootNotification", BOOT))
+        await replies_for(conn, {"b"})
+        for uid in ("d1", "d2"):
+            await conn.send(frames.encode_call(uid, "DataTransfer", {"vendorId": "acme", "data": "y" * (3_500_000)}))
+        await conn.send(frames.encode_call("h", "Heartbeat", {}))
+        got = await replies_for(conn, {"d1", "d2", "h"})
+        await conn.close()
+        return got
+
+    got = asyncio.run(scenario())
+    assert [got[uid][0] for uid in ("d1", "d2", "h")] == [frames.CALLRESULT] * 3
+
+
 def test_the_frame_limit_setting_names_its_key_when_out_of_range():
     assert load_config(env={}).ocpp_max_frame_bytes == 1024 * 1024
     assert load_config(env={"EGW_OCPP_MAX_FRAME_BYTES": str(4 * 1024 * 1024)}).ocpp_max_frame_bytes == 4 * 1024 * 1024
