@@ -705,8 +705,10 @@ def local_list_update(
     """The SendLocalList payload that brings this charger up to the current list.
 
     Differential (the entries changed since the version the charger last confirmed,
-    removals as an idTag without idTagInfo) when that version is known and no removal
-    since then was forgotten; Full otherwise, or when `full` is asked for. A Full
+    removals as an idTag without idTagInfo) when that version is known, older than the
+    list's and no removal since then was forgotten; Full otherwise (a charger already at
+    the current version would answer a Differential VersionMismatch), or when `full` is
+    asked for. A Full
     update of an empty list clears the charger's. `format_time` renders epoch seconds
     as OCPP timestamps (the OCPP family's, so this module needs no protocol code).
     """
@@ -716,7 +718,7 @@ def local_list_update(
         since = int(confirmed[0]) if confirmed is not None else None
         floor_row = conn.execute("SELECT value FROM local_list_state WHERE name = 'differential_from'").fetchone()
         floor = int(floor_row[0]) if floor_row else 0
-        differential = not full and since is not None and since >= floor and since <= version
+        differential = not full and since is not None and floor <= since < version
         if differential:
             rows = conn.execute("SELECT * FROM auth_list WHERE version > ? ORDER BY id_tag", (since,)).fetchall()
         else:
