@@ -23,15 +23,15 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
+from storage.files import make_private_dir
 from supervisor.config import GatewayConfig
-from supervisor.hardening import become_subreaper
+from supervisor.hardening import become_subreaper, hold_family_lifeline
 from supervisor.logs import ActorLog, configure_process_logging, log_definitions
 from supervisor.loopback import LOOPBACK, confine_actor_sockets_to_loopback
 from supervisor.messages import Escalate, Ping, Pong, Start, Started
-from supervisor.procs import descendants, end_family
+from supervisor.procs import descendants, end_family, reap_zombie_children
 from supervisor.spec import SUPERVISOR_ACTOR, SupervisorSpec
 from supervisor.tree import root_spec
 
@@ -102,7 +102,8 @@ class Launcher:
     def run(self) -> int:
         cfg = self.config
         configure_process_logging(cfg.log_level, "launcher")
-        Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+        os.umask(0o077)  # everything the family creates (database, WAL, key, token) is the gateway's alone
+        make_private_dir(cfg.data_dir)
         spec = self.spec or root_spec(cfg)
         if not port_is_free(cfg.actor_port):
             self.log.error("actor port in use: is another gateway running? set EGW_ACTOR_PORT", port=cfg.actor_port)
@@ -110,6 +111,7 @@ class Launcher:
         preimport_heavy_libraries()
         confine_actor_sockets_to_loopback()
         become_subreaper()
+        hold_family_lifeline()
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
 
@@ -143,6 +145,7 @@ class Launcher:
                 ping_seq += 1
                 asys.tell(root, Ping(ping_seq))
                 next_ping = now + 2.0
+                reap_zombie_children()  # orphans of the family are ours (subreaper, PID 1 in a container)
             msg = asys.listen(0.5)
             if isinstance(msg, Pong):
                 last_pong = time.monotonic()

@@ -63,6 +63,28 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
+def reap_zombie_children() -> list[int]:
+    """Collect exit statuses of this process's children that have ended (zombies).
+
+    The launcher is the family's subreaper and, in a container, PID 1: every orphan of the
+    family becomes its child, and unreaped ones would pile up as zombies.
+    """
+    reaped = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is None or fields[0] != "Z" or int(fields[1]) != me:
+            continue
+        try:
+            if os.waitpid(int(entry), os.WNOHANG)[0]:
+                reaped.append(int(entry))
+        except ChildProcessError:
+            continue
+    return reaped
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1], starttime [19])."""
     try:

@@ -153,3 +153,53 @@ def test_help_teaches_the_commands():
     for command in ("run", "demo", "config"):
         assert command in result.stdout
     assert sys.executable
+
+
+def test_sigkill_of_the_launcher_ends_every_process_of_the_family_within_5_s(tmp_path, gateway_env):
+    """However the launcher dies, nothing of the gateway lingers (the OCPP port is freed)."""
+    proc, log = _start(_config(tmp_path, [("inverter", None)]), gateway_env)
+    try:
+        wait_until(lambda: log.find(msg="OCPP listener up"), timeout=30, what="the listener up")
+        wait_until(lambda: log.find(msg="child started", child="inverter"), timeout=30, what="the children started")
+        family = descendants(proc.pid)
+        assert len(family) >= 5
+        proc.kill()
+        proc.wait(timeout=5)
+        wait_until(lambda: not any(is_alive(p) for p in family), timeout=5, what="every process of the family gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_orphans_the_launcher_adopts_are_reaped_not_left_as_zombies(tmp_path, gateway_env):
+    """thespian's daemonized admin leaves its first parent as a zombie child of the launcher."""
+    proc, log = _start(_config(tmp_path, [("inverter", None)]), gateway_env)
+    try:
+        wait_until(lambda: log.find(msg="child started", child="inverter"), timeout=30, what="the children started")
+
+        def zombies() -> list[int]:
+            return [p for p in children_of_any_state(proc.pid) if _state(p) == "Z"]
+
+        wait_until(lambda: not zombies(), timeout=10, what="no zombie child of the launcher")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def children_of_any_state(parent: int) -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _ppid(int(e)) == parent]
+
+
+def _fields(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return ["X", "0"]
+
+
+def _state(pid: int) -> str:
+    return _fields(pid)[0]
+
+
+def _ppid(pid: int) -> int:
+    return int(_fields(pid)[1])
