@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from storage.files import make_private
+
 Migration = str | Callable[[sqlite3.Connection], None]
 DB_FILE = "egw.db"  # the one database file the outbox, the charger store and the settings share
 
@@ -42,6 +44,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
+        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            make_private(part)  # readings, idTags and keys' hashes are nobody else's business on the box
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")

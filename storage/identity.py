@@ -15,14 +15,14 @@ outbox; nothing exposes signing of caller-chosen data.
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from storage.files import create_private_file, make_private, make_private_dir
 
 KEY_FILE = "gateway_key.pem"
 PUBLIC_KEY_FILE = "gateway_key.pub.pem"
@@ -69,28 +69,22 @@ class SoftwareSigner:
 def load_or_create_signer(data_dir: str | Path) -> SoftwareSigner:
     """The gateway's key: loaded from `data_dir`, or created there on first start.
 
-    Creation uses O_EXCL with mode 0600, so two processes starting at once never
-    overwrite each other's key, and the file is never readable by others even briefly.
-    A key file found with wider permissions is tightened to 0600.
+    The key is written atomically with mode 0600 (`storage.files`): two processes starting
+    at once never overwrite each other's key, a power cut never leaves half a key, and the
+    file is never readable by others even briefly. An empty key file (left by a power cut
+    under an older version) is replaced; one with wider permissions is tightened to 0600.
     """
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = make_private_dir(data_dir)
     path = data_dir / KEY_FILE
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:  # an empty file never held a key anyone used
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        os.chmod(path, 0o600)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        create_private_file(path, pem, replace=path.exists())  # False: another process created it first; use theirs
+    make_private(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a readable private key ({exc}); it is the gateway's identity, so it is not replaced: move it away to create a new one") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError(f"{path}: not a P-256 private key")
     signer = SoftwareSigner(key)

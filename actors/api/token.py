@@ -11,8 +11,9 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import stat
 from pathlib import Path
+
+from storage.files import create_private_file, make_private, make_private_dir
 
 TOKEN_FILE = "api-token"
 _MIN_LENGTH = 32
@@ -29,33 +30,18 @@ def load_or_create_token(data_dir: str | os.PathLike[str]) -> str:
     before this code's fsync) is replaced rather than trusted.
     """
     path = token_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     existing = read_token(path)
     if existing is not None:
-        _ensure_private(path)
+        make_private(path)
         return existing
     token = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (token + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # atomic, and fails if another process won the race
-    except FileExistsError:
-        winner = read_token(path)
-        if winner is not None:
-            os.unlink(tmp)
-            return winner
-        os.replace(tmp, path)  # an empty or truncated file: replace it
+    if create_private_file(path, (token + "\n").encode(), replace=path.exists()):
         return token
-    except OSError:
-        os.replace(tmp, path)  # file systems without hard links
-        return token
-    os.unlink(tmp)
+    winner = read_token(path)  # another process created it first: use theirs
+    if winner is not None:
+        return winner
+    create_private_file(path, (token + "\n").encode(), replace=True)
     return token
 
 
@@ -66,11 +52,6 @@ def read_token(path: str | os.PathLike[str]) -> str | None:
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     return text if len(text) >= _MIN_LENGTH else None
-
-
-def _ensure_private(path: Path) -> None:
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        os.chmod(path, 0o600)
 
 
 def token_matches(expected: str, authorization: str | None) -> bool:
