@@ -3,7 +3,7 @@
 `/api/config` shows the effective configuration so installers can check what the
 gateway runs with; Wi-Fi passphrases, upload credentials, OCPP authorization keys and
 tokens must never be part of that answer. Redaction goes by key name (anything that
-looks like a secret) and by value shape (credentials embedded in URLs).
+looks like a secret) and by value shape (credentials and query values in URLs, `supervisor.redaction`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-REDACTED = "***"
+from supervisor.redaction import REDACTED, redact_urls_in
+
 
 _SECRET_KEY = re.compile(
     r"(pass(word|phrase|wd)?|secret|token|private|psk|credential|cookie|authori[sz]ation|auth_?key|api_?key|signing_?key|^key$|_key$)",
     re.IGNORECASE,
 )
 _NOT_SECRET = re.compile(r"(public_?key|key_?id|key_?path|keyfile_?path)$", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]*)@")
 
 
 def is_secret_key(key: str) -> bool:
@@ -32,7 +32,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        return _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
+        return redact_urls_in(value)
     if value is None or isinstance(value, (bool, int, float)):
         return value
     return str(value)

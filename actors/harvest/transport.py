@@ -30,6 +30,7 @@ from actors.harvest.uplink import TransportConfig, Uploader
 from storage.identity import load_or_create_signer
 from storage.outbox import Outbox
 from supervisor.actor import SupervisedActor
+from supervisor.redaction import redact_url, redact_urls_in
 
 _STEP = "step"
 PUBLISH_INTERVAL_S = 5.0
@@ -49,7 +50,7 @@ class TransportActor(SupervisedActor):
         self.uploader = Uploader(outbox, signer, config.get("gateway_id") or signer.key_id, transport)
         self.last_outcome = "starting"
         self.last_publish = 0.0
-        self.log.info("transport ready", url=transport.url, key_id=signer.key_id, max_count=transport.max_count)
+        self.log.info("transport ready", url=redact_url(transport.url), key_id=signer.key_id, max_count=transport.max_count)
         self.wakeupAfter(timedelta(seconds=MIN_IDLE_S), payload=_STEP)
 
     def on_stop(self) -> None:
@@ -70,9 +71,9 @@ class TransportActor(SupervisedActor):
             return
         result = self.uploader.step()
         if result.outcome in ("retry", "throttled"):
-            self.log.warning("upload failed; backing off", error=result.error, retry_in_s=round(result.delay_s, 2))
+            self.log.warning("upload failed; backing off", error=redact_urls_in(result.error or ""), retry_in_s=round(result.delay_s, 2))
         elif result.outcome == "dead_lettered":
-            self.log.error("batch permanently rejected; parked as dead letter", error=result.error, items=result.items)
+            self.log.error("batch permanently rejected; parked as dead letter", error=redact_urls_in(result.error or ""), items=result.items)
         changed = result.outcome != self.last_outcome and result.outcome != "waiting"
         if result.outcome != "waiting":
             self.last_outcome = result.outcome
