@@ -147,7 +147,12 @@ MIGRATIONS = [
 
 #: Unconfirmed chargers (admitted on their own under the `accept` policy) kept at most; at
 #: the bound the least recently seen disconnected one makes room, or the handshake is refused.
-UNCONFIRMED_LIMIT = 64
+#: Above the 200-charger sites the gateway is sized for, so a whole fleet of new ids fits.
+UNCONFIRMED_LIMIT = 1024
+
+#: Seconds a just-admitted charger cannot be made room from: its connection is still being
+#: set up (not yet marked connected), and evicting it would reject its BootNotification.
+UNCONFIRMED_GRACE = 60.0
 
 #: Seconds an unconfirmed charger is kept after it was last seen (connected ones never expire).
 UNCONFIRMED_TTL = 7 * 24 * 3600.0
@@ -345,15 +350,16 @@ def admit_unconfirmed(
     """Record a charger the `accept` policy lets in unasked; False when there is no room.
 
     Expired unconfirmed rows go first; at `limit`, the least recently seen disconnected
-    one is dropped; if every one is connected, the newcomer is refused (False).
+    one is dropped (never one admitted within UNCONFIRMED_GRACE: it may still be setting
+    up its connection); if none can go, the newcomer is refused (False).
     """
     with transaction(conn):
         _expire_unconfirmed(conn, now, ttl)
         count = conn.execute("SELECT count(*) FROM chargers WHERE confirmed = 0").fetchone()[0]
         if count >= limit:
             oldest = conn.execute(
-                "SELECT charge_point_id FROM chargers WHERE confirmed = 0 AND connected = 0"
-                " ORDER BY COALESCE(last_seen, created) LIMIT ?", (count - limit + 1,)
+                "SELECT charge_point_id FROM chargers WHERE confirmed = 0 AND connected = 0 AND COALESCE(last_seen, created) < ?"
+                " ORDER BY COALESCE(last_seen, created) LIMIT ?", (now - UNCONFIRMED_GRACE, count - limit + 1)
             ).fetchall()
             if len(oldest) < count - limit + 1:
                 return False

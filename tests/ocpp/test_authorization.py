@@ -165,6 +165,16 @@ def test_unconfirmed_chargers_are_bounded_and_expire(db):
     assert len(charger_store.key_candidates(db, "U1")) == charger_store.CANDIDATE_LIMIT
 
 
+def test_a_charger_just_admitted_is_not_evicted_before_its_connection_is_set_up(db):
+    """Admitted at the handshake, marked connected only once its actor runs: a burst of new
+    ids must not evict each other in between (their BootNotifications would be Rejected)."""
+    for n in range(3):
+        assert charger_store.admit_unconfirmed(db, f"U{n}", registration_status="Accepted", now=100.0 + n, limit=3, ttl=1000.0)
+    assert not charger_store.admit_unconfirmed(db, "U3", registration_status="Accepted", now=110.0, limit=3, ttl=1000.0)
+    assert {c["charge_point_id"] for c in charger_store.list_chargers(db)} == {"U0", "U1", "U2"}
+    assert charger_store.admit_unconfirmed(db, "U3", registration_status="Accepted", now=100.0 + charger_store.UNCONFIRMED_GRACE + 1, limit=3, ttl=1000.0)
+
+
 async def test_authorize_answers_from_the_local_list_managed_over_rest(tmp_path):
     """Accepted, Blocked, Expired, unknown (Invalid under `reject`) and ConcurrentTx."""
     from actors.ocpp.policy import OcppPolicy
