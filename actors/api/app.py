@@ -29,7 +29,8 @@ from aiohttp import web
 from actors.live.tokens import issue_transaction_token
 from actors.api import charger_admin
 from actors.api import metrics as prometheus
-from actors.api.backend import ApiBackend, ApiError, UnavailableError
+from actors.api.backend import ApiBackend, ApiError, NotFoundError, UnavailableError
+from actors.api.commands import CommandLedger
 from actors.api.jsontext import json_text
 from actors.api.openapi import build_document
 from actors.api.provisioning import handlers as provisioning_handlers
@@ -46,17 +47,7 @@ MAX_BODY = 64 * 1024
 BACKEND_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 40.0  # a charger may take its whole OCPP call timeout (30 s by default) to answer
 
-CHARGER_COMMANDS = {
-    "charger_remote_start": "RemoteStartTransaction",
-    "charger_remote_stop": "RemoteStopTransaction",
-    "charger_reserve": "ReserveNow",
-    "charger_cancel_reservation": "CancelReservation",
-    "charger_availability": "ChangeAvailability",
-    "charger_reset": "Reset",
-    "charger_trigger": "TriggerMessage",
-    "charger_configuration": "ChangeConfiguration",
-    "charger_get_configuration": "GetConfiguration",
-}
+CHARGER_COMMANDS = {route.operation: route.command for route in ROUTES if route.command is not None}
 """Route operation -> the OCPP 1.6 action the charger actor is asked to send."""
 
 _KNOWN_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
@@ -83,6 +74,7 @@ class ApiState:
         self.document_bytes = json.dumps(self.document).encode()
         self.requests: Counter = Counter()  # (method, route template, status) -> count; bounded by the route table
         self.log_rejected = RateLimitedLog()
+        self.commands = CommandLedger()  # charger commands: pollable by id, idempotent by key
 
     def add_documented_paths(self, paths: dict[str, dict[str, Any]]) -> None:
         """Describe routes mounted beside the route table (the live feed) in the served document."""
@@ -156,13 +148,13 @@ def _endpoint(route: Route, handler: Callable[..., Awaitable[web.StreamResponse]
             state.log_rejected("write request without a valid token", path=request.path, method=request.method, peer=request.remote)
             return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>' (see `egw token`)",
                                   field="header.Authorization", headers={"WWW-Authenticate": 'Bearer realm="egw"'})
-        params = parse_params(route, dict(request.match_info), request.query)
+        params = parse_params(route, dict(request.match_info), request.query, request.headers)
         body = None
         if route.body is not None:
             limit = state.max_body
             if request.content_length is not None and request.content_length > limit:
                 raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-            body = parse_json_body(await request.read(), route.body)
+            body = parse_json_body(await request.read(), route.body, required=route.body_required)
         return await handler(state, params, body)
 
     endpoint.__name__ = route.operation
@@ -214,16 +206,29 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
         action = CHARGER_COMMANDS[operation]
 
         async def command(s: ApiState, p: dict, body: dict | None) -> web.StreamResponse:
-            if body is None:  # GetConfiguration: keys come from the query string
+            """Send one command and answer its outcome, or 202 while it runs on (actors.api.commands)."""
+            if body is None:  # a GET: GetConfiguration takes its keys from the query string
                 body = {"key": p["key"].split(",")} if "key" in p else {}
-            result = await s.call(f"charger {p['id']}", s.backend.charger_command(p["id"], action, body), s.command_timeout)
-            answer = {"charger": p["id"], "command": action, "status": str(result.get("status", "Accepted")), "result": result}
-            if action == "RemoteStartTransaction" and s.token and answer["status"] == "Accepted":
+            charger = p["id"]
+
+            def live_token() -> dict[str, Any]:
+                if action != "RemoteStartTransaction" or not s.token:
+                    return {}
                 # a driver's app may follow just the session this start produces
-                answer["live_token"] = issue_transaction_token(s.token, charger_id=p["id"], id_tag=body["idTag"])
-            return json_response(answer)
+                return {"live_token": issue_transaction_token(s.token, charger_id=charger, id_tag=body["idTag"])}
+
+            record = s.commands.submit(charger, action, body, p.get("Idempotency-Key"),
+                                       lambda: s.backend.charger_command(charger, action, body), on_accepted=live_token)
+            status, answer, headers = await s.commands.wait(record, s.command_timeout)
+            return json_response(answer, status=status, headers=headers or None)
 
         return command
+
+    async def charger_command_status(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        record = s.commands.get(p["id"], p["command_id"])
+        if record is None:
+            raise NotFoundError(f"no command {p['command_id']} for charger {p['id']} (unknown, or older than 24 h)", field="path.command_id")
+        return json_response(record.view())
 
     async def list_transactions(s: ApiState, p: dict, b: None) -> web.StreamResponse:
         since = parse_since(p["since"]) if "since" in p else None

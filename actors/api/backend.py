@@ -23,10 +23,11 @@ class ApiError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.details = details or {}  # more fields for the body (a charger's OCPP error code)
         if code is not None:  # a more precise code than the class's (e.g. "wifi_unavailable")
             self.code = code
 
@@ -36,6 +37,7 @@ class ApiError(Exception):
         if self.field is not None:
             body["field"] = self.field
         body["message"] = self.message
+        body.update(self.details)
         return body
 
 
@@ -70,6 +72,34 @@ class UnavailableError(ApiError):
     def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message, field=field, code=code)
         self.retry_after = max(1, int(retry_after))
+
+
+class UnprocessableError(ApiError):
+    """Well-formed, but not something the gateway can do (an Idempotency-Key reused for another request)."""
+
+    status = 422
+    code = "unprocessable"
+
+
+class ChargerError(ApiError):
+    """The charger answered with a CALLERROR (or an answer that breaks the OCPP 1.6 schema).
+
+    `details` carries `ocpp_error_code` and the charger's `description`.
+    """
+
+    status = 502
+    code = "charger_error"
+
+
+class NoAnswerError(ApiError):
+    """A command was sent (or may have been) and no answer came: its effect is unknown.
+
+    Not a failure and not retried by the gateway: a client that sends it again may apply it
+    twice (send an Idempotency-Key, and read the charger's state first).
+    """
+
+    status = 504
+    code = "no_answer"
 
 
 class NotSupportedError(ApiError):
@@ -142,7 +172,13 @@ class ApiBackend(Protocol):
 
     # ----------------------------------------------------------------- writes
     async def charger_command(self, charger_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send an OCPP central-initiated command; returns the charger's answer."""
+        """Send an OCPP central-initiated command; returns the charger's answer payload.
+
+        Must bound itself, and must never raise a not-sent error (UnavailableError, 503) for a
+        command the charger may still receive: when it gives up waiting it withdraws the
+        command first, and a command that reached the charger without an answer is
+        NoAnswerError. ChargerError for a CALLERROR; the app maps the payload's status.
+        """
 
     async def add_device(self, settings: dict[str, Any]) -> dict[str, Any]:
         """Persist a device and start its actor; raises ConflictError if the id is in use."""

@@ -32,10 +32,11 @@ from actors.api import stores
 from storage import registry
 from actors.api.backend import (
     BadInputError,
+    ChargerError,
     ConflictError,
+    NoAnswerError,
     NotFoundError,
     NotSupportedError,
-    RejectedError,
     UnavailableError,
 )
 from actors.api.provisioning import WifiService, ble_view, make_wifi_backend
@@ -389,7 +390,15 @@ class GatewayBackend:
 
     # ----------------------------------------------------------------- writes
     async def charger_command(self, charger_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
-        from actors.ocpp.messages import ChargerCommand, CommandOutcome
+        """Ask the charger's actor to send `command`; the charger's answer, or the ApiError for how it ended.
+
+        The actor queues requests (one outstanding per charger, OCPP-J), so a request may wait
+        behind others longer than `command_timeout`. Giving up then must not leave it queued
+        to be sent later, after the client was told it failed: the backend withdraws it
+        (`CancelCommand`), and the actor either confirms it was never sent (503 `not_sent`)
+        or, when it is already with the charger, reports its real outcome when that comes.
+        """
+        from actors.ocpp.messages import CancelCommand, ChargerCommand, CommandOutcome
 
         request = central_request(command, params)
         try:
@@ -398,16 +407,20 @@ class GatewayBackend:
             raise UnavailableError("the supervisor did not answer the charger lookup", retry_after=1) from None
         if address is None:
             await self._blocking(stores.charger_view, self.db_path, charger_id)  # NotFound for a charger never seen
-            raise UnavailableError(f"charger {charger_id} is not connected", retry_after=self.settings.charger_retry_after)
+            raise UnavailableError(f"charger {charger_id} is not connected", retry_after=self.settings.charger_retry_after, code="charger_offline")
         request_id = f"api-{os.getpid()}-{next(self._request_ids)}"
+
+        def answer(m: Any) -> bool:
+            return isinstance(m, CommandOutcome) and m.request_id == request_id
+
         try:
-            outcome = await self.port.ask(
-                address, ChargerCommand(request, request_id),
-                match=lambda m: isinstance(m, CommandOutcome) and m.request_id == request_id,
-                timeout=self.settings.command_timeout,
-            )
+            outcome = await self.port.ask(address, ChargerCommand(request, request_id), match=answer, timeout=self.settings.command_timeout)
         except TimeoutError:
-            raise UnavailableError(f"charger {charger_id} did not answer {command} in time", retry_after=5) from None
+            try:
+                outcome = await self.port.ask(address, CancelCommand(request_id), match=answer, timeout=self.settings.command_timeout)
+            except TimeoutError:
+                raise NoAnswerError(f"charger {charger_id}: its actor reported no outcome of {command}; whether it was sent is unknown",
+                                    code="outcome_unknown") from None
         return outcome_result(charger_id, command, outcome)
 
     async def add_device(self, settings: dict[str, Any]) -> dict[str, Any]:
@@ -606,44 +619,43 @@ def _device_field(message: str) -> str:
 
 
 def central_request(command: str, params: Mapping[str, Any]) -> Any:
-    """The OCPP family's request object for a validated API body."""
-    from actors.ocpp import messages as m
+    """The OCPP family's request object for a validated API body (OCPP field names)."""
+    from actors.ocpp.messages import REQUESTS, request_from_payload
 
-    if command == "RemoteStartTransaction":
-        return m.RemoteStartTransaction(id_tag=params["idTag"], connector_id=params.get("connectorId"))
-    if command == "RemoteStopTransaction":
-        return m.RemoteStopTransaction(transaction_id=params["transactionId"])
-    if command == "ReserveNow":
-        try:
-            expiry = parse_datetime(params["expiryDate"]).timestamp()
-        except ValueError as exc:
-            raise BadInputError(str(exc), field="expiryDate") from None
-        return m.ReserveNow(connector_id=params["connectorId"], id_tag=params["idTag"], expiry=expiry, parent_id_tag=params.get("parentIdTag"))
-    if command == "CancelReservation":
-        return m.CancelReservation(reservation_id=params["reservationId"])
-    if command == "ChangeAvailability":
-        return m.ChangeAvailability(connector_id=params["connectorId"], type=params["type"])
-    if command == "Reset":
-        return m.Reset(type=params["type"])
-    if command == "TriggerMessage":
-        return m.TriggerMessage(requested_message=params["requestedMessage"], connector_id=params.get("connectorId"))
-    if command == "GetConfiguration":
-        return m.GetConfiguration(key=tuple(params.get("key", ())))
-    if command == "ChangeConfiguration":
-        return m.ChangeConfiguration(key=params["key"], value=params["value"])
-    raise NotSupportedError(f"command {command} is not supported")
+    if command not in REQUESTS:
+        raise NotSupportedError(f"command {command} is not supported")
+    try:
+        return request_from_payload(command, dict(params))
+    except ValueError as exc:
+        text = str(exc)
+        raise BadInputError(text, field=text.split(":", 1)[0] if ":" in text else "body") from None
+
+
+NOT_SENT = {
+    "offline": ("charger_offline", 30, "is not connected; nothing was sent"),
+    "queue_full": ("queue_full", 5, "has too many commands waiting; this one was not sent"),
+    "cancelled": ("not_sent", 5, "did not get to it in time; it was withdrawn before it was sent"),
+}
+"""Outcomes where the charger never got the command: 503 with `error` and Retry-After."""
 
 
 def outcome_result(charger_id: str, command: str, outcome: Any) -> dict[str, Any]:
-    """A charger actor's `CommandOutcome` as an API result, or the matching ApiError."""
+    """A charger actor's `CommandOutcome` as the charger's answer payload, or the matching ApiError."""
     kind = outcome.outcome
     if kind == "result":
         return dict(outcome.payload)
-    if kind in ("offline", "queue_full"):
-        raise UnavailableError(f"charger {charger_id}: {kind.replace('_', ' ')}", retry_after=5 if kind == "queue_full" else 30)
-    if kind == "timeout":
-        raise UnavailableError(f"charger {charger_id} did not answer {command} in time", retry_after=5)
+    if kind in NOT_SENT:
+        code, retry_after, what = NOT_SENT[kind]
+        raise UnavailableError(f"charger {charger_id} {what} ({command})", retry_after=retry_after, code=code)
+    if kind == "not_accepted":
+        raise ConflictError(f"charger {charger_id}: its registration is Rejected; {command} was not sent", code="charger_not_accepted")
     if kind == "invalid_request":
         raise BadInputError(outcome.description or f"{command} request is not valid OCPP 1.6", field="body")
-    detail = f"{outcome.error_code}: {outcome.description}".strip(": ") if (outcome.error_code or outcome.description) else kind
-    raise RejectedError(f"charger {charger_id} refused {command} ({detail})")
+    if kind in ("error", "invalid_response"):
+        what = "answered with a CALLERROR" if kind == "error" else "answered outside the OCPP 1.6 schema"
+        raise ChargerError(f"charger {charger_id} {what} to {command}: {outcome.error_code}", code="charger_error" if kind == "error" else "invalid_response",
+                           details={"ocpp_error_code": outcome.error_code, "description": outcome.description})
+    if kind == "timeout":
+        raise NoAnswerError(f"charger {charger_id} got {command} but did not answer ({outcome.description}); whether it acted on it is unknown, "
+                            "and it is not sent again")
+    raise NoAnswerError(f"charger {charger_id}: the outcome of {command} is unknown ({outcome.description or kind})", code="outcome_unknown")

@@ -25,7 +25,7 @@ def _operation(route: Route) -> dict[str, Any]:
             for p in route.params
         ]
     if route.body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas.ref(route.body)}}}
+        op["requestBody"] = {"required": route.body_required, "content": {"application/json": {"schema": schemas.ref(route.body)}}}
     responses: dict[str, Any] = {}
     for status, (description, schema_name) in sorted(route.responses.items()):
         response: dict[str, Any] = {"description": description}
@@ -37,6 +37,11 @@ def _operation(route: Route) -> dict[str, Any]:
             response["content"] = {"application/json": {"schema": {"type": "object"}}}
         if status == 503:
             response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}}
+        if status == 202 and route.command is not None:
+            response["headers"] = {
+                "Location": {"description": "GET this for the command's outcome", "schema": {"type": "string"}},
+                "Retry-After": {"description": "seconds until polling is worthwhile", "schema": {"type": "integer", "minimum": 1}},
+            }
         responses[str(status)] = response
     responses.setdefault("400", {"description": "invalid input (e.g. an unknown query parameter); `field` names it", "content": {"application/json": {"schema": schemas.ref("Error")}}})
     responses.setdefault("404", {"description": "unknown route or item", "content": {"application/json": {"schema": schemas.ref("Error")}}})
@@ -59,7 +64,12 @@ def build_document(version: str, routes: Iterable[Route] = ROUTES) -> dict[str, 
             "version": version,
             "description": "Status and control of an egw energy gateway. Read endpoints are open on the local network; "
                            "write endpoints need `Authorization: Bearer <token>` (print it with `egw token`). "
-                           "Errors are JSON objects with `error`, `message` and, for bad input, `field`.",
+                           "Errors are JSON objects with `error`, `message` and, for bad input, `field`. "
+                           "Charger commands (POST/GET /api/chargers/{id}/<command>) send one OCPP 1.6 central-system action and answer "
+                           "its outcome in one mapping: 200 accepted, 409 the charger's non-accepting `status`, 502 a CALLERROR "
+                           "(`ocpp_error_code`), 504 sent without an answer (not sent again), 503 never sent, 202 still pending after "
+                           "the command timeout (poll GET /api/chargers/{id}/commands/{command_id}). A 503 or a 400 means the charger "
+                           "never got the command; writes take an Idempotency-Key.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",

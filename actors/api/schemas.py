@@ -9,12 +9,24 @@ without breaking clients; request schemas are closed so a typo is a 400 that nam
 
 from __future__ import annotations
 
+import copy
+import json
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+from storage.chargers import CHARGE_POINT_ID_PATTERN
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-"""Device, charger and transport ids: safe in URLs, logs, file names and metric labels."""
+"""Device and transport ids: safe in URLs, logs, file names and metric labels."""
 
 IdentifierSchema: dict[str, Any] = {"type": "string", "pattern": ID_PATTERN, "maxLength": 64}
+ChargerIdSchema: dict[str, Any] = {
+    "type": "string", "pattern": CHARGE_POINT_ID_PATTERN, "maxLength": 48,
+    "description": "a chargePointId exactly as the charger connects with it (storage.chargers.CHARGE_POINT_ID_PATTERN); "
+                   "percent-encode `|`, `+`, `*` and `@` in URLs (in a query string `+` would read as a space)",
+}
+"""Charger ids: whatever the OCPP handshake accepts, so every charger that connects can be read and commanded."""
 IdTagSchema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 20, "description": "OCPP IdToken (CiString20)"}
 DateTime: dict[str, Any] = {"type": "string", "format": "date-time"}
 NullableDateTime: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
@@ -237,15 +249,61 @@ Uptime = {"type": "object", "required": ["msek"], "properties": {"msek": {"type"
 Version = {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}}
 Hello = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}, "serial": NullableString}}
 
+_COMMAND_FIELDS: dict[str, Any] = {
+    "charger": {"type": "string"},
+    "command": {"type": "string", "description": "the OCPP 1.6 action sent"},
+    "command_id": {"type": "string", "description": "poll GET /api/chargers/{id}/commands/{command_id} for the outcome"},
+    "status": {"type": "string", "description": "the charger's answer status as OCPP names it (Accepted, Rejected, NotSupported, Unlocked, ...); "
+                                                "`Accepted` for answers that carry none (GetConfiguration, GetDiagnostics, UpdateFirmware, GetLocalListVersion "
+                                                "except listVersion -1, which OCPP 1.6 defines as not supported: `NotSupported`); `Pending` while unanswered"},
+    "result": {"type": ["object", "null"], "description": "the charger's answer payload as OCPP names its fields; null while pending"},
+}
+
 CommandResult = {
     "type": "object",
-    "required": ["charger", "command", "status"],
+    "required": ["charger", "command", "status", "result"],
+    "description": "the charger accepted: status Accepted, or the action's other positive answer (Scheduled, Unlocked, RebootRequired)",
     "properties": {
-        "charger": {"type": "string"},
-        "command": {"type": "string"},
-        "status": {"type": "string", "description": "the charger's answer status (Accepted, Rejected, ...)"},
-        "result": {"type": "object"},
+        **_COMMAND_FIELDS,
         "live_token": {"type": "string", "description": "remote start only: opens GET /api/live for the session this start produces"},
+    },
+}
+
+CommandPending = {
+    "type": "object",
+    "required": ["charger", "command", "command_id", "status"],
+    "description": "the command is with the charger's queue or the charger and not answered yet; it is neither withdrawn nor sent again. "
+                   "Poll the `Location` (GET /api/chargers/{id}/commands/{command_id}) until `state` is done",
+    "properties": {**_COMMAND_FIELDS, "status": {"const": "Pending"}, "state": {"const": "pending"}},
+}
+
+CommandError = {
+    "type": "object",
+    "required": ["error", "message"],
+    "description": "a command that did not end in acceptance. `error` says how: rejected (the charger answered a non-accepting status, in `status`), "
+                   "charger_not_accepted (its registration is Rejected; not sent), charger_error (it answered with a CALLERROR: `ocpp_error_code`, "
+                   "`description`), invalid_response (its answer breaks the 1.6 schema), no_answer (sent, no answer within the OCPP call timeout or the "
+                   "connection closed first: whether it acted is unknown, and the gateway does not send it again), outcome_unknown (the charger's "
+                   "actor did not report at all), charger_offline / queue_full / not_sent (503: never sent to the charger; retry after Retry-After), "
+                   "idempotency_key_reused (422)",
+    "properties": {
+        **Error["properties"],
+        **_COMMAND_FIELDS,
+        "ocpp_error_code": {"type": "string", "description": "charger_error / invalid_response: the OCPP-J error code (NotSupported, InternalError, ...)"},
+        "description": {"type": "string", "description": "charger_error: the charger's error description"},
+    },
+}
+
+CommandStatus = {
+    "type": "object",
+    "required": ["command_id", "charger", "command", "state", "http_status"],
+    "description": "a command as last known: `state` pending (see CommandPending) or done; `http_status` and the other fields are what the command's "
+                   "own request answered or would answer now (CommandResult or CommandError fields)",
+    "properties": {
+        **CommandError["properties"],
+        "state": {"enum": ["pending", "done"]},
+        "http_status": {"type": "integer", "description": "202 while pending, then the final status: 200, 400, 404, 409, 502, 503 or 504"},
+        "live_token": CommandResult["properties"]["live_token"],
     },
 }
 
@@ -352,6 +410,57 @@ ChangeConfiguration = {
     "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 50}, "value": {"type": "string", "maxLength": 500}},
 }
 
+
+
+@cache
+def _official_request(action: str) -> dict[str, Any]:
+    import ocpp
+
+    text = (Path(ocpp.__file__).parent / "v16" / "schemas" / f"{action}.json").read_text(encoding="utf-8-sig")
+    return json.loads(text)
+
+
+INT32 = {"minimum": -(2**31), "maximum": 2**31 - 1}
+
+
+def _strip(node: Any) -> Any:
+    """Draft-4 bookkeeping out, and `multipleOf` (a float like 3700.3 fails `multipleOf: 0.1` in
+    binary; the gateway checks it with exact decimals before sending, `actors.ocpp.frames`).
+    Integers are held to 32 bits, OCPP-J's integer, which chargers store in an int32."""
+    if isinstance(node, dict):
+        stripped = {k: _strip(v) for k, v in node.items() if k not in ("$schema", "id", "title", "multipleOf")}
+        if stripped.get("type") == "integer":
+            stripped = {**INT32, **stripped}
+        return stripped
+    if isinstance(node, list):
+        return [_strip(v) for v in node]
+    return node
+
+
+def ocpp_request(action: str, description: str) -> dict[str, Any]:
+    """The REST body of a command: OCPP 1.6's own request schema for `action`, read from the
+    official JSON schema files (the `ocpp` package ships them), in the OCPP field names.
+
+    REST then checks exactly the shape the charger will be sent (required fields, enums,
+    lengths, nested objects, RFC 3339 dates, URIs), and the 400 names the field.
+    """
+    schema = _strip(copy.deepcopy(_official_request(action)))
+    schema["description"] = f"the OCPP 1.6 {action}.req payload: {description}"
+    return schema
+
+
+SendLocalList = ocpp_request("SendLocalList", "listVersion, updateType Full (replaces the list; no entries clears it) or Differential, "
+                                              "and the AuthorizationData entries (idTag, and idTagInfo to add or change; without it, to remove)")
+GetLocalListVersion = ocpp_request("GetLocalListVersion", "no fields")
+ClearCache = ocpp_request("ClearCache", "no fields")
+UnlockConnector = ocpp_request("UnlockConnector", "the connector to unlock")
+SetChargingProfile = ocpp_request("SetChargingProfile", "connectorId (0: the whole charge point) and csChargingProfiles")
+ClearChargingProfile = ocpp_request("ClearChargingProfile", "the profiles to clear, by id or by connectorId, chargingProfilePurpose and stackLevel; none: all")
+GetCompositeSchedule = ocpp_request("GetCompositeSchedule", "connectorId (0: the grid connection), duration in seconds, optional chargingRateUnit")
+GetDiagnostics = ocpp_request("GetDiagnostics", "the upload location (a URI), retries, retryInterval and the time window")
+UpdateFirmware = ocpp_request("UpdateFirmware", "the firmware location (a URI), retrieveDate, retries and retryInterval")
+DataTransfer = ocpp_request("DataTransfer", "vendorId, optional messageId and data (vendor-specific text)")
+
 # ------------------------------------------------------- provisioning (Wi-Fi, BLE)
 PSK_PATTERN = r"^(?:[ -~]{8,63}|[0-9A-Fa-f]{64})$"
 """WPA pre-shared key: an 8-63 character printable ASCII passphrase or a 64-hex-digit raw key."""
@@ -417,7 +526,7 @@ BleStatus = {
 COMPONENTS: dict[str, dict[str, Any]] = {
     name: value
     for name, value in dict(globals()).items()
-    if name[:1].isupper() and isinstance(value, dict) and name not in {"IdentifierSchema", "IdTagSchema", "DateTime", "NullableDateTime", "Count", "NullableCount", "NullableNumber", "NullableString", "ConnectorId"}
+    if name[:1].isupper() and isinstance(value, dict) and name not in {"IdentifierSchema", "ChargerIdSchema", "IdTagSchema", "DateTime", "NullableDateTime", "Count", "NullableCount", "NullableNumber", "NullableString", "ConnectorId"}
 }
 """Every named schema, as it appears under `components/schemas` in the OpenAPI document."""
 

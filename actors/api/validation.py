@@ -32,6 +32,17 @@ def _is_datetime(value: object) -> bool:
     return True
 
 
+@_format_checker.checks("uri", raises=ValueError)
+def _is_uri(value: object) -> bool:
+    """An absolute URI (RFC 3986: a scheme, then the rest), as OCPP's `format: uri` fields need;
+    no spaces or control characters, which a charger's HTTP/FTP client could not send."""
+    if not isinstance(value, str):
+        return True
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[!-~]+", value):
+        raise ValueError(f"not an absolute URI: {value[:80]!r}")
+    return True
+
+
 def parse_datetime(value: str) -> datetime:
     """RFC 3339 date-time with an explicit offset ("Z" or +hh:mm); raises ValueError."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", value):
@@ -87,10 +98,13 @@ def check(schema: dict[str, Any], value: Any, *, field_prefix: str = "") -> None
         raise BadInputError(_message(error), field=_field_of(error, field_prefix))
 
 
-def parse_json_body(raw: bytes, schema_name: str) -> dict[str, Any]:
-    """Decode a JSON request body and validate it against a component schema."""
+def parse_json_body(raw: bytes, schema_name: str, *, required: bool = True) -> dict[str, Any]:
+    """Decode a JSON request body and validate it against a component schema (an optional
+    body that is empty reads as {} and is validated as such)."""
     if not raw.strip():
-        raise BadInputError("a JSON object body is required", field="body")
+        if required:
+            raise BadInputError("a JSON object body is required", field="body")
+        raw = b"{}"
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -123,11 +137,12 @@ def _convert(param: Param, raw: str) -> Any:
     return raw
 
 
-def parse_params(route: Route, path_values: dict[str, str], query: Any) -> dict[str, Any]:
-    """Path and query parameters of `route`, converted to their schema types and checked.
+def parse_params(route: Route, path_values: dict[str, str], query: Any, headers: Any = None) -> dict[str, Any]:
+    """Path, query and header parameters of `route`, converted to their schema types and checked.
 
     `query` is a multidict: a parameter given twice, or one the route does not know,
     is a 400 rather than silently ignored, so a misspelt filter never returns everything.
+    `headers` (case-insensitive) are read only for the header parameters the route declares.
     """
     known = {p.name for p in route.params if p.location == "query"}
     for name in query.keys():
@@ -137,7 +152,7 @@ def parse_params(route: Route, path_values: dict[str, str], query: Any) -> dict[
             raise BadInputError("given more than once", field=f"query.{name}")
     values: dict[str, Any] = {}
     for param in route.params:
-        source = path_values if param.location == "path" else query
+        source = {"path": path_values, "query": query, "header": headers if headers is not None else {}}[param.location]
         if param.name not in source:
             if param.required:
                 raise BadInputError("missing required parameter", field=f"{param.location}.{param.name}")

@@ -57,18 +57,27 @@ class CallQueue:
         call, self.outstanding = self.outstanding, None
         return call
 
+    def withdraw(self, request_id: Any) -> PendingCall | None:
+        """Take a call that still waits out of the queue (it is never sent); None when it is
+        not waiting (outstanding with the charger, or finished)."""
+        for call in self.waiting:
+            if call.request_id == request_id:
+                self.waiting.remove(call)
+                return call
+        return None
+
     def expired(self, now: float) -> PendingCall | None:
         if self.outstanding is not None and now >= self.outstanding.deadline:
             call, self.outstanding = self.outstanding, None
             return call
         return None
 
-    def drain(self) -> list[PendingCall]:
-        """Everything outstanding and waiting (the charger went away)."""
-        calls = ([self.outstanding] if self.outstanding else []) + list(self.waiting)
+    def drain(self) -> tuple[PendingCall | None, list[PendingCall]]:
+        """The outstanding call (sent) and the waiting ones (never sent): the charger went away."""
+        outstanding, waiting = self.outstanding, list(self.waiting)
         self.outstanding = None
         self.waiting.clear()
-        return calls
+        return outstanding, waiting
 
     def deadline(self) -> float | None:
         return self.outstanding.deadline if self.outstanding else None

@@ -36,6 +36,7 @@ from actors.live.ocpp_events import live_events
 from actors.live.publisher import LivePublisher
 from actors.ocpp.export import ExportForwarder
 from actors.ocpp.messages import (
+    CancelCommand,
     ChargerCommand,
     ChargerConnected,
     ChargerDisconnected,
@@ -183,6 +184,14 @@ class ChargerActor(SupervisedActor):
         internal = next(self._ids)
         self.requesters[internal] = (sender, msg.request_id)
         self._apply(self.protocol.request(msg.request, internal))
+
+    def receiveMsg_CancelCommand(self, msg: CancelCommand, sender: Any) -> None:  # noqa: N802
+        """Withdraw a request its sender gave up on, if it still waits (see `CancelCommand`)."""
+        internal = next((i for i, (_, request_id) in self.requesters.items() if request_id == msg.request_id), None)
+        if internal is None:
+            self.send(sender, CommandOutcome(self.charge_point_id, msg.request_id, "", "unknown", description="no such request pending here"))
+            return
+        self._apply(self.protocol.cancel(internal))
 
     def receiveMsg_Subscribe(self, msg: Subscribe, sender: Any) -> None:  # noqa: N802
         if sender not in self.subscribers:

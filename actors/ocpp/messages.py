@@ -144,7 +144,51 @@ class GetCompositeSchedule(CentralRequest):
     charging_rate_unit: str | None = None
 
 
-Outcome = Literal["result", "error", "timeout", "offline", "queue_full", "invalid_request", "invalid_response", "not_accepted"]
+@dataclass(frozen=True)
+class SendLocalList(CentralRequest):
+    """The entries (`localAuthorizationList`, OCPP AuthorizationData objects) are sent as given."""
+
+    action: ClassVar[str] = "SendLocalList"
+    list_version: int
+    update_type: Literal["Differential", "Full"]
+    local_authorization_list: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class GetLocalListVersion(CentralRequest):
+    action: ClassVar[str] = "GetLocalListVersion"
+
+
+@dataclass(frozen=True)
+class GetDiagnostics(CentralRequest):
+    """Dates are RFC 3339 text, sent as given."""
+
+    action: ClassVar[str] = "GetDiagnostics"
+    location: str
+    retries: int | None = None
+    retry_interval: int | None = None
+    start_time: str | None = None
+    stop_time: str | None = None
+
+
+@dataclass(frozen=True)
+class UpdateFirmware(CentralRequest):
+    action: ClassVar[str] = "UpdateFirmware"
+    location: str
+    retrieve_date: str
+    retries: int | None = None
+    retry_interval: int | None = None
+
+
+@dataclass(frozen=True)
+class DataTransfer(CentralRequest):
+    action: ClassVar[str] = "DataTransfer"
+    vendor_id: str
+    message_id: str | None = None
+    data: str | None = None
+
+
+Outcome = Literal["result", "error", "timeout", "offline", "queue_full", "invalid_request", "invalid_response", "not_accepted", "cancelled", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -156,16 +200,34 @@ class ChargerCommand:
 
 
 @dataclass(frozen=True)
+class CancelCommand:
+    """Withdraw the `ChargerCommand` with this `request_id` if it still waits to be sent.
+
+    The charger actor answers with a `CommandOutcome` for that request id: `cancelled`
+    (it was waiting and will never be sent), `unknown` (the actor has no such request:
+    finished already, or lost with an earlier incarnation of the actor), or, when the
+    request is already with the charger, nothing now and its real outcome once the
+    charger answers or the call times out. Whoever gave up waiting learns which.
+    """
+
+    request_id: Any
+
+
+@dataclass(frozen=True)
 class CommandOutcome:
     """How a central-initiated request ended.
 
     outcome   result: the charger answered (payload is its reply, e.g. {"status": "Accepted"});
               error: it answered with a CALLERROR (error_code/description);
-              timeout: no answer within the call timeout; offline: not connected;
-              queue_full: too many requests already waiting for this charger;
+              timeout: sent, but no answer within the call timeout (or the connection
+                closed first): whether the charger acted on it is unknown;
+              offline: not connected (nothing was sent);
+              queue_full: too many requests already waiting for this charger (not sent);
               invalid_request: the request fails the 1.6 schema (nothing was sent);
               invalid_response: the charger's answer fails the schema;
-              not_accepted: the charger's registration is Rejected.
+              not_accepted: the charger's registration is Rejected (not sent);
+              cancelled: withdrawn by `CancelCommand` before it was sent;
+              unknown: a `CancelCommand` for a request the actor does not hold.
     """
 
     charge_point_id: str
@@ -261,7 +323,8 @@ REQUESTS: dict[str, type[CentralRequest]] = {
     cls.action: cls
     for cls in (RemoteStartTransaction, RemoteStopTransaction, ReserveNow, CancelReservation, ChangeAvailability, Reset,
                 UnlockConnector, TriggerMessage, GetConfiguration, ChangeConfiguration, ClearCache, SetChargingProfile,
-                ClearChargingProfile, GetCompositeSchedule)
+                ClearChargingProfile, GetCompositeSchedule, SendLocalList, GetLocalListVersion, GetDiagnostics, UpdateFirmware,
+                DataTransfer)
 }
 
 

@@ -129,6 +129,17 @@ class ChargerProtocol:
         self._enqueue(request, request_id)
         return self._take()
 
+    def cancel(self, request_id: Any) -> Effects:
+        """Withdraw a queued request before it is sent (outcome `cancelled`).
+
+        A request already with the charger cannot be taken back: nothing happens now, and
+        its outcome follows when the charger answers or the call times out.
+        """
+        call = self.calls.withdraw(request_id)
+        if call is not None:
+            self._outcome(call, "cancelled", description="withdrawn before it was sent to the charger")
+        return self._take()
+
     def _enqueue(self, request: CentralRequest, request_id: Any) -> None:
         def finish(outcome: str, description: str) -> None:
             self.effects.outcomes.append(CommandOutcome(self.charge_point_id, request_id, request.action, outcome, description=description))  # type: ignore[arg-type]
@@ -331,7 +342,12 @@ class ChargerProtocol:
         ))
 
     def _fail_all(self, outcome: str, description: str) -> None:
-        for call in self.calls.drain():
+        """The connection is gone: the call with the charger ends as `timeout` (sent, its
+        effect unknown), the waiting ones with `outcome` (never sent)."""
+        outstanding, waiting = self.calls.drain()
+        if outstanding is not None:
+            self._outcome(outstanding, "timeout", description=f"sent, but {description} before the charger answered")
+        for call in waiting:
             self._outcome(call, outcome, description=description)
 
     def _take(self) -> Effects:

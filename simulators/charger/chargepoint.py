@@ -1,9 +1,12 @@
 """A scriptable OCPP 1.6 charge point built on the `ocpp` package's client side.
 
-It answers every central-initiated request a real charger would (remote start/stop,
-reservations, availability, reset, unlock, trigger, configuration, cache, charging
-profiles, composite schedule) and records each one, so a script or a test can wait on
-`await cp.wait_for("RemoteStartTransaction")` instead of sleeping.
+It answers every central-system action of OCPP 1.6 (core, firmware management, local
+auth list management, reservation, smart charging, remote trigger) as the specification
+says a charger does, and records each request, so a script or a test can wait on
+`await cp.wait_for("RemoteStartTransaction")` instead of sleeping. What it keeps:
+reservations, charging profiles, its configuration, and a local authorization list
+with its version (SendLocalList / GetLocalListVersion, OCPP 1.6 sections 3.5 and 5.10,
+5.15). `local_list_supported=False` makes it a charger without a local list.
 
 Charger-initiated messages are plain coroutines (`boot`, `status`, `authorize`,
 `start_transaction`, `meter`, `stop_transaction`). While `offline` is set they are not sent but queued with
@@ -34,7 +37,7 @@ def iso(epoch: float) -> str:
 
 class SimulatedChargePoint(ChargePoint):
     def __init__(self, charge_point_id: str, connection: Any, *, connectors: int = 1, response_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time, auto_transactions: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, auto_transactions: bool = True, local_list_supported: bool = True) -> None:
         super().__init__(charge_point_id, connection, response_timeout=response_timeout)
         self.connectors = connectors
         self.clock = clock
@@ -45,6 +48,14 @@ class SimulatedChargePoint(ChargePoint):
         self.transactions: dict[int, int] = {}  # connector -> transaction id
         self.reservations: dict[int, dict] = {}
         self.configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60", "NumberOfConnectors": str(connectors)}
+        self.local_list_supported = local_list_supported
+        if local_list_supported:
+            self.configuration.update(LocalAuthListEnabled="true", LocalAuthListMaxLength="100", SendLocalListMaxLength="100")
+        self.local_list: dict[str, dict] = {}  # idTag -> idTagInfo (OCPP field names)
+        self.local_list_version = 0
+        self.charging_profiles: dict[int, dict] = {}  # chargingProfileId -> {"connector_id": .., "profile": ..}
+        self.firmware_statuses: list[str] = []
+        self.diagnostics_statuses: list[str] = []
         self.offline = False
         self.offline_queue: list[Callable[[], Awaitable[Any]]] = []
         self._local_ids = itertools.count(-1, -1)
@@ -190,7 +201,16 @@ class SimulatedChargePoint(ChargePoint):
     @on(Action.unlock_connector)
     async def on_unlock(self, connector_id: int) -> Any:
         await self._note("UnlockConnector", {"connector_id": connector_id})
+        if not 1 <= connector_id <= self.connectors:
+            return call_result.UnlockConnector(status="UnlockFailed")
         return call_result.UnlockConnector(status="Unlocked")
+
+    @after(Action.unlock_connector)
+    async def after_unlock(self, connector_id: int) -> None:
+        """OCPP 1.6 5.18: a session on the connector is stopped first, with reason UnlockCommand."""
+        tx = self.transactions.get(connector_id)
+        if tx is not None and tx > 0:
+            await self.stop_transaction(tx, self.meter_wh, reason="UnlockCommand")
 
     @on(Action.trigger_message)
     async def on_trigger(self, requested_message: str, connector_id: int | None = None) -> Any:
@@ -235,17 +255,109 @@ class SimulatedChargePoint(ChargePoint):
     @on(Action.set_charging_profile)
     async def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict) -> Any:
         await self._note("SetChargingProfile", {"connector_id": connector_id, "cs_charging_profiles": cs_charging_profiles})
+        purpose = cs_charging_profiles.get("charging_profile_purpose")
+        if connector_id > self.connectors or (purpose == "TxProfile" and connector_id not in self.transactions):
+            return call_result.SetChargingProfile(status="Rejected")  # 5.16.3: a TxProfile needs a session on that connector
+        if purpose == "ChargePointMaxProfile" and connector_id != 0:
+            return call_result.SetChargingProfile(status="Rejected")  # only on connector 0
+        self.charging_profiles[cs_charging_profiles["charging_profile_id"]] = {"connector_id": connector_id, "profile": cs_charging_profiles}
         return call_result.SetChargingProfile(status="Accepted")
 
     @on(Action.clear_charging_profile)
     async def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,  # noqa: A002
                                         charging_profile_purpose: str | None = None, stack_level: int | None = None) -> Any:
-        await self._note("ClearChargingProfile", {"id": id, "connector_id": connector_id})
-        return call_result.ClearChargingProfile(status="Accepted")
+        await self._note("ClearChargingProfile", {"id": id, "connector_id": connector_id, "charging_profile_purpose": charging_profile_purpose,
+                                                  "stack_level": stack_level})
+        matching = [pid for pid, entry in self.charging_profiles.items()
+                    if (id is None or pid == id)
+                    and (connector_id is None or entry["connector_id"] == connector_id)
+                    and (charging_profile_purpose is None or entry["profile"].get("charging_profile_purpose") == charging_profile_purpose)
+                    and (stack_level is None or entry["profile"].get("stack_level") == stack_level)]
+        for pid in matching:
+            del self.charging_profiles[pid]
+        return call_result.ClearChargingProfile(status="Accepted" if matching else "Unknown")
 
     @on(Action.get_composite_schedule)
     async def on_get_composite_schedule(self, connector_id: int, duration: int, charging_rate_unit: str | None = None) -> Any:
         await self._note("GetCompositeSchedule", {"connector_id": connector_id, "duration": duration})
+        if connector_id > self.connectors:
+            return call_result.GetCompositeSchedule(status="Rejected")
         schedule = {"chargingRateUnit": charging_rate_unit or "W", "duration": duration,
                     "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7400.0}]}
         return call_result.GetCompositeSchedule(status="Accepted", connector_id=connector_id, schedule_start=iso(self.clock()), charging_schedule=schedule)
+
+    # ----------------------------------------------- local authorization list
+    @on(Action.send_local_list)
+    async def on_send_local_list(self, list_version: int, update_type: str, local_authorization_list: list | None = None) -> Any:
+        """OCPP 1.6 5.15: Full replaces the list; Differential adds or changes entries with an
+        idTagInfo and removes those without, and must raise the version (else VersionMismatch)."""
+        entries = local_authorization_list or []
+        await self._note("SendLocalList", {"list_version": list_version, "update_type": update_type, "local_authorization_list": entries})
+        if not self.local_list_supported or self.configuration.get("LocalAuthListEnabled") != "true":
+            return call_result.SendLocalList(status="NotSupported")
+        if len(entries) > int(self.configuration["SendLocalListMaxLength"]):
+            return call_result.SendLocalList(status="Failed")
+        if update_type == "Differential" and list_version <= self.local_list_version:
+            return call_result.SendLocalList(status="VersionMismatch")
+        updated = {} if update_type == "Full" else dict(self.local_list)
+        for entry in entries:
+            info = entry.get("id_tag_info")
+            if info is None:
+                updated.pop(entry["id_tag"], None)
+            else:
+                updated[entry["id_tag"]] = info
+        if len(updated) > int(self.configuration["LocalAuthListMaxLength"]):
+            return call_result.SendLocalList(status="Failed")
+        self.local_list, self.local_list_version = updated, list_version
+        return call_result.SendLocalList(status="Accepted")
+
+    @on(Action.get_local_list_version)
+    async def on_get_local_list_version(self) -> Any:
+        """OCPP 1.6 5.10: 0 for an empty list, -1 when the charger has no local list support."""
+        await self._note("GetLocalListVersion", {})
+        if not self.local_list_supported:
+            return call_result.GetLocalListVersion(list_version=-1)
+        return call_result.GetLocalListVersion(list_version=self.local_list_version if self.local_list else 0)
+
+    # ---------------------------------------------- firmware and diagnostics
+    @on(Action.get_diagnostics)
+    async def on_get_diagnostics(self, location: str, retries: int | None = None, retry_interval: int | None = None,
+                                 start_time: str | None = None, stop_time: str | None = None) -> Any:
+        await self._note("GetDiagnostics", {"location": location, "retries": retries, "retry_interval": retry_interval,
+                                            "start_time": start_time, "stop_time": stop_time})
+        return call_result.GetDiagnostics(file_name=f"diagnostics-{self.id}-{int(self.clock())}.log")
+
+    @after(Action.get_diagnostics)
+    async def after_get_diagnostics(self, location: str, **_: Any) -> None:
+        """OCPP 1.6 4.4: the upload's progress as DiagnosticsStatusNotifications (nothing is really uploaded)."""
+        for status in ("Uploading", "Uploaded"):
+            self.diagnostics_statuses.append(status)
+            await self.call(call.DiagnosticsStatusNotification(status=status))
+
+    @on(Action.update_firmware)
+    async def on_update_firmware(self, location: str, retrieve_date: str, retries: int | None = None, retry_interval: int | None = None) -> Any:
+        await self._note("UpdateFirmware", {"location": location, "retrieve_date": retrieve_date, "retries": retries, "retry_interval": retry_interval})
+        return call_result.UpdateFirmware()
+
+    @after(Action.update_firmware)
+    async def after_update_firmware(self, location: str, retrieve_date: str, **_: Any) -> None:
+        """OCPP 1.6 4.5: from retrieveDate on, the progress as FirmwareStatusNotifications (nothing is really installed)."""
+        wait = datetime.fromisoformat(retrieve_date.replace("Z", "+00:00")).timestamp() - self.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        for status in ("Downloading", "Downloaded", "Installing", "Installed"):
+            self.firmware_statuses.append(status)
+            await self.call(call.FirmwareStatusNotification(status=status))
+
+    # ------------------------------------------------------- data transfer
+    VENDOR_ID = "egw-sim"
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None) -> Any:
+        """OCPP 1.6 4.3/5.6: vendor "egw-sim" knows messageId "echo" (answers the data back)."""
+        await self._note("DataTransfer", {"vendor_id": vendor_id, "message_id": message_id, "data": data})
+        if vendor_id != self.VENDOR_ID:
+            return call_result.DataTransfer(status="UnknownVendorId")
+        if message_id != "echo":
+            return call_result.DataTransfer(status="UnknownMessageId")
+        return call_result.DataTransfer(status="Accepted", data=data)

@@ -95,6 +95,6 @@ def test_remote_start_and_stop_through_the_api_reach_the_charge_point(ocpp_gatew
         assert {m["measurand"] for m in finished["meter_values"]} >= {"Energy.Active.Import.Register"}
         assert finished["energy_wh"] == 1500
         status, _, body = http(api_port, "/api/chargers/CP-7/remote-stop", "POST", {"transactionId": transaction_id}, token=token, timeout=15)
-        assert status == 200 and body["status"] == "Rejected"  # the charger's own answer, passed through
+        assert status == 409 and body["error"] == "rejected" and body["status"] == "Rejected"  # the charger's own answer, as a conflict
     finally:
         charge_point.close()

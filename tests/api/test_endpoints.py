@@ -239,10 +239,13 @@ async def test_transport_settings(client, backend):
     assert response.status == 400 and (await response.json())["field"] == "url"
 
 
-async def test_a_command_to_a_wedged_part_is_503_within_the_command_timeout(client, backend):
+async def test_a_command_to_a_wedged_part_is_202_pending_within_the_command_timeout(client, backend):
+    """Not 503: the part may still send it, so the answer is "pending", with where to look."""
     backend.hang = True
     response = await asyncio.wait_for(client.post("/api/chargers/CP-1/reset", json={"type": "Soft"}, headers=AUTH), 10)
-    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert response.status == 202 and (await response.json())["status"] == "Pending"
+    poll = await client.get(response.headers["Location"], headers=AUTH)
+    assert poll.status == 200 and (await poll.json())["state"] == "pending"
     assert backend.writes == []
 
 

@@ -49,6 +49,8 @@ def from_schema(schema: dict[str, Any], document: dict[str, Any]) -> st.SearchSt
     if isinstance(kind, list):
         return st.one_of([from_schema({**schema, "type": k}, document) for k in kind])
     if kind == "string":
+        if schema.get("format") == "uri":
+            return st.sampled_from(["ftp://user@diag.example.invalid/upload/", "https://fw.example.invalid/fw-2.1.bin"])
         if schema.get("format") == "date-time":
             return st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)).map(lambda d: d.isoformat().replace("+00:00", "Z"))
         if "pattern" in schema:
@@ -63,6 +65,8 @@ def from_schema(schema: dict[str, Any], document: dict[str, Any]) -> st.SearchSt
         return st.booleans()
     if kind == "null":
         return st.none()
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        return st.lists(from_schema(schema["items"], document), min_size=schema.get("minItems", 0), max_size=min(schema.get("maxItems", 2), 2))
     if kind == "object":
         properties = schema.get("properties", {})
         required = schema.get("required", [])
@@ -124,22 +128,34 @@ def request_strategy(document: dict[str, Any], known_by_collection: dict[str, li
     def build(draw: st.DrawFn) -> tuple[str, str, str, bytes | None, dict[str, str]]:
         path, method, operation = draw(st.sampled_from(operations))
         known = next((ids for prefix, ids in known_by_collection.items() if path.startswith(prefix)), [])
+        # one request in four is built to pass the token and validation (known ids, valid values), so every
+        # operation's handler is reached whatever the generator's bias; the others are free to be hostile
+        pristine = draw(st.integers(0, 3)) == 0
         url = path
         query: list[tuple[str, str]] = []
+        headers = {"Content-Type": "application/json"}
         for param in operation.get("parameters", []):
+            ids = known_by_collection.get(param["name"]) or known
             if param["in"] == "path":
-                value = draw(_param_value(param, document, known))
+                value = draw(st.sampled_from(ids) if pristine and ids else from_schema(param["schema"], document).map(str) if pristine
+                             else _param_value(param, document, ids))
                 url = url.replace("{" + param["name"] + "}", urllib.parse.quote(value, safe=""))
+            elif param["in"] == "header":  # valid values only: HTTP headers carry ASCII (the endpoint tests send bad ones)
+                if draw(st.integers(0, 3)) == 0:
+                    headers[param["name"]] = draw(from_schema(param["schema"], document).map(str))
             elif draw(st.booleans()):
-                query.append((param["name"], draw(_param_value(param, document, known))))
-        if draw(st.integers(0, 9)) == 0:
+                query.append((param["name"], draw(from_schema(param["schema"], document).map(str) if pristine else _param_value(param, document, known))))
+        if not pristine and draw(st.integers(0, 9)) == 0:
             query.append((draw(st.text(min_size=1, max_size=8)), draw(st.text(max_size=8))))
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        headers = {"Content-Type": "application/json"}
-        if draw(st.integers(0, 9)) > 0:
+        if pristine or draw(st.integers(0, 9)) > 0:
             headers["Authorization"] = f"Bearer {token}"
-        body = draw(_body_strategy(operation, document))
+        content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if pristine and content is not None:
+            body = draw(from_schema(content["schema"], document).map(lambda v: json.dumps(v).encode()))
+        else:
+            body = draw(_body_strategy(operation, document))
         return path, method.upper(), url, body, headers
 
     return build()
@@ -162,14 +178,20 @@ def document(served) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def known_ids(port: int) -> dict[str, list[str]]:
-    """Ids of existing items by collection path, read from the API itself, so requests reach them."""
+def known_ids(port: int, token: str | None = None) -> dict[str, list[str]]:
+    """Ids of existing items by collection path, read from the API itself, so requests reach them;
+    with the token also a command's id (by its parameter name, `command_id`), from one sent to the first charger."""
     ids: dict[str, list[str]] = {}
     for url, collection, key, field in (("/api/devices", "/api/devices/", "devices", "id"), ("/api/chargers", "/api/chargers/", "chargers", "id"),
                                         ("/api/transactions", "/api/transactions/", "transactions", "id"), ("/api/outbox", "/api/transports/", "transports", "name")):
         status, _, raw = send(port, "GET", url, None, {})
         assert status == 200
         ids[collection] = [str(item[field]) for item in json.loads(raw)[key]]
+    if token is not None and ids["/api/chargers/"]:
+        charger = urllib.parse.quote(ids["/api/chargers/"][0], safe="")
+        status, _, raw = send(port, "GET", f"/api/chargers/{charger}/configuration", None, {"Authorization": f"Bearer {token}"})
+        if "command_id" in json.loads(raw):
+            ids["command_id"] = [json.loads(raw)["command_id"]]
     return ids
 
 
@@ -180,7 +202,7 @@ def fuzz_no_500(port: int, document: dict[str, Any], max_examples: int, exclude:
     seen: Counter = Counter()
 
     @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
-    @given(request_strategy(document, known_ids(port), exclude, only, token))
+    @given(request_strategy(document, known_ids(port, token), exclude, only, token))
     def check(request: tuple[str, str, str, bytes | None, dict[str, str]]) -> None:
         template, method, url, body, headers = request
         status, response_headers, raw = send(port, method, url, body, headers)

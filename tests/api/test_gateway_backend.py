@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from actors.api.backend import BadInputError, NotFoundError, RejectedError, UnavailableError
+from actors.api.backend import BadInputError, ChargerError, ConflictError, NoAnswerError, NotFoundError, UnavailableError
 from actors.api.gateway import GatewayBackend, GatewaySettings, device_records
 from actors.ocpp.messages import ChargerCommand, CommandOutcome, RemoteStartTransaction, ReserveNow
 from storage import chargers as charger_store
@@ -143,8 +143,8 @@ async def test_charger_commands_map_every_outcome(tmp_path, executor):
     assert port.asked[-1][1].request == RemoteStartTransaction(id_tag="T1", connector_id=1)
     await gateway.charger_command("CP-1", "ReserveNow", {"connectorId": 1, "idTag": "T1", "expiryDate": "2026-11-21T12:00:00Z"})
     assert port.asked[-1][1].request == ReserveNow(connector_id=1, id_tag="T1", expiry=1795262400.0)
-    for kind, error in (("timeout", UnavailableError), ("offline", UnavailableError), ("queue_full", UnavailableError),
-                        ("error", RejectedError), ("not_accepted", RejectedError), ("invalid_request", BadInputError)):
+    for kind, error in (("timeout", NoAnswerError), ("offline", UnavailableError), ("queue_full", UnavailableError), ("cancelled", UnavailableError),
+                        ("error", ChargerError), ("not_accepted", ConflictError), ("invalid_request", BadInputError)):
         outcomes["next"] = (kind, {}, "NotSupported" if kind == "error" else "")
         with pytest.raises(error):
             await gateway.charger_command("CP-1", "Reset", {"type": "Soft"})
@@ -160,11 +160,13 @@ async def test_an_absent_charger_is_503_at_once_and_an_unknown_one_404(tmp_path,
         await gateway.charger_command("CP-9", "Reset", {"type": "Soft"})
 
 
-async def test_a_silent_charger_actor_is_503_not_a_hang(tmp_path, executor):
+async def test_a_silent_charger_actor_is_an_unknown_outcome_not_a_hang(tmp_path, executor):
+    """Not 503 (not sent): the actor that does not answer may hold the command and send it."""
     _known_charger(tmp_path)
     gateway = backend(tmp_path, executor, ScriptedPort(TREE, {"chargers/CP-1": "addr"}, lambda msg: None))
-    with pytest.raises(UnavailableError):
+    with pytest.raises(NoAnswerError) as unknown:
         await gateway.charger_command("CP-1", "Reset", {"type": "Soft"})
+    assert unknown.value.code == "outcome_unknown"
 
 
 async def test_concurrent_requests_share_one_tree_ask(tmp_path, executor):

@@ -51,7 +51,8 @@ def test_every_write_route_is_protected():
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"\{id\}", "1" if path.startswith("/api/transactions") else "CP-1" if "/chargers/" in path else "inv1", path).replace("{name}", "ingest")
+    path = re.sub(r"\{id\}", "1" if path.startswith("/api/transactions") else "CP-1" if "/chargers/" in path else "inv1", path).replace("{name}", "ingest")
+    return re.sub(r"\{[A-Za-z_]+\}", "0123456789abcdef", path)  # any other parameter (a command id, an idTag): a well-formed value
 
 
 @pytest.mark.parametrize("route", PROTECTED, ids=lambda r: f"{r.method} {r.path}")
