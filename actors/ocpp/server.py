@@ -221,10 +221,13 @@ class OcppServer:
         if SUBPROTOCOL not in offered:
             self.log.warning("handshake refused: no ocpp1.6 subprotocol", charger=charge_point_id[:48], offered=offered[:5])
             return web.Response(status=400, text="the ocpp1.6 websocket subprotocol is required\n")
-        decision = self.auth.check(charge_point_id, request.headers.get("Authorization"))
+        decision = self.auth.check(charge_point_id, request.headers.get("Authorization"), remote=request.remote)
         if not decision.allowed:
-            self.log.warning("handshake refused", charger=charge_point_id[:48], reason=decision.reason, peer=request.remote)
-            return web.Response(status=401, text=decision.reason + "\n", headers={"WWW-Authenticate": 'Basic realm="egw OCPP"'})
+            self.log.warning("handshake refused", charger=charge_point_id[:48], reason=decision.reason, peer=request.remote, status=decision.http_status)
+            headers = {"WWW-Authenticate": 'Basic realm="egw OCPP"'} if decision.http_status == 401 else {}
+            if decision.retry_after is not None:
+                headers["Retry-After"] = str(decision.retry_after)
+            return web.Response(status=decision.http_status, text=decision.reason + "\n", headers=headers)
         if decision.registered:
             self.log.info("unknown charge point registered", charger=charge_point_id)
         ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=self.settings.ping_interval, max_msg_size=self.settings.max_frame_bytes)
