@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from ocpp.exceptions import OCPPError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
@@ -55,6 +56,7 @@ class SimulatedChargePoint(ChargePoint):
         self.local_list_version = 0
         self.charging_profiles: dict[int, dict] = {}  # chargingProfileId -> {"connector_id": .., "profile": ..}
         self.firmware_statuses: list[str] = []
+        self.call_errors: dict[str, OCPPError] = {}  # action -> the CALLERROR its next request gets (fault injection)
         self.diagnostics_statuses: list[str] = []
         self.offline = False
         self.offline_queue: list[Callable[[], Awaitable[Any]]] = []
@@ -65,9 +67,12 @@ class SimulatedChargePoint(ChargePoint):
 
     # ---------------------------------------------------------- waiting
     async def _note(self, action: str, payload: dict) -> None:
+        """Record a request; raise the CALLERROR injected for its action (`call_errors`), once."""
         async with self._arrived:
             self.received[action].append(payload)
             self._arrived.notify_all()
+        if action in self.call_errors:
+            raise self.call_errors.pop(action)
 
     async def wait_for(self, action: str, count: int = 1, timeout: float = 10.0) -> dict:
         """Wait until `count` requests of `action` have arrived; return the last one."""
