@@ -428,7 +428,7 @@ def _strip(node: Any) -> Any:
     binary; the gateway checks it with exact decimals before sending, `actors.ocpp.frames`).
     Integers are held to 32 bits, OCPP-J's integer, which chargers store in an int32."""
     if isinstance(node, dict):
-        stripped = {k: _strip(v) for k, v in node.items() if k not in ("$schema", "id", "title", "multipleOf")}
+        stripped = {k: (_strip(v) if k != "properties" else {name: _strip(sub) for name, sub in v.items()}) for k, v in node.items() if k != "multipleOf"}
         if stripped.get("type") == "integer":
             stripped = {**INT32, **stripped}
         return stripped
@@ -444,7 +444,7 @@ def ocpp_request(action: str, description: str) -> dict[str, Any]:
     REST then checks exactly the shape the charger will be sent (required fields, enums,
     lengths, nested objects, RFC 3339 dates, URIs), and the 400 names the field.
     """
-    schema = _strip(copy.deepcopy(_official_request(action)))
+    schema = {k: v for k, v in _strip(copy.deepcopy(_official_request(action))).items() if k not in ("$schema", "id", "title")}
     schema["description"] = f"the OCPP 1.6 {action}.req payload: {description}"
     return schema
 
