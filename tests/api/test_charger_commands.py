@@ -55,18 +55,29 @@ def port_open(port: int) -> bool:
         return False
 
 
-class ChargePointThread:
-    """A simulated charge point in its own event loop: connected, booted, connector 1 Available."""
+class LoopThread:
+    """An event loop in a thread of its own; `run` a coroutine on it and wait for its result."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.session = Session(Options(url=url))
-        self.cp = self.run(self._open())
 
     def run(self, coro, timeout: float = 20.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class ChargePointThread(LoopThread):
+    """A simulated charge point in its own event loop: connected, booted, connector 1 Available."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.session = Session(Options(url=url))
+        self.cp = self.run(self._open())
 
     async def _open(self):
         cp = await self.session.open()
@@ -76,8 +87,7 @@ class ChargePointThread:
 
     def close(self) -> None:
         self.run(self.session.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.stop()
 
 
 def test_remote_start_and_stop_through_the_api_reach_the_charge_point(ocpp_gateway):
@@ -234,19 +244,14 @@ def test_a_charger_id_the_handshake_accepts_can_be_read_and_commanded(ocpp_gatew
         charge_point.close()
 
 
-class SilentCharger:
+class SilentCharger(LoopThread):
     """A charge point on a raw websocket that boots and then answers only what the test tells it to."""
 
     def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        super().__init__()
         self.connection = self.run(connect(url))
         self.run(self.connection.send(json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "Silent"}])))
         assert json.loads(self.run(self.connection.recv()))[2]["status"] == "Accepted"
-
-    def run(self, coro, timeout: float = 20.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def next_call(self) -> list:
         """The next CALL the central system sends (its frames are read in order, nothing skipped)."""
@@ -259,8 +264,7 @@ class SilentCharger:
 
     def close(self) -> None:
         self.run(self.connection.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.stop()
 
 
 def test_a_command_refused_over_rest_is_never_sent_later_and_a_key_is_never_sent_twice(multiproc_system, tmp_path):

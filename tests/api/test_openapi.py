@@ -8,6 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from actors.api.app import build_app
+from actors.api.openapi import build_document
 from actors.api.routes import ROUTES
 from tests.api.conftest import MemoryBackend
 
@@ -77,3 +78,39 @@ def test_the_served_document_also_covers_the_live_feed_the_api_actor_mounts():
     assert registered == documented
     assert {"/api/live", "/api/live/sse"} <= set(document["paths"])
     validate(document)
+
+
+def test_every_charger_command_documents_one_outcome_mapping_and_writes_the_idempotency_key():
+    from actors.api.app import CHARGER_COMMANDS
+
+    document = build_document("test")
+    commands = [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items() if op["operationId"] in CHARGER_COMMANDS]
+    assert {op["operationId"] for _, _, op in commands} == set(CHARGER_COMMANDS)
+    assert set(CHARGER_COMMANDS.values()) >= {"ClearCache", "UnlockConnector", "SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule",
+                                              "SendLocalList", "GetLocalListVersion", "GetDiagnostics", "UpdateFirmware", "DataTransfer"}
+    for path, method, op in commands:
+        responses = op["responses"]
+        assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/CommandResult"), path
+        assert responses["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/CommandPending"), path
+        assert "Location" in responses["202"]["headers"], path
+        for status in ("409", "502", "503", "504"):
+            assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/CommandError"), (path, status)
+        headers = {p["name"] for p in op["parameters"] if p["in"] == "header"}
+        assert headers == ({"Idempotency-Key"} if method == "post" else set()), path
+    error = document["components"]["schemas"]["CommandError"]["properties"]
+    assert {"ocpp_error_code", "description", "status", "charger", "command", "command_id", "result"} <= set(error)
+    poll = document["paths"]["/api/chargers/{id}/commands/{command_id}"]["get"]
+    assert poll["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/CommandStatus")
+
+
+def test_charger_id_parameters_take_every_id_the_ocpp_handshake_accepts():
+    from storage.chargers import CHARGE_POINT_ID_PATTERN
+
+    document = build_document("test")
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            for param in operation.get("parameters", []):
+                if (path.startswith("/api/chargers/") and param["name"] == "id") or (path == "/api/transactions" and param["name"] == "charger"):
+                    assert param["schema"]["pattern"] == CHARGE_POINT_ID_PATTERN, (path, param["name"])
+                if path.startswith("/api/devices/") and param["name"] == "id":
+                    assert param["schema"]["pattern"] != CHARGE_POINT_ID_PATTERN  # device ids keep their own rule
