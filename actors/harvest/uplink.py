@@ -29,6 +29,7 @@ batch at the head of the chain, and the receiver de-duplicates them like any rep
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import random
@@ -38,6 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+
+import aiohttp
+import yarl
 
 from actors.harvest.signing import SignedBatch, b64url_decode, build_signed_batch
 from storage.identity import Signer
@@ -72,20 +76,50 @@ class HttpReply:
 Post = Callable[[str, bytes, float], HttpReply]
 
 
+MAX_REPLY_BYTES = 1024 * 1024  # an acknowledgement is a few hundred bytes; a larger reply is not read into memory
+CONNECT_TIMEOUT_S = 10.0  # name lookup, TCP and TLS set-up, within the total
+
+
+class ReplyTooLargeError(OSError):
+    """The receiver answered with more than MAX_REPLY_BYTES."""
+
+
 def http_post(url: str, body: bytes, timeout: float) -> HttpReply:
-    """POST with a hard timeout and no redirects; raises OSError/HTTPException on transport failure."""
+    """POST `body` to `url` (query string kept, user info sent as Basic auth), within `timeout` s in all.
+
+    aiohttp's total timeout covers everything from the name lookup to the reply's last
+    byte, so a receiver that trickles its headers or body, or a resolver that hangs,
+    cannot hold the transport; the reply is refused past MAX_REPLY_BYTES. No redirects,
+    no retries: the uploader's backoff is the retry policy. Runs on the caller's thread
+    (the transport's worker) with a loop of its own. Raises OSError on any failure.
+    """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"upload URL must be http(s)://host[:port]/path, got {url!r}")
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    return asyncio.run(_post(parts, body, timeout))
+
+
+async def _post(parts: urllib.parse.SplitResult, body: bytes, timeout: float) -> HttpReply:
+    netloc, headers = parts.netloc, {"Content-Type": "application/jose"}
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        headers["Authorization"] = aiohttp.encode_basic_auth(urllib.parse.unquote(user), urllib.parse.unquote(password))
+    target = yarl.URL(urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), encoded=True)
+    limits = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, CONNECT_TIMEOUT_S))
     try:
-        conn.request("POST", parts.path or "/", body=body, headers={"Content-Type": "application/jose", "Connection": "close"})
-        response = conn.getresponse()
-        data = response.read()
-        return HttpReply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
-    finally:
-        conn.close()
+        async with aiohttp.ClientSession(timeout=limits, auto_decompress=False) as session:
+            async with session.post(target, data=body, allow_redirects=False, headers=headers) as response:
+                data = bytearray()
+                async for chunk in response.content.iter_any():
+                    data += chunk
+                    if len(data) > MAX_REPLY_BYTES:
+                        raise ReplyTooLargeError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+                return HttpReply(response.status, {k.lower(): v for k, v in response.headers.items()}, bytes(data))
+    except asyncio.TimeoutError:
+        raise OSError(f"no complete reply within {timeout:g} s") from None
+    except aiohttp.ClientError as exc:
+        raise OSError(f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from thespian.actors import ActorSystem
+from thespian.actors import ActorExitRequest, ActorSystem
 
 from actors.harvest.messages import BatchAck, Reading, ReadingBatch
 from actors.harvest.rejections import BatchRejected
@@ -94,35 +94,56 @@ def test_child_specs_name_harvest_and_one_transport_per_endpoint_under_a_supervi
         harvest_child_specs({"data_dir": str(tmp_path), "uploads": [{"name": "x", "url": "http://h/", "retries": 3}]})
 
 
-def test_transport_actor_backs_off_on_a_frozen_clock_and_resets_after_success(asys, tmp_path):
-    """freezegun drives the actor's timers: nothing is retried before its backoff has elapsed."""
-    from freezegun import freeze_time
+class _SilentReceiver:
+    """An HTTP server that accepts an upload and does not answer until released."""
 
-    signer = load_or_create_signer(tmp_path)
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1/batches"
+        self.received, self.release, self.hung_up = threading.Event(), threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.recv(65536)
+        self.received.set()
+        self.release.wait(30)
+        conn.close()  # no reply at all: the upload fails and is retried later
+        self.hung_up.set()
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+
+
+def test_a_transport_keeps_answering_its_supervisor_while_an_upload_hangs(asys, tmp_path):
+    """The receiver takes the batch and never answers: the upload runs on the transport's
+    worker thread, so heartbeats are answered meanwhile and the transport is not killed as hung."""
+    from supervisor.messages import Ping, Pong
+
     outbox = Outbox.open(tmp_path / "egw.db")
     outbox.ingest(batch(1, count=10))
-    with IngestServerThread(tmp_path / "receiver.db") as receiver:
-        receiver.call(receiver.app.store.register, signer.public_key_pem())
-        receiver.app.inject("error", count=3)
-        with freeze_time("2026-01-01 00:00:00", real_asyncio=True) as frozen:
-            transport = asys.createActor("actors.harvest.transport.TransportActor")
-            config = {"db_path": str(tmp_path / "egw.db"), "data_dir": str(tmp_path), "gateway_id": "gw1", "transport": {"name": "cloud", "url": receiver.url, "jitter": 0.0}}
-            ask_typed(asys, transport, Start("cloud", config), Started)
-
-            def requests_after(seconds):
-                frozen.tick(seconds)
-                for _ in range(5):  # let due timers fire and the request complete
-                    asys.listen(0.05)
-                return receiver.app.requests
-
-            assert requests_after(0.001) == 1  # the first attempt (timers are never armed at 0), answered 500
-            assert requests_after(0.9) == 1  # backoff 1 s not yet over
-            assert requests_after(0.2) == 2  # ... now it is: second attempt, 500 again
-            assert requests_after(1.8) == 2  # backoff doubled to 2 s
-            assert requests_after(0.3) == 3
-            assert requests_after(3.8) == 3  # 4 s
-            assert requests_after(0.3) == 4  # fourth attempt succeeds
-            assert receiver.call(lambda: receiver.app.store.summary()["items"]) == 10
-            status = outbox.status()["transports"]["cloud"]
-            assert status["failures"] == 0 and status["backoff_s"] == 0 and status["last_success"] == pytest.approx(1767225600.0 + 7.3)
+    receiver = _SilentReceiver()
+    try:
+        transport = asys.createActor("actors.harvest.transport.TransportActor")
+        config = {"db_path": str(tmp_path / "egw.db"), "data_dir": str(tmp_path), "gateway_id": "gw1",
+                  "transport": {"name": "cloud", "url": receiver.url, "jitter": 0.0, "timeout_s": 30.0}}
+        ask_typed(asys, transport, Start("cloud", config), Started)
+        deadline = time.monotonic() + 10
+        while not receiver.received.is_set():  # let the first step's timer fire
+            assert time.monotonic() < deadline, "the upload never started"
+            asys.listen(0.05)
+        for seq in range(3):
+            assert ask_typed(asys, transport, Ping(seq), Pong).seq == seq
+        assert not receiver.hung_up.is_set()  # ... all while the upload was still open
+    finally:
+        receiver.close()
+        asys.tell(transport, ActorExitRequest())
+    assert outbox.status()["transports"]["cloud"]["pending"] == 10  # nothing released without an acknowledgement
     outbox.close()
+
+
