@@ -145,7 +145,7 @@ def _endpoint(route: Route, handler: Callable[..., Awaitable[web.StreamResponse]
     async def endpoint(request: web.Request) -> web.StreamResponse:
         state: ApiState = request.app[STATE_KEY]
         if route.protected and (state.token is None or not token_matches(state.token, request.headers.get("Authorization"))):
-            state.log_rejected("write request without a valid token", path=request.path, method=request.method, peer=request.remote)
+            state.log_rejected("request without a valid token", path=request.path, method=request.method, peer=request.remote)
             return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>' (see `egw token`)",
                                   field="header.Authorization", headers={"WWW-Authenticate": 'Bearer realm="egw"'})
         params = parse_params(route, dict(request.match_info), request.query, request.headers)

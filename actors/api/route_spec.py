@@ -55,7 +55,10 @@ LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100
 NOT_FOUND = (404, ("no such item", "Error"))
 BAD_INPUT = (400, ("invalid input; `field` names it", "Error"))
 UNAVAILABLE = (503, ("the part that must answer is restarting; see Retry-After", "Error"))
-WRITE_ERRORS = dict([BAD_INPUT, (401, ("missing or wrong bearer token", "Error")), (413, ("request body too large", "Error")), UNAVAILABLE])
+TOKEN_REQUIRED = (401, ("missing or wrong bearer token", "Error"))
+WRITE_ERRORS = dict([BAD_INPUT, TOKEN_REQUIRED, (413, ("request body too large", "Error")), UNAVAILABLE])
+PERSONAL_READ_ERRORS = dict([BAD_INPUT, TOKEN_REQUIRED, UNAVAILABLE])
+"""What a protected read of personal data (idTags: drivers' RFID card numbers) can answer besides its own."""
 
 WIFI_UNAVAILABLE = ("no NetworkManager or no Wi-Fi device (`error` is wifi_unavailable), or it did not answer; see Retry-After", "Error")
 WIFI_FAILED = ("NetworkManager refused (`error` is wifi_failed)", "Error")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from actors.api import charger_admin, schemas
 from actors.api.route_spec import (  # noqa: F401 - Location, Param and Route are re-exported for the app and its tests
-    Location, Param, Route, BAD_INPUT, CHARGER_ID, DEVICE_ID, LIMIT, NOT_FOUND, NO_BLE, UNAVAILABLE, WIFI_FAILED, WIFI_UNAVAILABLE, WRITE_ERRORS, charger_command, path_id,
+    Location, Param, Route, BAD_INPUT, CHARGER_ID, PERSONAL_READ_ERRORS, DEVICE_ID, LIMIT, NOT_FOUND, NO_BLE, UNAVAILABLE, WIFI_FAILED, WIFI_UNAVAILABLE, WRITE_ERRORS, charger_command, path_id,
 )
+
+TRANSACTION_ID = Param("id", "path", {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}, True, "transaction id")
 
 CORE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/health", "health", "Overall health: ok or degraded, with reasons", "status", responses={200: ("health", "Health"), 503: UNAVAILABLE[1]}),
@@ -58,15 +60,14 @@ CORE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/chargers/{id}/commands/{command_id}", "charger_command_status", "A command's outcome, pending or final (kept 24 h)", "chargers",
           params=(CHARGER_ID, Param("command_id", "path", {"type": "string", "pattern": "^[0-9a-f]{16}$"}, True, "the command_id a command answered with")),
           protected=True, responses={200: ("the command as last known", "CommandStatus"), **WRITE_ERRORS, 404: ("no such command for this charger (or it expired)", "Error")}),
-    Route("GET", "/api/transactions", "list_transactions", "Charging transactions, newest first", "chargers",
+    Route("GET", "/api/transactions", "list_transactions", "Charging transactions, newest first (they carry drivers' idTags, hence protected)", "chargers",
           params=(Param("charger", "query", schemas.ChargerIdSchema, False, "only this charger (percent-encoded, `+` as %2B)"),
                   Param("idTag", "query", schemas.IdTagSchema, False, "only this idTag"),
                   Param("since", "query", {"type": "string", "maxLength": 64}, False, "only transactions started at or after this time: RFC 3339 or epoch seconds"),
                   LIMIT),
-          responses={200: ("transactions", "TransactionList"), **dict([BAD_INPUT, UNAVAILABLE])}),
-    Route("GET", "/api/transactions/{id}", "get_transaction", "One transaction", "chargers",
-          params=(Param("id", "path", {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}, True, "transaction id"),),
-          responses={200: ("transaction", "Transaction"), **dict([BAD_INPUT, NOT_FOUND, UNAVAILABLE])}),
+          protected=True, responses={200: ("transactions", "TransactionList"), **PERSONAL_READ_ERRORS}),
+    Route("GET", "/api/transactions/{id}", "get_transaction", "One transaction with its meter samples (protected: it carries the driver's idTag)", "chargers",
+          params=(TRANSACTION_ID,), protected=True, responses={200: ("transaction", "Transaction"), **PERSONAL_READ_ERRORS, **dict([NOT_FOUND])}),
     Route("GET", "/api/crypto", "crypto", "Gateway identity (also under the Sourceful gateway's field names)", "identity", responses={200: ("identity", "Crypto"), 503: UNAVAILABLE[1]}),
     Route("GET", "/api/config", "config", "Effective configuration, secrets redacted", "status", responses={200: ("configuration", "Config"), 503: UNAVAILABLE[1]}),
     Route("GET", "/api/uptime", "uptime", "Uptime in milliseconds (Sourceful-compatible)", "compat", responses={200: ("uptime", "Uptime")}),

@@ -147,10 +147,12 @@ def test_api_actor_answers_from_the_tree_and_the_stores(gateway, simulator):
     assert charger["connectors"][0]["status"] == "Charging"
     assert charger["connectors"][0]["transaction_id"] is not None
 
-    status, _, transactions = http(port, "/api/transactions?idTag=TAG2")
+    token = read_token(token_path(data_dir))
+    assert http(port, "/api/transactions?idTag=TAG2")[0] == 401  # drivers' idTags are not for anyone on the LAN
+    status, _, transactions = http(port, "/api/transactions?idTag=TAG2", token=token)
     assert status == 200 and [t["id_tag"] for t in transactions["transactions"]] == ["TAG2"]
-    assert http(port, "/api/transactions?charger=CP-1")[2]["transactions"][1]["energy_wh"] == 7000
-    assert http(port, "/api/transactions/999")[0] == 404
+    assert http(port, "/api/transactions?charger=CP-1", token=token)[2]["transactions"][1]["energy_wh"] == 7000
+    assert http(port, "/api/transactions/999", token=token)[0] == 404
 
     status, _, crypto = http(port, "/api/crypto")
     assert status == 200 and crypto["serial"] == crypto["serialNumber"] == serial

@@ -104,13 +104,13 @@ def test_remote_start_and_stop_through_the_api_reach_the_charge_point(ocpp_gatew
         assert body["command"] == "RemoteStartTransaction" and body["status"] == "Accepted"
         assert cp.received["RemoteStartTransaction"][0]["id_tag"] == "TAG9"
         transaction_id = wait_until(lambda: (tx := cp.transactions.get(1, -1)) >= 0 and tx, timeout=15, what="the charge point's session started")
-        active = wait_until(lambda: [t for t in http(api_port, "/api/transactions?charger=CP-7")[2]["transactions"] if t["state"] == "Active"], timeout=15, what="an active session")
+        active = wait_until(lambda: [t for t in http(api_port, "/api/transactions?charger=CP-7", token=token)[2]["transactions"] if t["state"] == "Active"], timeout=15, what="an active session")
         assert [t["id"] for t in active] == [transaction_id] and active[0]["id_tag"] == "TAG9" and active[0]["connector"] == 1
         charge_point.run(cp.meter(1, transaction_id, 1500.0, power_w=7000.0))
 
         status, _, body = http(api_port, "/api/chargers/CP-7/remote-stop", "POST", {"transactionId": transaction_id}, token=token, timeout=15)
         assert status == 200 and body["status"] == "Accepted"
-        finished = wait_until(lambda: (t := http(api_port, f"/api/transactions/{transaction_id}")[2]) and t["state"] != "Active" and t, timeout=15, what="the session finished")
+        finished = wait_until(lambda: (t := http(api_port, f"/api/transactions/{transaction_id}", token=token)[2]) and t["state"] != "Active" and t, timeout=15, what="the session finished")
         assert finished["stop"] is not None
         assert {m["measurand"] for m in finished["meter_values"]} >= {"Energy.Active.Import.Register"}
         assert finished["energy_wh"] == 1500
@@ -238,7 +238,7 @@ def test_a_charger_id_the_handshake_accepts_can_be_read_and_commanded(ocpp_gatew
         assert (status, body["id"], body["connected"]) == (200, "cp@x|1", True)
         status, _, body = first_command(api_port, token, "/api/chargers/cp%40x%7C1/trigger", {"requestedMessage": "Heartbeat"})
         assert (status, body["charger"], body["status"]) == (200, "cp@x|1", "Accepted")
-        status, _, body = http(api_port, "/api/transactions?charger=cp%40x%7C1")
+        status, _, body = http(api_port, "/api/transactions?charger=cp%40x%7C1", token=token)
         assert (status, body["transactions"]) == (200, [])
     finally:
         charge_point.close()

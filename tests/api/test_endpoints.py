@@ -13,8 +13,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DOC = build_document("0.1.0-test")
 
 
-async def get_ok(client, path: str, template: str | None = None) -> dict:
-    response = await client.get(path)
+async def get_ok(client, path: str, template: str | None = None, headers: dict | None = None) -> dict:
+    response = await client.get(path, headers=headers)
     assert response.status == 200, await response.text()
     body = await response.json()
     check_response(DOC, "GET", template or path, 200, body)
@@ -85,16 +85,29 @@ async def test_chargers_and_transactions_with_filters(client):
     chargers = await get_ok(client, "/api/chargers")
     assert chargers["chargers"][0]["connectors"][0]["status"] == "Available"
     await get_ok(client, "/api/chargers/CP-1", "/api/chargers/{id}")
-    all_rows = await get_ok(client, "/api/transactions")
+    all_rows = await get_ok(client, "/api/transactions", headers=AUTH)
     assert [t["id"] for t in all_rows["transactions"]] == [2, 1]
-    by_tag = await get_ok(client, "/api/transactions?idTag=TAG1", "/api/transactions")
+    by_tag = await get_ok(client, "/api/transactions?idTag=TAG1", "/api/transactions", AUTH)
     assert [t["id"] for t in by_tag["transactions"]] == [1]
-    since = await get_ok(client, "/api/transactions?since=2026-11-21T00:00:00Z", "/api/transactions")
+    since = await get_ok(client, "/api/transactions?since=2026-11-21T00:00:00Z", "/api/transactions", AUTH)
     assert [t["id"] for t in since["transactions"]] == [2]
-    since_epoch = await get_ok(client, "/api/transactions?since=1795248000&limit=1&charger=CP-1", "/api/transactions")
+    since_epoch = await get_ok(client, "/api/transactions?since=1795248000&limit=1&charger=CP-1", "/api/transactions", AUTH)
     assert [t["id"] for t in since_epoch["transactions"]] == [2]
-    one = await get_ok(client, "/api/transactions/1", "/api/transactions/{id}")
+    one = await get_ok(client, "/api/transactions/1", "/api/transactions/{id}", AUTH)
     assert one["energy_wh"] == 7000
+
+
+@pytest.mark.parametrize("path", ["/api/transactions", "/api/transactions?idTag=TAG1", "/api/transactions?charger=CP-1", "/api/transactions/1"])
+async def test_transactions_and_their_id_tags_need_the_token(client, path):
+    response = await client.get(path)
+    assert response.status == 401
+    assert "TAG1" not in await response.text()
+
+
+@pytest.mark.parametrize("path", ["/api/health", "/api/version", "/api/crypto", "/api/hello"])
+async def test_health_version_and_the_public_key_stay_open(client, path):
+    response = await client.get(path)
+    assert response.status == 200
 
 
 @pytest.mark.parametrize("query, field", [
@@ -106,7 +119,7 @@ async def test_chargers_and_transactions_with_filters(client):
     ("limit=1&limit=2", "query.limit"),
 ])
 async def test_bad_transaction_filters_name_the_parameter(client, query, field):
-    response = await client.get(f"/api/transactions?{query}")
+    response = await client.get(f"/api/transactions?{query}", headers=AUTH)
     assert response.status == 400
     assert (await response.json())["field"] == field
 
@@ -270,7 +283,7 @@ async def test_a_bad_request_is_logged_with_its_field(client, caplog):
     import logging
 
     with caplog.at_level(logging.INFO):
-        await client.get("/api/transactions?limit=0")
+        await client.get("/api/transactions?limit=0", headers=AUTH)
     [record] = [r for r in caplog.records if r.getMessage() == "bad request"]
     assert record.fields == {"path": "/api/transactions", "field": "query.limit", "reason": record.fields["reason"]}
     assert record.actor == "api"

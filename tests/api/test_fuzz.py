@@ -182,9 +182,13 @@ def known_ids(port: int, token: str | None = None) -> dict[str, list[str]]:
     """Ids of existing items by collection path, read from the API itself, so requests reach them;
     with the token also a command's id (by its parameter name, `command_id`), from one sent to the first charger."""
     ids: dict[str, list[str]] = {}
+    auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
     for url, collection, key, field in (("/api/devices", "/api/devices/", "devices", "id"), ("/api/chargers", "/api/chargers/", "chargers", "id"),
                                         ("/api/transactions", "/api/transactions/", "transactions", "id"), ("/api/outbox", "/api/transports/", "transports", "name")):
-        status, _, raw = send(port, "GET", url, None, {})
+        status, _, raw = send(port, "GET", url, None, auth)
+        if status == 401 and token is None:  # personal data (transactions carry idTags) needs the token
+            ids[collection] = []
+            continue
         assert status == 200
         ids[collection] = [str(item[field]) for item in json.loads(raw)[key]]
     if token is not None and ids["/api/chargers/"]:
