@@ -26,6 +26,7 @@ from supervisor.config import ConfigError, load_config, settings_table
 PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("status", "actors.api.cli", "show a running gateway's actors, devices, outbox and chargers"),
     ("token", "actors.api.token_cli", "print the API token for write requests (created on first start)"),
+    ("ble", "actors.ble.cli", "print the BLE setup code for the gateway's label; show, open or close the provisioning window"),
     ("devices", "actors.device.scan", "find Modbus devices on the network and their profiles"),
     ("outbox", "actors.api.outbox_cli", "list the batches a receiver refused for good, and send them again"),
     ("chargers", "actors.api.charger_cli", "add, key, accept, block and remove chargers; manage and sync the local idTag list"),
