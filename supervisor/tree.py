@@ -45,6 +45,7 @@ def root_spec(config: GatewayConfig, parts: tuple[tuple[str, str], ...] | None =
     from storage.registry import effective_devices, effective_uploads
 
     values["devices"] = effective_devices(values)
+    values["configured_uploads"] = list(values.get("uploads") or [])  # the file's own, to tell its errors from stored ones
     values["uploads"] = effective_uploads(values)
     children: list[ChildSpec] = []
     for module, function in PARTS if parts is None else parts:

@@ -19,7 +19,8 @@ def harvest_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
     Reads the gateway settings data_dir, uploads ([{name, url, ...}]), upload_batch_max,
     upload_batch_max_kb, outbox_budget_mb, outbox_min_free_pct, harvest_commit_window_s and, optionally,
     gateway_id (default: the serial derived from the device key). Upload entries are
-    validated here, so a bad one fails at start-up with its name in the message.
+    validated when the configuration is read (a bad one in the file is an error naming it);
+    one made unusable by settings stored over REST still gets its child, which fails alone.
     """
     data_dir = Path(config.get("data_dir", "data"))
     db_path = str(Path(config.get("outbox_db") or data_dir / DB_FILE))
@@ -35,13 +36,25 @@ def harvest_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
         },
     )
     transports = []
+    defaults = {"max_count": int(config.get("upload_batch_max", 1000)), "max_bytes": int(config.get("upload_batch_max_kb", 512)) * 1024}
+    # `uploads` holds the settings stored over REST applied; `configured_uploads` the file's own
+    configured = {e.get("name"): e for e in config.get("configured_uploads", config.get("uploads", []))}
     for entry in config.get("uploads", []):
-        settings = {"max_count": int(config.get("upload_batch_max", 1000)), "max_bytes": int(config.get("upload_batch_max_kb", 512)) * 1024}
-        settings.update(entry)
-        transport = TransportConfig.from_dict(settings)
+        settings = {**defaults, **entry}
+        try:
+            name = TransportConfig.from_dict(settings).name
+        except ValueError:
+            # Wrong in the configuration file itself: a configuration error naming it. Made wrong
+            # by settings stored over REST: that transport alone fails to start and is parked as
+            # failed (named in /api/health) while the gateway runs on.
+            file_entry = configured.get(entry.get("name"))
+            if file_entry is None or file_entry == entry:
+                raise
+            TransportConfig.from_dict({**defaults, **file_entry})
+            name = str(entry["name"])
         transports.append(
             ChildSpec(
-                name=transport.name,
+                name=name,
                 actor=TRANSPORT_ACTOR,
                 config={"db_path": db_path, "data_dir": str(data_dir), "gateway_id": config.get("gateway_id"), "transport": settings},
             )

@@ -47,6 +47,7 @@ from actors.harvest.signing import SignedBatch, b64url_decode, build_signed_batc
 from storage.identity import Signer
 from storage.outbox import MAX_DEAD_LETTERS_PER_TRANSPORT, Outbox, OutboxItem
 from supervisor.backoff import backoff_delay
+from supervisor.redaction import redact_url, redact_urls_in
 
 MAX_RETRY_AFTER_S = 3600.0
 MIN_STEP_S = 0.001
@@ -122,6 +123,32 @@ async def _post(parts: urllib.parse.SplitResult, body: bytes, timeout: float) ->
         raise OSError(f"{type(exc).__name__}: {exc}") from None
 
 
+def url_problem(url: Any) -> str | None:
+    """What is wrong with an upload URL, in words; None when it is usable.
+
+    Parsed, not pattern-matched: `http://[x` (an IPv6 bracket never closed), a port out
+    of range or a missing host are refused before they are stored or tried.
+    """
+    if not isinstance(url, str) or not url:
+        return "expected an http:// or https:// URL"
+    if any(c.isspace() for c in url):
+        return "must not contain spaces"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"does not parse ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"scheme must be http or https, not {parts.scheme or 'missing'!r}"
+    if not parts.hostname:
+        return "has no host"
+    if port == 0:
+        return "port must be 1-65535"
+    if parts.fragment:
+        return "must not have a #fragment"
+    return None
+
+
 @dataclass(frozen=True)
 class TransportConfig:
     name: str
@@ -142,8 +169,11 @@ class TransportConfig:
         if unknown:
             raise ValueError(f"transport {data.get('name')!r}: unknown settings {unknown}")
         config = cls(**known)
-        if not config.name or not config.url.startswith(("http://", "https://")):
-            raise ValueError(f"transport needs a name and an http(s) url, got {data!r}")
+        if not config.name:
+            raise ValueError(f"transport needs a name, got {redact_urls_in(repr(data))}")
+        problem = url_problem(config.url)
+        if problem:
+            raise ValueError(f"transport {config.name!r}: url {redact_url(str(config.url))!r}: {problem}")
         if config.max_count < 1 or config.max_bytes < 1024 or config.timeout_s <= 0 or config.backoff_min_s <= 0 or config.linger_s < 0:
             raise ValueError(f"transport {config.name!r}: limits must be positive (max_bytes >= 1024)")
         return config
