@@ -6,13 +6,23 @@ it publishes `unavailable` with the reason and tries again after a long, growing
 delay. A missing radio is a fact about the hardware, not a fault to restart from,
 so it must never put the supervision tree into a crash loop.
 
+The provisioning window is restored from the data dir at every start (see
+`actors.ble.window`), so a restart never opens it. Only the very first start, when
+no window state exists yet, decides by itself: it opens the window when Wi-Fi is not
+provisioned (NetworkManager has no gateway profile, or there is no NetworkManager to
+ask) and records it closed otherwise. The setup code that writes over BLE need is
+created at start too (`actors.ble.setup_code`), so that `egw ble code` and the actor
+always agree on it.
+
 Config keys read by `ble_child_spec` (gateway settings): gateway_name, data_dir,
-api_port, ble_enabled, ble_window_minutes, and optionally ble_adapter ("hci0"),
-ble_mtu (185), ble_dbus_address (a private bus instead of the system bus).
+api_port, ble_enabled, ble_window_minutes, wifi_backend, wifi_dbus_address, and
+optionally ble_adapter ("hci0"), ble_mtu (185), ble_dbus_address (a private bus
+instead of the system bus).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,8 +33,10 @@ from thespian.actors import WakeupMessage
 from actors.ble.dispatch import HttpDispatcher
 from actors.ble.messages import BleStatus, CloseProvisioningWindow, GetBleStatus, OpenProvisioningWindow
 from actors.ble.server import BleServer, BleUnavailableError
+from actors.ble.setup_code import SetupCodeGuard, load_or_create_setup_code
 from actors.ble.tunnel import Limits, Tunnel
-from actors.ble.window import ProvisioningWindow
+from actors.ble.window import ProvisioningWindow, WindowStore, window_path
+from storage.files import make_private_dir
 from supervisor.asyncbridge import AsyncioActor
 from supervisor.spec import ChildSpec
 
@@ -45,6 +57,8 @@ class BleSettings:
     mtu: int = 185
     retry_min_s: float = 30.0
     retry_max_s: float = 600.0
+    wifi_backend: str = "networkmanager"
+    wifi_dbus_address: str | None = None
 
     @property
     def page_size(self) -> int:
@@ -61,6 +75,8 @@ def ble_settings(config: Mapping[str, Any]) -> BleSettings:
         adapter=config.get("ble_adapter") or None,
         dbus_address=config.get("ble_dbus_address") or None,
         mtu=int(config.get("ble_mtu", 185)),
+        wifi_backend=str(config.get("wifi_backend", "networkmanager")),
+        wifi_dbus_address=config.get("wifi_dbus_address") or None,
     )
 
 
@@ -80,24 +96,71 @@ def read_api_token(data_dir: str) -> str | None:
     return read_token(token_path(data_dir))
 
 
+async def wifi_provisioned(settings: BleSettings, timeout: float = 5.0) -> bool:
+    """Whether NetworkManager holds the gateway's Wi-Fi profile (False when it cannot tell).
+
+    Asked only at the first start: a gateway that was set up another way (an image
+    with Wi-Fi configured) must not open BLE provisioning on its own.
+    """
+    if settings.wifi_backend != "networkmanager":
+        return False
+    from actors.ble.wifi_nm import NetworkManagerWifi
+
+    wifi = NetworkManagerWifi(settings.wifi_dbus_address)
+    try:
+        async with asyncio.timeout(timeout):
+            return (await wifi.status()).provisioned
+    except Exception:  # noqa: BLE001 - no NetworkManager, no Wi-Fi device, no answer: not provisioned
+        return False
+    finally:
+        await wifi.close()
+
+
 class BleActor(AsyncioActor):
     """Hosts the GATT tunnel; states: starting, running, unavailable (with a reason)."""
 
     def on_start(self, config: Any) -> None:
         self.settings: BleSettings = config if isinstance(config, BleSettings) else ble_settings(config or {})
         s = self.settings
-        self.window = ProvisioningWindow(s.window_minutes)
+        make_private_dir(s.data_dir)
+        self.window = ProvisioningWindow(s.window_minutes, store=WindowStore(window_path(s.data_dir)))
+        self.guard = SetupCodeGuard(load_or_create_setup_code(s.data_dir))
         limits = Limits(page_size=s.page_size)
         self.dispatcher = HttpDispatcher(s.api_port, max_response=limits.max_response)
-        tunnel = Tunnel(self.dispatcher, self.window.is_open, lambda: read_api_token(s.data_dir), limits, log=self.log)
+        tunnel = Tunnel(self.dispatcher, self.window.is_open, lambda: read_api_token(s.data_dir), self.guard, limits, log=self.log)
         self.server = BleServer(s.gateway_name, tunnel, bus_address=s.dbus_address, adapter=s.adapter, log=self.log)
         self.server.on_lost = lambda reason: self.run_in_actor(lambda: self._on_lost(reason))
         self.state = "starting"
         self.reason: str | None = None
         self.failures = 0
         self.start_loop()
+        if self.window.first_start:
+            self.run_in_loop(self._first_start())
+            return
+        self.log.info("provisioning window restored", window_open=self.window.is_open(), window_remaining_s=round(self.window.remaining(), 1))
         self.run_in_loop(self._start_server())
         self._arm_window_timer()
+
+    async def _first_start(self) -> None:
+        provisioned = await wifi_provisioned(self.settings)
+        self.run_in_actor(lambda: self._on_first_start(provisioned))
+
+    def _on_first_start(self, wifi_provisioned: bool) -> None:
+        """The gateway's first start: open the window only for an unprovisioned gateway, and record it either way."""
+        if not self.window.first_start:
+            pass  # opened or closed by a trigger meanwhile: that is the decision
+        elif wifi_provisioned:
+            self.window.close()
+        else:
+            self.window.open()
+        self.log.info("first start: provisioning window " + ("opened" if self.window.is_open() else "stays closed"), wifi_provisioned=wifi_provisioned)
+        self._warn_unsaved()
+        self.run_in_loop(self._start_server())
+        self._arm_window_timer()
+
+    def _warn_unsaved(self) -> None:
+        if self.window.save_error is not None:
+            self.log.error("could not save the provisioning window's state", error=self.window.save_error)
 
     # ---------------------------------------------------------- bring-up and retry
     def _retry(self) -> None:
@@ -157,11 +220,13 @@ class BleActor(AsyncioActor):
     def receiveMsg_OpenProvisioningWindow(self, msg: OpenProvisioningWindow, sender: Any) -> None:  # noqa: N802
         self.window.open(msg.minutes)
         self.log.info("provisioning window opened", minutes=msg.minutes if msg.minutes is not None else self.settings.window_minutes)
+        self._warn_unsaved()
         self._window_changed()
         self.send(sender, self._status(msg.request_id))
 
     def receiveMsg_CloseProvisioningWindow(self, msg: CloseProvisioningWindow, sender: Any) -> None:  # noqa: N802
         self.window.close()
+        self._warn_unsaved()
         self._window_changed()
         self.send(sender, self._status(msg.request_id))
 

@@ -20,6 +20,7 @@ The code is a secret like the API token: never logged, never in a response.
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import secrets
 import time
@@ -130,9 +131,9 @@ class SetupCodeGuard:
     def check(self, presented: str | None) -> Verdict:
         wait = self.locked_for()
         if wait > 0:
-            return Verdict(False, 429, f"too many wrong setup codes: try again in {int(wait) + 1} s")
+            return Verdict(False, 429, f"too many wrong setup codes: try again in {math.ceil(wait)} s")
         if not presented:
-            return Verdict(False, 401, "setup code required: send header Setup-Code (printed on the gateway's label)")
+            return Verdict(False, 401, "send Setup-Code (on the gateway's label)")
         if hmac.compare_digest(normalise(presented).encode("utf-8", "replace"), self._code):
             self.failures = 0
             return Verdict(True)

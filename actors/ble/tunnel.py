@@ -25,15 +25,21 @@ response value must fit into one read. A body longer than a page is fetched by s
 the same request again with `Offset: n`; those pages come from a per-request cache, so
 paging never re-executes a POST. A `Request-Id` header makes the cache key explicit.
 
+What may pass is decided here, not by the REST API: the radio is reachable by anyone
+nearby, so the tunnel forwards only `BLE_ENDPOINTS` (Wi-Fi set-up and a few status
+reads), refuses everything else itself (the API token above all: it never travels
+over BLE), and lets a write through only inside the provisioning window and with the
+installer's setup code (`actors.ble.setup_code`). The phone never holds the API
+token: the tunnel adds it to a write it has let through, on the loopback hop.
+
 This module is pure protocol (no BLE, no network): `RequestAssembler` turns writes
-into requests or precise errors, `Tunnel` applies the auth rules and the cache and
-hands requests to a `Dispatcher` (see `actors.ble.dispatch`).
+into requests or precise errors, `Tunnel` applies the rules and the cache and hands
+requests to a `Dispatcher` (see `actors.ble.dispatch`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections import OrderedDict
@@ -42,11 +48,32 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from actors.ble.setup_code import SetupCodeGuard
+
 PROTOCOL = "EGWTTP/1.1"
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 TOKEN_PATH = "/api/token"
+
+# The REST endpoints a phone may reach over BLE, by exact method and path (no query
+# strings, no alternative spellings). Everything a first-time set-up needs: is the
+# gateway alive and well, the window's state, and Wi-Fi status, scan, connect and
+# forget. The REST API has no gateway name/site setting to add. Not the token, not
+# devices, chargers or transports: those are changed over the LAN with the token.
+BLE_ENDPOINTS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/api/hello"),
+        ("GET", "/api/version"),
+        ("GET", "/api/health"),
+        ("GET", "/api/ble"),
+        ("GET", "/api/wifi"),
+        ("GET", "/api/wifi/scan"),
+        ("POST", "/api/wifi"),
+        ("DELETE", "/api/wifi"),
+    }
+)
+SETUP_CODE_HEADER = "setup-code"
 
 _METHOD_PREFIX = re.compile(rb"[A-Z]{1,10}( |$)")
 _REQUEST_START = re.compile(rb"[A-Z]{1,10} /")
@@ -317,12 +344,15 @@ class ResponseCache:
 
 
 class Tunnel:
-    """One GATT session's request handling: reassembly, auth rules, cache, dispatch.
+    """One GATT session's request handling: reassembly, scope and auth rules, cache, dispatch.
 
-    `window_open()` says whether the provisioning window is open: only then may the
-    API token be fetched (`GET /api/token`) and write methods pass. Everything else
-    goes to the dispatcher, i.e. the REST API's own handlers, validation and auth.
-    Bodies and headers are never logged: they carry tokens and Wi-Fi credentials.
+    A request outside `endpoints` is refused (403) without reaching the API. A write
+    (POST, PUT, PATCH, DELETE) also needs `window_open()` (else 403) and a setup code
+    that `guard` accepts (401 missing or wrong, 429 locked out); it is then forwarded
+    with the API token from `token_reader()` as its Authorization, so the API's own
+    handlers and validation apply. The phone's own Authorization header is dropped:
+    over BLE, the setup code is the credential. Bodies and headers are never logged:
+    they carry setup codes and Wi-Fi credentials.
     """
 
     def __init__(
@@ -330,18 +360,22 @@ class Tunnel:
         dispatcher: Dispatcher,
         window_open: Callable[[], bool],
         token_reader: Callable[[], str | None],
+        guard: SetupCodeGuard,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
+        endpoints: frozenset[tuple[str, str]] = BLE_ENDPOINTS,
     ) -> None:
         self.dispatcher = dispatcher
         self.window_open = window_open
         self.token_reader = token_reader
+        self.guard = guard
+        self.endpoints = endpoints
         self.limits = limits or Limits()
         self.assembler = RequestAssembler(self.limits, clock)
         self.cache = ResponseCache(self.limits.cache_entries, self.limits.cache_bytes)
         self.log = log
-        self.executed = 0  # requests that reached the dispatcher or the token reader
+        self.executed = 0  # requests that reached the dispatcher
 
     def feed(self, data: bytes) -> TunnelRequest | bytes | None:
         """Take one write: a complete request to `handle`, an error page to show at once, or None."""
@@ -378,21 +412,30 @@ class Tunnel:
         return response
 
     def _authorise(self, request: TunnelRequest) -> None:
-        if request.path == TOKEN_PATH and not self.window_open():
-            raise TunnelError(403, "token only given while the window is open", request.method, request.path)
-        if request.method in WRITE_METHODS and not self.window_open():
-            raise TunnelError(403, "writes need the provisioning window open", request.method, request.path)
+        """Scope first (nothing else is even considered), then window, then the setup code."""
+        method, path = request.method, request.path
+        if path == TOKEN_PATH:
+            raise TunnelError(403, "API token never given over BLE", method, path)
+        if (method, path) not in self.endpoints:
+            raise TunnelError(403, "not available over BLE", method, path)
+        if method not in WRITE_METHODS:
+            return
+        if not self.window_open():
+            raise TunnelError(403, "writes need the provisioning window open", method, path)
+        verdict = self.guard.check(request.headers.get(SETUP_CODE_HEADER))
+        if not verdict.ok:
+            if verdict.status != 401 or request.headers.get(SETUP_CODE_HEADER):
+                self._log("setup code refused", method=method, path=path, status=verdict.status, failures=self.guard.failures)
+            raise TunnelError(verdict.status, verdict.detail, method, path)
 
     async def _execute(self, request: TunnelRequest) -> Response:
         self.executed += 1
-        if request.path == TOKEN_PATH:
-            if request.method != "GET":
-                raise TunnelError(405, "only GET is supported here", request.method, request.path)
+        forwarded = {k: v for k, v in request.headers.items() if k in ("content-type", "accept")}
+        if request.method in WRITE_METHODS:
             token = self.token_reader()
             if not token:
-                raise TunnelError(503, "API token not created yet", request.method, request.path)
-            return Response(200, json.dumps({"token": token}).encode(), "application/json", request.method, request.path)
-        forwarded = {k: v for k, v in request.headers.items() if k in ("authorization", "content-type", "accept")}
+                raise TunnelError(503, "gateway not ready: no API token yet", request.method, request.path)
+            forwarded["authorization"] = f"Bearer {token}"
         result = await self.dispatcher.dispatch(request.method, request.path, forwarded, request.body)
         if len(result.body) > self.limits.max_response:
             raise TunnelError(502, f"response exceeds {self.limits.max_response} bytes", request.method, request.path)

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from actors.ble.dispatch import HttpDispatcher
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID, BleServer
+from actors.ble.setup_code import SetupCodeGuard, generate_code
 from actors.ble.tunnel import Limits, Tunnel
 from tests.ble.conftest import SmallApi, parse_page
 from tests.ble.dbus_daemon import PrivateDbusDaemon
@@ -37,7 +38,7 @@ async def main() -> None:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     api.port = runner.addresses[0][1]
     dispatcher = HttpDispatcher(api.port)
-    server = BleServer("egw-bench", Tunnel(dispatcher, lambda: True, lambda: None, Limits(page_size=182)), bus_address=daemon.address)
+    server = BleServer("egw-bench", Tunnel(dispatcher, lambda: True, lambda: None, SetupCodeGuard(generate_code()), Limits(page_size=182), endpoints=frozenset({("GET", "/api/echo"), ("GET", "/api/big")})), bus_address=daemon.address)
     await server.start()
     await bluez.wait_for(lambda: bluez.applications)
     central = Central(bluez, next(iter(bluez.applications.values())))

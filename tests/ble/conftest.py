@@ -70,7 +70,7 @@ class BackgroundLoop:
 
 @dataclass
 class SmallApi:
-    """A stand-in for the REST API: one GET, one protected POST counting its executions."""
+    """A stand-in for the REST API: GETs, and a protected POST counting its executions (also as POST /api/wifi)."""
 
     token: str = field(default_factory=lambda: secrets.token_hex(8))
     count: int = 0
@@ -82,6 +82,8 @@ class SmallApi:
         app.router.add_get("/api/echo", self.echo)
         app.router.add_get("/api/big", self.big_get)
         app.router.add_post("/api/count", self.post_count)
+        app.router.add_get("/api/health", self.echo)
+        app.router.add_post("/api/wifi", self.post_count)
         return app
 
     async def echo(self, request: web.Request) -> web.Response:

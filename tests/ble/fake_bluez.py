@@ -150,10 +150,21 @@ class FakeBlueZ:
         self.bus.export(ADAPTER_PATH, GattManager(self))
         self.bus.export(ADAPTER_PATH, AdvertisingManager(self))
         await self.bus.request_name("org.bluez")
+        rule = "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged'"
+        await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch", "s", [rule])
 
     def _note_sender(self, msg: Message) -> None:
         if msg.message_type == MessageType.METHOD_CALL and msg.member in ("RegisterApplication", "RegisterAdvertisement") and msg.body:
             self.owners[msg.body[0]] = msg.sender
+        if msg.message_type == MessageType.SIGNAL and msg.member == "NameOwnerChanged" and msg.body and msg.body[0].startswith(":") and not msg.body[2]:
+            self._forget_owner(msg.body[0])
+
+    def _forget_owner(self, owner: str) -> None:
+        """Like bluetoothd: a process that left the bus (or was killed) takes its registrations along."""
+        for registry in (self.applications, self.advertisements):
+            for path in [p for p, r in registry.items() if r.owner == owner]:
+                del registry[path]
+                self.changed.set()
 
     async def stop(self) -> None:
         if self.bus is not None:

@@ -9,9 +9,12 @@ import pytest
 
 from actors.ble.dispatch import HttpDispatcher
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID, BleServer, BleUnavailableError
-from actors.ble.tunnel import Limits, Tunnel
+from actors.ble.setup_code import SetupCodeGuard
+from actors.ble.tunnel import BLE_ENDPOINTS, Limits, Tunnel
 from tests.ble.conftest import parse_page, wait_until
 from tests.ble.fake_bluez import Central
+
+CODE = "ABCD-EFGH-JKMN"
 
 
 @pytest.fixture
@@ -19,7 +22,8 @@ async def gateway(dbus_daemon, fake_bluez, aiohttp_api):
     """A running BleServer tunnelling to the small real API; yields (server, central, api, window)."""
     window = {"open": True}
     dispatcher = HttpDispatcher(aiohttp_api.port)
-    tunnel = Tunnel(dispatcher, lambda: window["open"], lambda: "the-api-token", Limits(page_size=182))
+    endpoints = BLE_ENDPOINTS | {("GET", "/api/echo"), ("GET", "/api/big"), ("POST", "/api/count")}
+    tunnel = Tunnel(dispatcher, lambda: window["open"], lambda: aiohttp_api.token, SetupCodeGuard(CODE), Limits(page_size=182), endpoints=endpoints)
     server = BleServer("egw-test gw", tunnel, bus_address=dbus_daemon.address)
     await server.start()
     await fake_bluez.wait_for(lambda: fake_bluez.applications and fake_bluez.advertisements)
@@ -71,8 +75,7 @@ async def test_large_response_is_paged_through(gateway):
 
 async def test_post_with_paged_response_executes_once(gateway):
     server, central, api, _ = gateway
-    token = api.token.encode()
-    request = b"POST /api/count EGWTTP/1.1\r\nAuthorization: Bearer " + token + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\nOffset: %d\r\n\r\n{}"
+    request = b"POST /api/count EGWTTP/1.1\r\nSetup-Code: ABCD-EFGH-JKMN\r\nContent-Type: application/json\r\nContent-Length: 2\r\nOffset: %d\r\n\r\n{}"
     collected = b""
     pages = 0
     while True:
@@ -107,14 +110,16 @@ async def test_malformed_writes_get_errors_and_the_server_stays_up(gateway, raw,
     assert page.status == 200
 
 
-async def test_token_and_writes_only_inside_the_window(gateway):
+async def test_no_token_over_gatt_and_writes_only_with_the_code_inside_the_window(gateway):
     server, central, api, window = gateway
     page = await exchange(central, b"GET /api/token EGWTTP/1.1\r\n\r\n")
-    assert page.status == 200 and json.loads(page.body) == {"token": "the-api-token"}
+    assert page.status == 403 and api.token.encode() not in page.raw
+    post = b"POST /api/wifi EGWTTP/1.1\r\n%sContent-Length: 2\r\n\r\n{}"
+    assert (await exchange(central, post % b"")).status == 401 and api.count == 0
+    assert (await exchange(central, post % b"Setup-Code: ABCD-EFGH-JKMN\r\n")).status == 201 and api.count == 1
     window["open"] = False
-    assert (await exchange(central, b"GET /api/token EGWTTP/1.1\r\n\r\n")).status == 403
-    page = await exchange(central, b"POST /api/count EGWTTP/1.1\r\nAuthorization: Bearer " + api.token.encode() + b"\r\nContent-Length: 2\r\n\r\n{}")
-    assert page.status == 403 and api.count == 0
+    page = await exchange(central, post % b"Setup-Code: ABCD-EFGH-JKMN\r\n")
+    assert page.status == 403 and api.count == 1
 
 
 async def test_advertising_stops_and_restarts(gateway, fake_bluez):
@@ -127,13 +132,13 @@ async def test_advertising_stops_and_restarts(gateway, fake_bluez):
 
 async def test_bluez_without_an_adapter_is_unavailable(dbus_daemon, fake_bluez):
     fake_bluez.bus.unexport("/org/bluez/hci0")
-    server = BleServer("egw", Tunnel(HttpDispatcher(1), lambda: True, lambda: None), bus_address=dbus_daemon.address)
+    server = BleServer("egw", Tunnel(HttpDispatcher(1), lambda: True, lambda: None, SetupCodeGuard(CODE)), bus_address=dbus_daemon.address)
     with pytest.raises(BleUnavailableError, match="no Bluetooth adapter"):
         await server.start()
 
 
 async def test_stop_unregisters_the_application(dbus_daemon, fake_bluez, aiohttp_api):
-    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None), bus_address=dbus_daemon.address)
+    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None, SetupCodeGuard(CODE)), bus_address=dbus_daemon.address)
     await server.start()
     await fake_bluez.wait_for(lambda: fake_bluez.applications)
     await server.stop()
@@ -141,7 +146,7 @@ async def test_stop_unregisters_the_application(dbus_daemon, fake_bluez, aiohttp
 
 
 async def test_no_bluez_on_the_bus_is_unavailable(dbus_daemon):
-    server = BleServer("egw", Tunnel(HttpDispatcher(1), lambda: True, lambda: None), bus_address=dbus_daemon.address)
+    server = BleServer("egw", Tunnel(HttpDispatcher(1), lambda: True, lambda: None, SetupCodeGuard(CODE)), bus_address=dbus_daemon.address)
     with pytest.raises(BleUnavailableError) as info:
         await server.start()
     assert str(info.value) == "BlueZ (org.bluez) is not running"
@@ -149,13 +154,13 @@ async def test_no_bluez_on_the_bus_is_unavailable(dbus_daemon):
 
 
 async def test_no_bus_at_all_is_unavailable(tmp_path):
-    server = BleServer("egw", Tunnel(HttpDispatcher(1), lambda: True, lambda: None), bus_address=f"unix:path={tmp_path}/nothing")
+    server = BleServer("egw", Tunnel(HttpDispatcher(1), lambda: True, lambda: None, SetupCodeGuard(CODE)), bus_address=f"unix:path={tmp_path}/nothing")
     with pytest.raises(BleUnavailableError, match="D-Bus system bus not reachable"):
         await server.start()
 
 
 async def test_bluez_going_away_is_noticed_and_reported(dbus_daemon, fake_bluez, aiohttp_api):
-    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None), bus_address=dbus_daemon.address)
+    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None, SetupCodeGuard(CODE)), bus_address=dbus_daemon.address)
     lost: list[str] = []
     server.on_lost = lost.append
     await server.start()
@@ -175,7 +180,7 @@ async def test_bluez_going_away_is_noticed_and_reported(dbus_daemon, fake_bluez,
 
 
 async def test_stop_is_not_reported_as_a_loss(dbus_daemon, fake_bluez, aiohttp_api):
-    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None), bus_address=dbus_daemon.address)
+    server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None, SetupCodeGuard(CODE)), bus_address=dbus_daemon.address)
     lost: list[str] = []
     server.on_lost = lost.append
     await server.start()
@@ -202,7 +207,7 @@ class GatedDispatcher:
 
 async def test_a_slow_api_never_blocks_the_gatt_server_and_the_queue_is_bounded(dbus_daemon, fake_bluez):
     dispatcher = GatedDispatcher()
-    server = BleServer("egw", Tunnel(dispatcher, lambda: True, lambda: None), bus_address=dbus_daemon.address, queue_size=2)
+    server = BleServer("egw", Tunnel(dispatcher, lambda: True, lambda: None, SetupCodeGuard(CODE), endpoints=frozenset(("GET", f"/api/{i}") for i in range(4))), bus_address=dbus_daemon.address, queue_size=2)
     await server.start()
     await fake_bluez.wait_for(lambda: fake_bluez.applications)
     central = Central(fake_bluez, next(iter(fake_bluez.applications.values())))

@@ -1,4 +1,4 @@
-"""The EGWTTP tunnel protocol, driven directly (no BLE): reassembly, errors, paging, auth."""
+"""The EGWTTP tunnel protocol, driven directly (no BLE): reassembly, errors, paging, scope, setup code."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 
 from actors.ble.dispatch import HttpDispatcher
-from actors.ble.tunnel import DispatchResult, Limits, Tunnel, TunnelRequest
+from actors.ble.setup_code import SetupCodeGuard
+from actors.ble.tunnel import BLE_ENDPOINTS, METHODS, DispatchResult, Limits, Tunnel, TunnelRequest
 from tests.ble.conftest import parse_page
 
 
@@ -32,9 +33,17 @@ class Clock:
         return self.now
 
 
-def make_tunnel(dispatcher=None, window=True, token="secret-token", limits=None, clock=None):
+CODE = "ABCD-EFGH-JKMN"
+SC = b"Setup-Code: " + CODE.encode() + b"\r\n"  # the header line a write carries
+# protocol mechanics are tested on made-up paths; the gateway's own scope has tests of its own
+ANY_PATH = frozenset((m, p) for m in METHODS for p in ("/api/health", "/api/settings", "/api/thing", "/api/x", "/api/y", "/api/ok", "/api/0", "/api/1", "/api/2",
+                                                          "/api/echo", "/api/count", "/api/missing", "/api/wifi"))
+
+
+def make_tunnel(dispatcher=None, window=True, token="secret-token", limits=None, clock=None, endpoints=ANY_PATH, guard=None):
     state = {"open": window}
-    tunnel = Tunnel(dispatcher or RecordingDispatcher(), lambda: state["open"], lambda: token, limits or Limits(), clock or Clock())
+    clock = clock or Clock()
+    tunnel = Tunnel(dispatcher or RecordingDispatcher(), lambda: state["open"], lambda: token, guard or SetupCodeGuard(CODE, clock), limits or Limits(), clock, endpoints=endpoints)
     return tunnel, state
 
 
@@ -64,18 +73,19 @@ async def test_request_split_across_writes_is_reassembled():
     dispatcher = RecordingDispatcher()
     tunnel, _ = make_tunnel(dispatcher)
     body = json.dumps({"name": "x" * 300}).encode()
-    raw = b"POST /api/settings EGWTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer t\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    raw = b"POST /api/settings EGWTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer t\r\n" + SC + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     chunks = [raw[i : i + 20] for i in range(0, len(raw), 20)]
     page = await roundtrip(tunnel, *chunks)
     assert page.status == 200
-    assert dispatcher.calls == [("POST", "/api/settings", {"content-type": "application/json", "authorization": "Bearer t"}, body)]
+    # the phone's own Authorization is dropped; the tunnel adds the gateway's token on the loopback hop
+    assert dispatcher.calls == [("POST", "/api/settings", {"content-type": "application/json", "authorization": "Bearer secret-token"}, body)]
 
 
 async def test_large_response_is_paged_and_a_post_runs_once():
     body = json.dumps({"items": list(range(200))}).encode()
     dispatcher = RecordingDispatcher(body)
     tunnel, _ = make_tunnel(dispatcher)
-    request = b'POST /api/thing EGWTTP/1.1\r\nContent-Length: 2\r\nOffset: %d\r\n\r\n{}'
+    request = b'POST /api/thing EGWTTP/1.1\r\nSetup-Code: ABCD-EFGH-JKMN\r\nContent-Length: 2\r\nOffset: %d\r\n\r\n{}'
     collected = b""
     while True:
         page = await roundtrip(tunnel, request % len(collected))
@@ -91,7 +101,7 @@ async def test_large_response_is_paged_and_a_post_runs_once():
 async def test_offset_without_a_cached_response_is_refused():
     dispatcher = RecordingDispatcher()
     tunnel, _ = make_tunnel(dispatcher)
-    page = await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\nContent-Length: 0\r\nOffset: 10\r\n\r\n")
+    page = await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\n" + SC + b"Content-Length: 0\r\nOffset: 10\r\n\r\n")
     assert page.status == 409
     assert dispatcher.calls == []
 
@@ -106,13 +116,13 @@ async def test_offset_beyond_the_body_is_416():
 async def test_request_id_makes_a_retransmitted_post_idempotent():
     dispatcher = RecordingDispatcher()
     tunnel, _ = make_tunnel(dispatcher)
-    raw = b"POST /api/x EGWTTP/1.1\r\nRequest-Id: 7\r\nContent-Length: 0\r\n\r\n"
+    raw = b"POST /api/x EGWTTP/1.1\r\nRequest-Id: 7\r\n" + SC + b"Content-Length: 0\r\n\r\n"
     assert (await roundtrip(tunnel, raw)).status == 200
     assert (await roundtrip(tunnel, raw)).status == 200
     assert len(dispatcher.calls) == 1
     # without Request-Id, a repeated POST is a new request and runs again
-    await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\nContent-Length: 0\r\n\r\n")
-    await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\n" + SC + b"Content-Length: 0\r\n\r\n")
+    await roundtrip(tunnel, b"POST /api/x EGWTTP/1.1\r\n" + SC + b"Content-Length: 0\r\n\r\n")
     assert len(dispatcher.calls) == 3
 
 
@@ -171,35 +181,130 @@ async def test_abandoned_partial_request_does_not_prefix_the_next_one():
     assert [c[1] for c in dispatcher.calls] == ["/api/y"]
 
 
-async def test_token_only_inside_the_window():
+class RecordingLog:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg, **fields):
+        self.lines.append(f"{msg} {fields!r}")
+
+    warning = error = info
+
+
+async def test_the_api_token_is_never_given_over_ble():
     dispatcher = RecordingDispatcher()
-    tunnel, window = make_tunnel(dispatcher, token="tok-123")
-    page = await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\n\r\n")
-    assert page.status == 200 and json.loads(page.body) == {"token": "tok-123"}
-    window["open"] = False
-    page = await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\n\r\n")
-    assert page.status == 403 and b"tok-123" not in page.raw
-    # paging a response cached while the window was open is refused too
-    page = await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\nOffset: 1\r\n\r\n")
-    assert page.status == 403
+    tunnel, _ = make_tunnel(dispatcher, token="tok-123456", endpoints=BLE_ENDPOINTS)  # the window is open
+    for raw in (b"GET /api/token EGWTTP/1.1\r\n\r\n", b"GET /api/token EGWTTP/1.1\r\n" + SC + b"\r\n", b"GET /api/token EGWTTP/1.1\r\nOffset: 1\r\n\r\n"):
+        page = await roundtrip(tunnel, raw)
+        assert page.status == 403 and page.body == b"API token never given over BLE" and b"tok-123456" not in page.raw
     assert dispatcher.calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/devices"), ("DELETE", "/api/devices/roof"), ("PUT", "/api/transports/fleet"), ("POST", "/api/transports/fleet/dead-letters/resend"),
+        ("POST", "/api/chargers/CP1/reset"), ("POST", "/api/chargers/CP1/remote-start"), ("POST", "/api/ble/window"), ("DELETE", "/api/ble/window"),
+        ("GET", "/api/config"), ("GET", "/api/chargers"), ("GET", "/api/openapi.json"), ("PUT", "/api/wifi"),
+        ("GET", "/api/wifi?x=1"), ("GET", "/api//wifi"), ("GET", "/api/wifi/"), ("GET", "/api/wifi/../token"), ("GET", "/api/%77ifi"),
+    ],
+)
+async def test_endpoints_outside_the_ble_scope_are_refused_before_the_api(method, path):
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher, endpoints=BLE_ENDPOINTS)
+    body = b"{}" if method in ("POST", "PUT") else b""
+    raw = f"{method} {path} EGWTTP/1.1\r\n".encode() + SC + (b"Content-Length: 2\r\n" if body else b"") + b"\r\n" + body
+    page = await roundtrip(tunnel, raw)
+    assert page.status == 403 and page.body == b"not available over BLE"  # the whole error in one page
+    assert dispatcher.calls == []
+
+
+async def test_wifi_set_up_and_status_are_served_over_ble():
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher, endpoints=BLE_ENDPOINTS)
+    for raw in (b"GET /api/health EGWTTP/1.1\r\n\r\n", b"GET /api/ble EGWTTP/1.1\r\n\r\n", b"GET /api/wifi EGWTTP/1.1\r\n\r\n",
+                b"GET /api/wifi/scan EGWTTP/1.1\r\n\r\n", b"POST /api/wifi EGWTTP/1.1\r\n" + SC + b"Content-Length: 2\r\n\r\n{}",
+                b"DELETE /api/wifi EGWTTP/1.1\r\n" + SC + b"\r\n"):
+        assert (await roundtrip(tunnel, raw)).status == 200
+    assert [(m, p) for m, p, _, _ in dispatcher.calls] == [("GET", "/api/health"), ("GET", "/api/ble"), ("GET", "/api/wifi"), ("GET", "/api/wifi/scan"),
+                                                          ("POST", "/api/wifi"), ("DELETE", "/api/wifi")]
+    assert [h.get("authorization") for _, _, h, _ in dispatcher.calls] == [None] * 4 + ["Bearer secret-token"] * 2  # reads go without the token
+
+
+async def test_writes_without_the_right_setup_code_are_refused():
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher, endpoints=BLE_ENDPOINTS)
+    post = b"POST /api/wifi EGWTTP/1.1\r\n%sAuthorization: Bearer secret-token\r\nContent-Length: 2\r\n\r\n{}"
+    page = await roundtrip(tunnel, post % b"")
+    assert page.status == 401 and page.body == b"send Setup-Code (on the gateway's label)"  # even with the API token: over BLE the code is the credential
+    page = await roundtrip(tunnel, post % b"Setup-Code: ABCD-EFGH-JKMP\r\n")
+    assert page.status == 401 and page.body == b"wrong setup code"
+    assert (await roundtrip(tunnel, b"DELETE /api/wifi EGWTTP/1.1\r\nSetup-Code: \r\n\r\n")).status == 401
+    assert dispatcher.calls == []
+    assert (await roundtrip(tunnel, post % b"Setup-Code: abcd efgh jkmn\r\n")).status == 200  # as typed off the label
+    assert len(dispatcher.calls) == 1
+
+
+async def test_wrong_setup_codes_lock_guessing_out_for_growing_times():
+    clock = Clock()
+    dispatcher = RecordingDispatcher()
+    tunnel, _ = make_tunnel(dispatcher, clock=clock, endpoints=BLE_ENDPOINTS)
+    wrong = b"DELETE /api/wifi EGWTTP/1.1\r\nSetup-Code: 2222-2222-%04d\r\n\r\n"
+    right = b"DELETE /api/wifi EGWTTP/1.1\r\n" + SC + b"\r\n"
+
+    async def body(raw: bytes) -> tuple[int, bytes]:
+        page = await roundtrip(tunnel, raw)
+        return page.status, page.body
+
+    assert [await body(wrong % i) for i in range(4)] == [(401, b"wrong setup code")] * 4
+    assert await body(wrong % 4) == (401, b"wrong setup code; locked for 30 s")
+    assert await body(right) == (429, b"too many wrong setup codes: try again in 30 s")  # not even the right code, while locked
+    clock.now += 29
+    assert await body(wrong % 5) == (429, b"too many wrong setup codes: try again in 1 s")  # attempts while locked are not checked
+    clock.now += 1
+    assert await body(wrong % 6) == (401, b"wrong setup code; locked for 60 s")  # each further wrong code doubles it
+    clock.now += 60
+    assert await body(wrong % 7) == (401, b"wrong setup code; locked for 120 s")
+    for i in range(8, 14):
+        clock.now += 1000
+        await body(wrong % i)
+    assert tunnel.guard.locked_for() == 900  # capped at 15 minutes
+    assert dispatcher.calls == []
+    clock.now += 900
+    assert (await body(right))[0] == 200 and len(dispatcher.calls) == 1
+    assert await body(wrong % 99) == (401, b"wrong setup code")  # the right code reset the count
+
+
+async def test_setup_code_and_token_never_logged_nor_forwarded():
+    dispatcher = RecordingDispatcher()
+    log = RecordingLog()
+    tunnel = Tunnel(dispatcher, lambda: True, lambda: "tok-abcdef", SetupCodeGuard(CODE, Clock()), log=log)
+    await roundtrip(tunnel, b"POST /api/wifi EGWTTP/1.1\r\nSetup-Code: ZZZZ-ZZZZ-ZZZZ\r\nContent-Length: 2\r\n\r\n{}")
+    await roundtrip(tunnel, b"POST /api/wifi EGWTTP/1.1\r\n" + SC + b"Content-Length: 2\r\n\r\n{}")
+    await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\n\r\n")
+    text = "\n".join(log.lines)
+    assert "setup code refused" in text and "request served" in text
+    for secret in ("ABCD", "ZZZZ", "tok-abcdef"):
+        assert secret not in text
+    ((_, _, headers, _),) = dispatcher.calls
+    assert "setup-code" not in headers and headers["authorization"] == "Bearer tok-abcdef"
 
 
 async def test_writes_refused_outside_the_window_reads_still_served():
     dispatcher = RecordingDispatcher()
     tunnel, window = make_tunnel(dispatcher)
     window["open"] = False
-    page = await roundtrip(tunnel, b"POST /api/wifi EGWTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
-    assert page.status == 403
-    page = await roundtrip(tunnel, b"DELETE /api/wifi EGWTTP/1.1\r\n\r\n")
+    page = await roundtrip(tunnel, b"POST /api/wifi EGWTTP/1.1\r\n" + SC + b"Content-Length: 2\r\n\r\n{}")
+    assert page.status == 403 and b"window" in page.body
+    page = await roundtrip(tunnel, b"DELETE /api/wifi EGWTTP/1.1\r\n" + SC + b"\r\n")
     assert page.status == 403
     assert dispatcher.calls == []
     assert (await roundtrip(tunnel, b"GET /api/health EGWTTP/1.1\r\n\r\n")).status == 200
 
 
-async def test_token_not_created_yet_is_503():
+async def test_a_write_before_the_api_token_exists_is_503():
     tunnel, _ = make_tunnel(token=None)
-    assert (await roundtrip(tunnel, b"GET /api/token EGWTTP/1.1\r\n\r\n")).status == 503
+    assert (await roundtrip(tunnel, b"DELETE /api/wifi EGWTTP/1.1\r\n" + SC + b"\r\n")).status == 503
 
 
 async def test_cache_is_bounded():
@@ -213,12 +318,14 @@ async def test_cache_is_bounded():
 
 # ------------------------------------------------------------ the HTTP dispatcher
 async def test_http_dispatcher_forwards_to_a_real_api_with_status_and_auth(aiohttp_api):
-    tunnel = Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: "t")
+    token = {"value": "not-the-api-token"}
+    tunnel = Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: token["value"], SetupCodeGuard(CODE), endpoints=ANY_PATH)
     page = await roundtrip(tunnel, b"GET /api/echo EGWTTP/1.1\r\n\r\n")
     assert page.status == 200 and json.loads(page.body) == {"echo": "hello"}
-    page = await roundtrip(tunnel, b"POST /api/count EGWTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
-    assert page.status == 401  # the API's own token check applies to tunnelled requests
-    page = await roundtrip(tunnel, b"POST /api/count EGWTTP/1.1\r\nAuthorization: Bearer " + aiohttp_api.token.encode() + b"\r\nContent-Length: 2\r\n\r\n{}")
+    page = await roundtrip(tunnel, b"POST /api/count EGWTTP/1.1\r\n" + SC + b"Content-Length: 2\r\n\r\n{}")
+    assert page.status == 401 and aiohttp_api.count == 0  # the API's own token check applies to tunnelled requests
+    token["value"] = aiohttp_api.token
+    page = await roundtrip(tunnel, b"POST /api/count EGWTTP/1.1\r\n" + SC + b"Content-Length: 2\r\n\r\n{}")
     assert page.status == 201 and aiohttp_api.count == 1
     page = await roundtrip(tunnel, b"GET /api/missing EGWTTP/1.1\r\n\r\n")
     assert page.status == 404
@@ -226,7 +333,7 @@ async def test_http_dispatcher_forwards_to_a_real_api_with_status_and_auth(aioht
 
 
 async def test_http_dispatcher_reports_an_unreachable_api_as_502(unused_tcp_port):
-    tunnel = Tunnel(HttpDispatcher(unused_tcp_port), lambda: True, lambda: "t")
+    tunnel = Tunnel(HttpDispatcher(unused_tcp_port), lambda: True, lambda: "t", SetupCodeGuard(CODE))
     page = await roundtrip(tunnel, b"GET /api/health EGWTTP/1.1\r\n\r\n")
     assert page.status == 502 and page.body == b"local API unreachable"
     await tunnel.dispatcher.close()
