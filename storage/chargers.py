@@ -143,7 +143,22 @@ MIGRATIONS = [
         synced            REAL NOT NULL
     );
     """,
+    # an operator's maintenance override of a connector's status; the connector's own last
+    # report stays in `connectors`, so lifting the override shows what the charger said
+    """
+    CREATE TABLE connector_overrides (
+        charge_point_id   TEXT NOT NULL REFERENCES chargers(charge_point_id) ON DELETE CASCADE,
+        connector_id      INTEGER NOT NULL,
+        status            TEXT NOT NULL,
+        reason            TEXT,
+        created           REAL NOT NULL,
+        PRIMARY KEY (charge_point_id, connector_id)
+    );
+    """,
 ]
+
+#: Statuses an operator may override a connector with (maintenance: out of order, or back in service).
+OVERRIDE_STATUSES = ("Available", "Unavailable", "Faulted")
 
 #: Unconfirmed chargers (admitted on their own under the `accept` policy) kept at most; at
 #: the bound the least recently seen disconnected one makes room, or the handshake is refused.
@@ -464,11 +479,12 @@ def list_chargers(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def list_available_chargers(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Connected, accepted chargers with at least one connector reporting `Available`."""
+    """Connected, accepted chargers with at least one connector `Available` (an operator's override wins over its report)."""
     rows = conn.execute(
         "SELECT * FROM chargers c WHERE c.connected = 1 AND c.registration_status = 'Accepted'"
-        " AND EXISTS (SELECT 1 FROM connectors k WHERE k.charge_point_id = c.charge_point_id"
-        "             AND k.connector_id > 0 AND k.status = 'Available')"
+        " AND EXISTS (SELECT 1 FROM connectors k LEFT JOIN connector_overrides o"
+        "             ON o.charge_point_id = k.charge_point_id AND o.connector_id = k.connector_id"
+        "             WHERE k.charge_point_id = c.charge_point_id AND k.connector_id > 0 AND COALESCE(o.status, k.status) = 'Available')"
         " ORDER BY c.charge_point_id"
     )
     return [_public(row) for row in rows]
@@ -598,6 +614,46 @@ def list_connectors(conn: sqlite3.Connection, charge_point_id: str) -> list[dict
         (charge_point_id,),
     )
     return [dict(row) for row in rows]
+
+
+def set_connector_override(conn: sqlite3.Connection, charge_point_id: str, connector_id: int, status: str, *,
+                           reason: str | None, now: float) -> dict[str, Any] | None:
+    """Override a connector's status for maintenance (kept until cleared, across restarts).
+
+    Only a connector the charger has reported can be overridden; None when the charger or
+    that connector is unknown. Setting it again replaces the status and reason.
+    """
+    if status not in OVERRIDE_STATUSES:
+        raise ValueError(f"override status must be one of {OVERRIDE_STATUSES}, not {status!r}")
+    with transaction(conn):
+        known = conn.execute("SELECT 1 FROM connectors WHERE charge_point_id = ? AND connector_id = ?", (charge_point_id, connector_id)).fetchone()
+        if known is None:
+            return None
+        conn.execute(
+            "INSERT INTO connector_overrides (charge_point_id, connector_id, status, reason, created) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(charge_point_id, connector_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, created = excluded.created",
+            (charge_point_id, connector_id, status, reason, now),
+        )
+    return connector_overrides(conn, charge_point_id)[(charge_point_id, connector_id)]
+
+
+def clear_connector_override(conn: sqlite3.Connection, charge_point_id: str, connector_id: int) -> bool:
+    """Lift an override: the connector shows what the charger last reported again. False when there was none."""
+    with transaction(conn):
+        cursor = conn.execute("DELETE FROM connector_overrides WHERE charge_point_id = ? AND connector_id = ?", (charge_point_id, connector_id))
+    return cursor.rowcount > 0
+
+
+def connector_overrides(conn: sqlite3.Connection, charge_point_id: str | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """Overrides in force, by (charger, connector); none on a read-only connection to a store not yet migrated to them."""
+    where, params = ("WHERE charge_point_id = ?", (charge_point_id,)) if charge_point_id is not None else ("", ())
+    try:
+        rows = conn.execute(f"SELECT charge_point_id, connector_id, status, reason, created FROM connector_overrides {where}", params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+    return {(row["charge_point_id"], row["connector_id"]): {"status": row["status"], "reason": row["reason"], "created": row["created"]} for row in rows}
 
 
 def status_history(conn: sqlite3.Connection, charge_point_id: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -760,14 +816,21 @@ def charger_local_list(conn: sqlite3.Connection, charge_point_id: str) -> dict[s
 
 # ------------------------------------------------------- read-only for the API
 def list_chargers_with_connectors(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every charger with its connectors' current status: what the REST API shows."""
+    """Every charger with its connectors' current status: what the REST API shows.
+
+    Each connector carries `override` (status, reason, created) when an operator overrode
+    it, else None; `status` stays what the charger last reported.
+    """
     chargers = list_chargers(conn)
     by_id = {c["charge_point_id"]: c for c in chargers}
+    overrides = connector_overrides(conn)
     for charger in chargers:
         charger["connectors"] = []
     for row in conn.execute("SELECT * FROM connectors ORDER BY charge_point_id, connector_id"):
         entry = dict(row)
-        owner = by_id.get(entry.pop("charge_point_id"))
+        charge_point_id = entry.pop("charge_point_id")
+        owner = by_id.get(charge_point_id)
         if owner is not None:
+            entry["override"] = overrides.get((charge_point_id, entry["connector_id"]))
             owner["connectors"].append(entry)
     return chargers

@@ -315,10 +315,36 @@ def transactions_for_charger(conn: sqlite3.Connection, charge_point_id: str, lim
     return list_transactions(conn, charger=charge_point_id, limit=limit)
 
 
-def attach_payment_reference(conn: sqlite3.Connection, transaction_id: int, payment_ref: str) -> bool:
+class PaymentReferenceConflictError(ValueError):
+    """The session already carries another payment reference (and replacing it was not asked for)."""
+
+    def __init__(self, transaction_id: int, current: str) -> None:
+        super().__init__(f"transaction {transaction_id} already has payment reference {current!r}")
+        self.current = current
+
+
+def set_payment_reference(conn: sqlite3.Connection, transaction_id: int, payment_ref: str, *, replace: bool = False) -> str | None:
+    """Attach a payment reference to a session; returns the reference now stored, None for an unknown session.
+
+    Setting the reference it already has changes nothing (a client retrying is safe); a
+    different one raises PaymentReferenceConflictError unless `replace`, so two payment flows
+    cannot silently overwrite each other. Read and write are one SQLite transaction.
+    """
     with transaction(conn):
-        cursor = conn.execute("UPDATE transactions SET payment_ref = ? WHERE transaction_id = ?", (payment_ref, transaction_id))
-    return cursor.rowcount > 0
+        row = conn.execute("SELECT payment_ref FROM transactions WHERE transaction_id = ?", (transaction_id,)).fetchone()
+        if row is None:
+            return None
+        current = row[0]
+        if current is not None and current != payment_ref and not replace:
+            raise PaymentReferenceConflictError(transaction_id, current)
+        if current != payment_ref:
+            conn.execute("UPDATE transactions SET payment_ref = ? WHERE transaction_id = ?", (payment_ref, transaction_id))
+    return payment_ref
+
+
+def attach_payment_reference(conn: sqlite3.Connection, transaction_id: int, payment_ref: str) -> bool:
+    """Set a session's payment reference whatever it was (the operator's own correction)."""
+    return set_payment_reference(conn, transaction_id, payment_ref, replace=True) is not None
 
 
 def update_meter(
@@ -442,6 +468,56 @@ def get_reservation(conn: sqlite3.Connection, reservation_id: int) -> dict[str, 
 def reservations_for_charger(conn: sqlite3.Connection, charge_point_id: str) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT * FROM reservations WHERE charge_point_id = ? ORDER BY reservation_id", (charge_point_id,))
     return [dict(row) for row in rows]
+
+
+#: How a reservation reads to a driver, by its stored status. Requested and Accepted are
+#: `active` until their expiry passes, then `expired` (the charger actor marks them Expired
+#: on its next message, which may be long after: a reader must not wait for that).
+RESERVATION_STATES = {"Requested": "active", "Accepted": "active", "Expired": "expired", "Cancelled": "cancelled", "Used": "used",
+                      "Faulted": "refused", "Occupied": "refused", "Rejected": "refused", "Unavailable": "refused"}
+
+_STATE_WHERE = {
+    "active": "(status IN ('Requested', 'Accepted') AND expiry >= :now)",
+    "expired": "(status = 'Expired' OR (status IN ('Requested', 'Accepted') AND expiry < :now))",
+    "cancelled": "status = 'Cancelled'",
+    "used": "status = 'Used'",
+    "refused": "status IN ('Faulted', 'Occupied', 'Rejected', 'Unavailable')",
+}
+
+
+def reservation_state(reservation: dict[str, Any], now: float) -> str:
+    """active, expired, cancelled, used or refused (ReserveNow answered Faulted/Occupied/Rejected/Unavailable)."""
+    state = RESERVATION_STATES.get(reservation["status"], "refused")
+    return "expired" if state == "active" and reservation["expiry"] < now else state
+
+
+def list_reservations(conn: sqlite3.Connection, *, now: float, charger: str | None = None, state: str | None = None,
+                      limit: int = 100) -> list[dict[str, Any]]:
+    """Reservations, newest first, each with its `state` and the `transaction_id` that used it (if any)."""
+    clauses, params = [], {"now": now, "limit": max(1, min(limit, 1000))}
+    if charger is not None:
+        clauses.append("charge_point_id = :charger")
+        params["charger"] = charger
+    if state is not None:
+        clauses.append(_STATE_WHERE[state])
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(f"SELECT * FROM reservations {where} ORDER BY reservation_id DESC LIMIT :limit", params).fetchall()
+    return [_reservation(conn, row, now) for row in rows]
+
+
+def reservation_with_state(conn: sqlite3.Connection, reservation_id: int, *, now: float) -> dict[str, Any] | None:
+    """One reservation with its `state` and `transaction_id`, or None."""
+    row = conn.execute("SELECT * FROM reservations WHERE reservation_id = ?", (reservation_id,)).fetchone()
+    return _reservation(conn, row, now) if row else None
+
+
+def _reservation(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> dict[str, Any]:
+    data = dict(row)
+    data["state"] = reservation_state(data, now)
+    used = conn.execute("SELECT min(transaction_id) FROM transactions WHERE reservation_id = ? AND charge_point_id = ?",
+                        (data["reservation_id"], data["charge_point_id"])).fetchone()
+    data["transaction_id"] = used[0] if used else None
+    return data
 
 
 # -------------------------------------------------------------- export queue
@@ -601,8 +677,23 @@ def list_transactions(
 
 
 def transaction_with_meter_values(conn: sqlite3.Connection, transaction_id: int) -> dict[str, Any] | None:
-    """One session with its samples in timestamp order."""
+    """One session with its samples in timestamp order, and its latest samples of each measurand (`latest_samples`)."""
     tx = get_transaction(conn, transaction_id)
     if tx is not None:
         tx["meter_values"] = meter_values(conn, transaction_id=transaction_id)
+        tx["latest_samples"] = latest_samples(conn, transaction_id)
     return tx
+
+
+def latest_samples(conn: sqlite3.Connection, transaction_id: int) -> list[dict[str, Any]]:
+    """Each measurand's samples (every phase) at the latest timestamp it was sampled in this session.
+
+    A long session has more samples than a read returns; its current state of charge and
+    current are in the newest ones.
+    """
+    rows = conn.execute(
+        "SELECT m.* FROM meter_values m JOIN (SELECT measurand, max(timestamp) AS latest FROM meter_values WHERE transaction_id = ? GROUP BY measurand) l"
+        " ON m.measurand = l.measurand AND m.timestamp = l.latest WHERE m.transaction_id = ? ORDER BY m.measurand, m.phase",
+        (transaction_id, transaction_id),
+    )
+    return [dict(row) for row in rows]

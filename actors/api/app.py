@@ -29,7 +29,7 @@ from aiohttp import web
 from actors.live.tokens import issue_transaction_token
 from actors.api import charger_admin
 from actors.api import metrics as prometheus
-from actors.api.backend import ApiBackend, ApiError, NotFoundError, UnavailableError
+from actors.api.backend import ApiBackend, ApiError, ChargerError, NoAnswerError, NotFoundError, UnavailableError
 from actors.api.commands import CommandLedger
 from actors.api.jsontext import json_text
 from actors.api.openapi import build_document
@@ -197,7 +197,22 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
         return json_response({"name": p["name"], "status": "updated", "transport": transport})
 
     async def list_chargers(s: ApiState, p: dict, b: None) -> web.StreamResponse:
-        return json_response({"chargers": await s.call("chargers", s.backend.chargers())})
+        chargers = await s.call("chargers", s.backend.chargers())
+        return json_response({"chargers": [c for c in chargers if charger_matches(c, status=p.get("status"), serial=p.get("serial"))]})
+
+    async def set_connector_override(s: ApiState, p: dict, body: dict) -> web.StreamResponse:
+        charger, connector, status = p["id"], p["connectorId"], body["status"]
+        await s.call(f"charger {charger}", s.backend.set_connector_override(charger, connector, status, body.get("reason")))
+        kind = "Operative" if status == "Available" else "Inoperative"
+        told = await tell_availability(s, charger, connector, kind) if body.get("change_availability", True) else not_told(None)
+        return json_response(await override_result(s, charger, connector, told))
+
+    async def clear_connector_override(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        charger, connector = p["id"], p["connectorId"]
+        lifted = await s.call(f"charger {charger}", s.backend.clear_connector_override(charger, connector))
+        out_of_service = lifted is not None and lifted["status"] in ("Faulted", "Unavailable")
+        told = await tell_availability(s, charger, connector, "Operative") if out_of_service and p["change_availability"] else not_told(None)
+        return json_response({**await override_result(s, charger, connector, told), "lifted": lifted is not None})
 
     async def get_charger(s: ApiState, p: dict, b: None) -> web.StreamResponse:
         return json_response(await s.call(f"charger {p['id']}", s.backend.charger(p["id"])))
@@ -237,6 +252,16 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
 
     async def get_transaction(s: ApiState, p: dict, b: None) -> web.StreamResponse:
         return json_response(await s.call(f"transaction {p['id']}", s.backend.transaction(p["id"])))
+
+    async def set_payment_reference(s: ApiState, p: dict, body: dict) -> web.StreamResponse:
+        return json_response(await s.call(f"transaction {p['id']}", s.backend.set_payment_reference(p["id"], body["reference"], replace=body.get("replace", False))))
+
+    async def list_reservations(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        rows = await s.call("reservations", s.backend.reservations(charger=p.get("charger"), status=p.get("status"), limit=p["limit"]))
+        return json_response({"reservations": rows})
+
+    async def get_reservation(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        return json_response(await s.call(f"reservation {p['id']}", s.backend.reservation(p["id"])))
 
     async def crypto(s: ApiState, p: dict, b: None) -> web.StreamResponse:
         identity = dict(await s.call("identity", s.backend.crypto()))
@@ -284,6 +309,54 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
     handlers = {name: fn for name, fn in locals().items() if callable(fn) and name != "charger_command"}
     handlers.update({op: charger_command(op) for op in CHARGER_COMMANDS})
     return handlers
+
+
+def charger_matches(charger: dict[str, Any], *, status: str | None, serial: str | None) -> bool:
+    """The `GET /api/chargers` filters: `serial` the charger's serial number; `status` a connector (1 and up) showing it.
+
+    A connector shows its operator override while one is set (the view's `status`). A
+    charger is `Available` only while connected with its registration Accepted: one that
+    is offline or refused could not start the session a driver looks for.
+    """
+    if serial is not None and charger.get("serial") != serial:
+        return False
+    if status is None:
+        return True
+    if status == "Available" and not (charger.get("connected") and charger.get("registration") == "Accepted"):
+        return False
+    return any(c.get("id", 0) > 0 and c.get("status") == status for c in charger.get("connectors", []))
+
+
+def not_told(kind: str | None, error: str | None = None, *, sent: bool = False, status: str | None = None) -> dict[str, Any]:
+    """What a connector override told the charger (ConnectorOverrideResult.change_availability)."""
+    return {"sent": sent, "type": kind, "status": status, "error": error}
+
+
+async def tell_availability(s: ApiState, charger: str, connector: int, kind: str) -> dict[str, Any]:
+    """Send ChangeAvailability over the charger command path; its outcome, never an exception.
+
+    The override is the operator's record and stands whatever the charger says: a charger
+    that is offline, refuses or does not answer is reported, and the operator can retry
+    with POST /api/chargers/{id}/availability.
+    """
+    try:
+        answer = await s.call(f"charger {charger}", s.backend.charger_command(charger, "ChangeAvailability", {"connectorId": connector, "type": kind}),
+                              s.command_timeout)
+    except (NoAnswerError, ChargerError) as exc:  # it reached the charger
+        return not_told(kind, exc.code, sent=True)
+    except ApiError as exc:
+        return not_told(kind, exc.code)
+    return not_told(kind, sent=True, status=str(answer.get("status")))
+
+
+async def override_result(s: ApiState, charger_id: str, connector_id: int, told: dict[str, Any]) -> dict[str, Any]:
+    """The connector as REST shows it now, with what the charger was told."""
+    charger = await s.call(f"charger {charger_id}", s.backend.charger(charger_id))
+    connector = next((c for c in charger.get("connectors", []) if c.get("id") == connector_id), None)
+    if connector is None:
+        raise NotFoundError(f"charger {charger_id} never reported connector {connector_id}", field="path.connectorId")
+    return {"charger": charger_id, "connector": connector_id, "status": connector["status"], "reported_status": connector.get("reported_status"),
+            "override": connector.get("override"), "change_availability": told}
 
 
 def add_documented_routes(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:

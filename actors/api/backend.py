@@ -164,6 +164,12 @@ class ApiBackend(Protocol):
     async def transaction(self, transaction_id: int) -> dict[str, Any]:
         """One transaction; raises NotFoundError."""
 
+    async def reservations(self, *, charger: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """Reservations, newest first; `status` active, expired, cancelled, used or refused."""
+
+    async def reservation(self, reservation_id: int) -> dict[str, Any]:
+        """One reservation; raises NotFoundError."""
+
     async def crypto(self) -> dict[str, Any]:
         """The gateway identity: serial, public_key (PEM), key_id, algorithm."""
 
@@ -179,6 +185,19 @@ class ApiBackend(Protocol):
         command first, and a command that reached the charger without an answer is
         NoAnswerError. ChargerError for a CALLERROR; the app maps the payload's status.
         """
+
+    async def set_connector_override(self, charger_id: str, connector_id: int, status: str, reason: str | None) -> None:
+        """Store an operator's status override of a connector (kept across restarts); NotFoundError for a
+        charger or connector never reported. Telling the charger is the app's (ChangeAvailability)."""
+
+    async def clear_connector_override(self, charger_id: str, connector_id: int) -> dict[str, Any] | None:
+        """Lift it; the override that was lifted (status, reason, since), None when there was none.
+        NotFoundError for a charger or connector never reported."""
+
+    async def set_payment_reference(self, transaction_id: int, reference: str, *, replace: bool) -> dict[str, Any]:
+        """Store a session's payment reference; the session as `transaction()` shows it. The same reference
+        again changes nothing; a different one raises ConflictError (code payment_reference_conflict,
+        details payment_ref) unless `replace`. NotFoundError for an unknown session."""
 
     async def add_device(self, settings: dict[str, Any]) -> dict[str, Any]:
         """Persist a device and start its actor; raises ConflictError if the id is in use."""

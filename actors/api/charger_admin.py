@@ -107,32 +107,13 @@ def database(state: Any) -> Path:
     return Path(path)
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """A writable connection with the charger store's tables in place.
-
-    The OCPP listener migrates the store at start; should the API get here first, it
-    migrates, and a listener racing it (the other process applied the step first) makes
-    the second attempt a no-op.
-    """
-    from storage.db import connect
-
-    conn = connect(path)
-    try:
-        charger_store.init(conn)
-    except sqlite3.OperationalError:
-        charger_store.init(conn)
-    return conn
-
-
 async def in_store(path: Path, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run `fn(conn, *args, **kwargs)` on a fresh connection in a worker thread (SQLite blocks)."""
+    """Run `fn(conn, *args, **kwargs)` on a fresh connection to the charger store in a worker thread (SQLite blocks)."""
+    from actors.api.stores import writable
 
     def run() -> Any:
-        conn = _open(path)
-        try:
+        with writable(path, charger_store.init) as conn:
             return fn(conn, *args, **kwargs)
-        finally:
-            conn.close()
 
     return await asyncio.to_thread(run)
 

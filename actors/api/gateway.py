@@ -378,6 +378,21 @@ class GatewayBackend:
     async def transaction(self, transaction_id: int) -> dict[str, Any]:
         return await self._blocking(stores.transaction_view, self.db_path, transaction_id)
 
+    async def reservations(self, *, charger: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._blocking(stores.reservation_views, self.db_path, charger=charger, status=status, limit=limit, now=time.time())
+
+    async def reservation(self, reservation_id: int) -> dict[str, Any]:
+        return await self._blocking(stores.reservation_view, self.db_path, reservation_id, time.time())
+
+    async def set_payment_reference(self, transaction_id: int, reference: str, *, replace: bool) -> dict[str, Any]:
+        return await self._blocking(stores.set_payment_reference, self.db_path, transaction_id, reference, replace)
+
+    async def set_connector_override(self, charger_id: str, connector_id: int, status: str, reason: str | None) -> None:
+        await self._blocking(stores.set_connector_override, self.db_path, charger_id, connector_id, status, reason, time.time())
+
+    async def clear_connector_override(self, charger_id: str, connector_id: int) -> dict[str, Any] | None:
+        return await self._blocking(stores.clear_connector_override, self.db_path, charger_id, connector_id)
+
     async def crypto(self) -> dict[str, Any]:
         return await self._blocking(stores.identity_view, Path(self.settings.data_dir), self.settings.gateway_name)
 

@@ -9,10 +9,13 @@ row here and a handler with the same `operation` name in `actors.api.app`.
 from __future__ import annotations
 
 from actors.api import charger_admin, schemas
+from storage.chargers import CONNECTOR_STATUSES
 from actors.api.route_spec import (  # noqa: F401 - Location, Param and Route are re-exported for the app and its tests
     Location, Param, Route, BAD_INPUT, CHARGER_ID, PERSONAL_READ_ERRORS, DEVICE_ID, LIMIT, NOT_FOUND, NO_BLE, UNAVAILABLE, WIFI_FAILED, WIFI_UNAVAILABLE, WRITE_ERRORS, charger_command, path_id,
 )
 
+CONNECTOR_ID = Param("connectorId", "path", {"type": "integer", "minimum": 1, "maximum": 100}, True, "the connector (1 and up, as the charger numbers them)")
+NO_CONNECTOR = dict([(404, ("no such charger, or it never reported this connector", "Error"))])
 TRANSACTION_ID = Param("id", "path", {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}, True, "transaction id")
 
 CORE_ROUTES: tuple[Route, ...] = (
@@ -32,8 +35,23 @@ CORE_ROUTES: tuple[Route, ...] = (
           responses={200: ("queued", "ResendResult"), **WRITE_ERRORS, 404: ("no such transport", "Error")}),
     Route("PUT", "/api/transports/{name}", "update_transport", "Change an upload transport's settings", "outbox", params=(path_id("name", "transport"),), body="TransportSettings", protected=True,
           responses={200: ("transport updated", "TransportChange"), **WRITE_ERRORS, 404: ("no such transport", "Error"), 501: ("transport settings not available", "Error")}),
-    Route("GET", "/api/chargers", "list_chargers", "All known chargers", "chargers", responses={200: ("chargers", "ChargerList"), 503: UNAVAILABLE[1]}),
+    Route("GET", "/api/chargers", "list_chargers", "Known chargers; `status` and `serial` narrow the list", "chargers",
+          params=(Param("status", "query", {"enum": list(CONNECTOR_STATUSES)}, False,
+                        "only chargers with a connector (1 and up) in this status, an operator's override counting over the charger's report; "
+                        "`Available` also needs the charger connected and its registration Accepted (one that cannot start a session is not available)"),
+                  Param("serial", "query", {"type": "string", "minLength": 1, "maxLength": 25}, False,
+                        "only the charger with this serial number (BootNotification's chargePointSerialNumber, else chargeBoxSerialNumber)")),
+          responses={200: ("chargers", "ChargerList"), **dict([BAD_INPUT, UNAVAILABLE])}),
     Route("GET", "/api/chargers/{id}", "get_charger", "One charger with connectors", "chargers", params=(CHARGER_ID,), responses={200: ("charger", "Charger"), **dict([BAD_INPUT, NOT_FOUND, UNAVAILABLE])}),
+    Route("PUT", "/api/chargers/{id}/connectors/{connectorId}/override", "set_connector_override",
+          "Override a connector's status for maintenance (stored until lifted; the charger's own report is kept beside it)", "chargers",
+          params=(CHARGER_ID, CONNECTOR_ID), body="ConnectorOverrideRequest", protected=True,
+          responses={200: ("overridden", "ConnectorOverrideResult"), **WRITE_ERRORS, **NO_CONNECTOR}),
+    Route("DELETE", "/api/chargers/{id}/connectors/{connectorId}/override", "clear_connector_override",
+          "Lift a connector's override (and send ChangeAvailability Operative when it was Faulted or Unavailable)", "chargers",
+          params=(CHARGER_ID, CONNECTOR_ID, Param("change_availability", "query", {"type": "boolean", "default": True}, False,
+                                                 "send the charger ChangeAvailability Operative when the lifted override was Faulted or Unavailable")),
+          protected=True, responses={200: ("no override now (`lifted` says whether there was one)", "ConnectorOverrideResult"), **WRITE_ERRORS, **NO_CONNECTOR}),
     charger_command("remote-start", "RemoteStartTransaction", "RemoteStart", summary="start a session (the answer carries a live_token when accepted)"),
     charger_command("remote-stop", "RemoteStopTransaction", "RemoteStop", summary="stop a session"),
     charger_command("reserve", "ReserveNow", "Reserve", summary="reserve a connector (the gateway assigns the reservationId, in the result)"),
@@ -68,6 +86,19 @@ CORE_ROUTES: tuple[Route, ...] = (
           protected=True, responses={200: ("transactions", "TransactionList"), **PERSONAL_READ_ERRORS}),
     Route("GET", "/api/transactions/{id}", "get_transaction", "One transaction with its meter samples (protected: it carries the driver's idTag)", "chargers",
           params=(TRANSACTION_ID,), protected=True, responses={200: ("transaction", "Transaction"), **PERSONAL_READ_ERRORS, **dict([NOT_FOUND])}),
+    Route("PUT", "/api/transactions/{id}/payment", "set_payment_reference",
+          "Set the session's payment reference: the same one again changes nothing, a different one is 409 unless `replace`", "chargers",
+          params=(TRANSACTION_ID,), body="PaymentReference", protected=True,
+          responses={200: ("stored; the session as GET /api/transactions/{id} shows it", "Transaction"), **WRITE_ERRORS, **dict([NOT_FOUND]),
+                     409: ("the session has another payment reference (`error` payment_reference_conflict, `payment_ref` the one set)", "Error")}),
+    Route("GET", "/api/reservations", "list_reservations", "Reservations (ReserveNow), newest first (protected: they carry idTags)", "chargers",
+          params=(Param("charger", "query", schemas.ChargerIdSchema, False, "only this charger (percent-encoded)"),
+                  Param("status", "query", {"enum": ["active", "expired", "cancelled", "used", "refused"]}, False, "only reservations in this state"),
+                  LIMIT),
+          protected=True, responses={200: ("reservations", "ReservationList"), **PERSONAL_READ_ERRORS}),
+    Route("GET", "/api/reservations/{id}", "get_reservation", "One reservation", "chargers",
+          params=(Param("id", "path", {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}, True, "reservation id"),),
+          protected=True, responses={200: ("reservation", "Reservation"), **PERSONAL_READ_ERRORS, **dict([NOT_FOUND])}),
     Route("GET", "/api/crypto", "crypto", "Gateway identity (also under the Sourceful gateway's field names)", "identity", responses={200: ("identity", "Crypto"), 503: UNAVAILABLE[1]}),
     Route("GET", "/api/config", "config", "Effective configuration, secrets redacted", "status", responses={200: ("configuration", "Config"), 503: UNAVAILABLE[1]}),
     Route("GET", "/api/uptime", "uptime", "Uptime in milliseconds (Sourceful-compatible)", "compat", responses={200: ("uptime", "Uptime")}),

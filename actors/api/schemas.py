@@ -175,10 +175,56 @@ Connector = {
     "required": ["id", "status"],
     "properties": {
         "id": ConnectorId,
-        "status": {"type": "string", "description": "OCPP ChargePointStatus as the spec names it"},
+        "status": {"type": "string", "description": "OCPP ChargePointStatus as the spec names it: the operator's override while one is set, "
+                                                    "else what the charger last reported"},
+        "reported_status": {"type": ["string", "null"], "description": "what the charger itself last reported (StatusNotification), override or not"},
+        "override": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/ConnectorOverride"}],
+                     "description": "the operator's maintenance override (PUT .../connectors/{connectorId}/override), null when none"},
         "error_code": NullableString,
         "transaction_id": {"type": ["integer", "null"]},
         "updated_at": NullableDateTime,
+    },
+}
+
+ConnectorOverride = {
+    "type": "object",
+    "required": ["status", "reason", "since"],
+    "properties": {"status": {"enum": ["Available", "Unavailable", "Faulted"]}, "reason": NullableString, "since": NullableDateTime},
+}
+
+ConnectorOverrideRequest = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["status"],
+    "properties": {
+        "status": {"enum": ["Available", "Unavailable", "Faulted"], "description": "what REST and the available-charger list show for the connector"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 200, "description": "why, for the next operator (shown with the override)"},
+        "change_availability": {"type": "boolean", "default": True,
+                                "description": "also send the charger ChangeAvailability: Inoperative for Faulted/Unavailable, Operative for Available"},
+    },
+}
+
+ConnectorOverrideResult = {
+    "type": "object",
+    "required": ["charger", "connector", "status", "reported_status", "override", "change_availability"],
+    "properties": {
+        "charger": {"type": "string"},
+        "connector": ConnectorId,
+        "status": {"type": "string", "description": "what the connector shows now"},
+        "reported_status": NullableString,
+        "override": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/ConnectorOverride"}]},
+        "lifted": {"type": "boolean", "description": "DELETE only: whether there was an override to lift (a second DELETE finds none, and answers 200)"},
+        "change_availability": {
+            "type": "object",
+            "required": ["sent", "type", "status", "error"],
+            "description": "the ChangeAvailability told to the charger; the override stands whatever the charger answered",
+            "properties": {
+                "sent": {"type": "boolean", "description": "false when not asked for, or when it never reached the charger (`error`)"},
+                "type": {"type": ["string", "null"], "enum": ["Inoperative", "Operative", None]},
+                "status": {"type": ["string", "null"], "description": "the charger's answer: Accepted, Scheduled (after the running session) or Rejected"},
+                "error": {"type": ["string", "null"], "description": "charger_offline, queue_full, no_answer, charger_error, ... (as a charger command's `error`)"},
+            },
+        },
     },
 }
 
@@ -216,6 +262,11 @@ Transaction = {
         "energy_wh": NullableNumber,
         "stop_reason": NullableString,
         "state": NullableString,
+        "reservation_id": {"type": ["integer", "null"]},
+        "payment_ref": {"type": ["string", "null"], "description": "the payment reference (PUT /api/transactions/{id}/payment)"},
+        "soc_percent": {"type": ["number", "null"], "description": "only in GET /api/transactions/{id}: the latest state of charge the charger reported (SoC)"},
+        "current_a": {"type": ["number", "null"], "description": "only in GET /api/transactions/{id}: the latest current (Current.Import; "
+                                                                 "the largest phase when only phases are sampled)"},
         "meter_values": {
             "type": "array",
             "description": "only in GET /api/transactions/{id}: the session's samples, oldest first",
@@ -225,6 +276,38 @@ Transaction = {
         },
     },
 }
+
+PaymentReference = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["reference"],
+    "properties": {
+        "reference": {"type": "string", "pattern": r"^[!-~]([ -~]{0,126}[!-~])?$", "maxLength": 128,
+                      "description": "the payment's reference (printable ASCII, 1-128 characters, no leading or trailing space)"},
+        "replace": {"type": "boolean", "default": False, "description": "replace a different reference already set (else that is 409)"},
+    },
+}
+
+Reservation = {
+    "type": "object",
+    "required": ["id", "charger", "connector", "id_tag", "expiry", "status", "ocpp_status"],
+    "properties": {
+        "id": {"type": "integer", "description": "the reservationId the gateway gave the charger"},
+        "charger": {"type": "string"},
+        "connector": {"type": "integer"},
+        "id_tag": {"type": "string"},
+        "parent_id_tag": NullableString,
+        "expiry": NullableDateTime,
+        "created": NullableDateTime,
+        "status": {"enum": ["active", "expired", "cancelled", "used", "refused"],
+                   "description": "active until used, cancelled or past its expiry; refused when ReserveNow was answered Faulted, Occupied, Rejected or Unavailable"},
+        "ocpp_status": {"type": "string", "description": "as stored: Requested (sent, no answer yet), Accepted, Faulted, Occupied, Rejected, Unavailable, "
+                                                         "Cancelled, Used or Expired"},
+        "transaction_id": {"type": ["integer", "null"], "description": "the session that used it"},
+    },
+}
+
+ReservationList = {"type": "object", "required": ["reservations"], "properties": {"reservations": {"type": "array", "items": {"$ref": "#/components/schemas/Reservation"}}}}
 
 TransactionList = {"type": "object", "required": ["transactions"], "properties": {"transactions": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}}
 

@@ -1,8 +1,9 @@
-"""Read-only views of the gateway's SQLite stores, shaped as the API documents them.
+"""Views of the gateway's SQLite stores, shaped as the API documents them.
 
-The API never writes to another component's tables and never holds a connection
-open: each call opens the database read-only (`mode=ro`, WAL lets it read while the
-harvest and charger actors write), reads, and closes. A database or table that does
+The API never holds a connection open, and writes only what is the operator's own
+record (a connector's maintenance override, a session's payment reference), each in
+one short SQLite transaction (`writable`). Reads open the database read-only
+(`mode=ro`, WAL lets it read while the harvest and charger actors write), read, and close. A database or table that does
 not exist yet (a gateway that never saw a charger) reads as empty, not as an error.
 The store modules own their queries (`storage.outbox.outbox_status`,
 `storage.chargers.list_chargers_with_connectors`, `storage.ocpp_transactions.list_transactions`);
@@ -192,7 +193,9 @@ def _charger_view(row: Mapping[str, Any], active: Mapping[tuple[str, int], int])
         "connectors": [
             {
                 "id": c["connector_id"],
-                "status": c["status"],
+                "status": (c.get("override") or c)["status"],
+                "reported_status": c["status"],
+                "override": _override_view(c.get("override")),
                 "error_code": c.get("error_code"),
                 "info": c.get("info"),
                 "vendor_error_code": c.get("vendor_error_code"),
@@ -202,6 +205,65 @@ def _charger_view(row: Mapping[str, Any], active: Mapping[tuple[str, int], int])
             for c in row.get("connectors", [])
         ],
     }
+
+
+def _override_view(override: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if override is None:
+        return None
+    return {"status": override["status"], "reason": override.get("reason"), "since": iso(override.get("created"))}
+
+
+def set_connector_override(path: Path, charger_id: str, connector_id: int, status: str, reason: str | None, now: float) -> None:
+    """Store an operator's override (the API's own record: the charger store keeps it beside the charger's report)."""
+    from storage import chargers as charger_store
+
+    with writable(path, charger_store.init) as conn:
+        if charger_store.set_connector_override(conn, charger_id, connector_id, status, reason=reason, now=now) is None:
+            _no_connector(conn, charger_id, connector_id)
+
+
+def clear_connector_override(path: Path, charger_id: str, connector_id: int) -> dict[str, Any] | None:
+    """Lift an override; the one lifted (as the API shows it), None when there was none."""
+    from storage import chargers as charger_store
+
+    with writable(path, charger_store.init) as conn:
+        current = charger_store.connector_overrides(conn, charger_id).get((charger_id, connector_id))
+        if current is None:
+            _no_connector(conn, charger_id, connector_id)  # raises for an unknown one; a known one simply has no override
+            return None
+        charger_store.clear_connector_override(conn, charger_id, connector_id)
+    return _override_view(current)
+
+
+def _no_connector(conn: sqlite3.Connection, charger_id: str, connector_id: int) -> None:
+    """NotFoundError naming what is unknown: the charger, or the connector (never reported by it)."""
+    from storage import chargers as charger_store
+
+    if charger_store.get_charger(conn, charger_id) is None:
+        raise NotFoundError(f"no charger {charger_id!r}", field="path.id")
+    if not any(c["connector_id"] == connector_id for c in charger_store.list_connectors(conn, charger_id)):
+        raise NotFoundError(f"charger {charger_id} never reported connector {connector_id}", field="path.connectorId")
+
+
+@contextmanager
+def writable(path: Path, init: Any) -> Iterator[sqlite3.Connection]:
+    """A writable connection with `init`'s tables in place, closed afterwards.
+
+    The OCPP listener migrates the charger and transaction stores at start; should the API
+    get here first, it migrates, and a listener racing it (the other process applied the
+    step first) makes the second attempt a no-op.
+    """
+    from storage.db import connect
+
+    conn = connect(path)
+    try:
+        try:
+            init(conn)
+        except sqlite3.OperationalError:
+            init(conn)
+        yield conn
+    finally:
+        conn.close()
 
 
 # ------------------------------------------------------------ transactions
@@ -235,6 +297,13 @@ def transaction_view(path: Path, transaction_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
     view = _transaction_view(row)
+    from actors.ocpp.handlers import soc_and_current
+
+    latest: dict[str, Any] = {}
+    for _, figures in sorted(soc_and_current(row.get("latest_samples", [])).items()):
+        latest.update(figures)
+    view["soc_percent"] = latest.get("soc_percent")
+    view["current_a"] = latest.get("current_a")
     view["meter_values"] = [
         {"timestamp": iso(m["timestamp"]), "measurand": m["measurand"], "value": m["value"], "unit": m.get("unit") or None,
          "phase": m.get("phase") or None, "context": m.get("context") or None, "connector": m.get("connector_id")}
@@ -259,6 +328,64 @@ def _transaction_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "state": row.get("status"),
         "reservation_id": row.get("reservation_id"),
         "payment_ref": row.get("payment_ref"),
+    }
+
+
+def set_payment_reference(path: Path, transaction_id: int, reference: str, replace: bool) -> dict[str, Any]:
+    """Store a session's payment reference (storage.ocpp_transactions.set_payment_reference's rule); the session as GET shows it."""
+    from actors.api.backend import ConflictError
+    from storage import ocpp_transactions as tx_store
+
+    if not path.exists():
+        raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
+    with writable(path, tx_store.init) as conn:
+        try:
+            stored = tx_store.set_payment_reference(conn, transaction_id, reference, replace=replace)
+        except tx_store.PaymentReferenceConflictError as exc:
+            raise ConflictError(f"{exc}; send \"replace\": true to replace it", field="reference", code="payment_reference_conflict",
+                                details={"payment_ref": exc.current}) from None
+    if stored is None:
+        raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
+    return transaction_view(path, transaction_id)
+
+
+# ------------------------------------------------------------ reservations
+def reservation_views(path: Path, *, charger: str | None, status: str | None, limit: int, now: float) -> list[dict[str, Any]]:
+    from storage.ocpp_transactions import list_reservations
+
+    with read_only(path) as conn:
+        if conn is None:
+            return []
+        try:
+            rows = list_reservations(conn, now=now, charger=charger, state=status, limit=limit)
+        except sqlite3.OperationalError as exc:
+            if _missing_table(exc):
+                return []
+            raise
+    return [_reservation_view(row) for row in rows]
+
+
+def reservation_view(path: Path, reservation_id: int, now: float) -> dict[str, Any]:
+    from storage.ocpp_transactions import reservation_with_state
+
+    row = None
+    with read_only(path) as conn:
+        if conn is not None:
+            try:
+                row = reservation_with_state(conn, reservation_id, now=now)
+            except sqlite3.OperationalError as exc:
+                if not _missing_table(exc):
+                    raise
+    if row is None:
+        raise NotFoundError(f"no reservation {reservation_id}", field="path.id")
+    return _reservation_view(row)
+
+
+def _reservation_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["reservation_id"], "charger": row["charge_point_id"], "connector": row["connector_id"], "id_tag": row["id_tag"],
+        "parent_id_tag": row.get("parent_id_tag"), "expiry": iso(row["expiry"]), "created": iso(row.get("created")),
+        "status": row["state"], "ocpp_status": row["status"], "transaction_id": row.get("transaction_id"),
     }
 
 

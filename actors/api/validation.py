@@ -134,6 +134,10 @@ def _convert(param: Param, raw: str) -> Any:
         if not math.isfinite(number):
             raise BadInputError("must be a finite number", field=where)
         return number
+    if kind == "boolean":
+        if raw not in ("true", "false"):
+            raise BadInputError("must be true or false", field=where)
+        return raw == "true"
     return raw
 
 

@@ -66,6 +66,12 @@ class MemoryBackend:
             {"id": 2, "charger": "CP-1", "connector": 1, "id_tag": "TAG2", "start": "2026-11-21T08:00:00Z", "stop": None,
              "meter_start_wh": 8000, "meter_stop_wh": None, "energy_wh": None, "stop_reason": None, "state": "active", "_start_epoch": 1795248000.0},
         ]
+        self.reservation_rows = [
+            {"id": 7, "charger": "CP-1", "connector": 1, "id_tag": "TAG1", "parent_id_tag": None, "expiry": "2026-11-21T11:00:00.000Z",
+             "created": "2026-11-21T10:00:00.000Z", "status": "active", "ocpp_status": "Accepted", "transaction_id": None},
+            {"id": 6, "charger": "CP-1", "connector": 1, "id_tag": "TAG2", "parent_id_tag": None, "expiry": "2026-11-20T11:00:00.000Z",
+             "created": "2026-11-20T10:00:00.000Z", "status": "used", "ocpp_status": "Used", "transaction_id": 1},
+        ]
         self.transports = {"ingest": {"name": "ingest", "url": "http://127.0.0.1:9/ingest", "enabled": True, "state": "backoff", "last_success": None,
                                       "backoff_s": 4.0, "acked_seq": {"inv1": 41}, "dead_letters": 0, "uploaded_readings": 41, "uploaded_batches": 3, "upload_errors": 2}}
         self.config_data = {"gateway": {"name": "site-7"}, "api_port": 8080, "wifi": {"ssid": "home", "psk": "hunter22"},
@@ -142,6 +148,56 @@ class MemoryBackend:
             if row["id"] == transaction_id:
                 return {k: v for k, v in row.items() if not k.startswith("_")}
         raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
+
+    async def reservations(self, *, charger: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        await self._enter()
+        rows = [r for r in self.reservation_rows if (charger is None or r["charger"] == charger) and (status is None or r["status"] == status)]
+        return copy.deepcopy(rows[:limit])
+
+    async def reservation(self, reservation_id: int) -> dict[str, Any]:
+        await self._enter()
+        for row in self.reservation_rows:
+            if row["id"] == reservation_id:
+                return copy.deepcopy(row)
+        raise NotFoundError(f"no reservation {reservation_id}", field="path.id")
+
+    async def set_payment_reference(self, transaction_id: int, reference: str, *, replace: bool) -> dict[str, Any]:
+        await self._enter()
+        row = next((r for r in self.transaction_rows if r["id"] == transaction_id), None)
+        if row is None:
+            raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
+        current = row.get("payment_ref")
+        if current is not None and current != reference and not replace:
+            raise ConflictError(f"transaction {transaction_id} already has payment reference {current!r}", field="reference",
+                                code="payment_reference_conflict", details={"payment_ref": current})
+        if current != reference:
+            self.writes.append(("set_payment_reference", (transaction_id, reference)))
+        row["payment_ref"] = reference
+        return await self.transaction(transaction_id)
+
+    def _connector(self, charger_id: str, connector_id: int) -> dict[str, Any]:
+        if charger_id not in self.chargers_by_id:
+            raise NotFoundError(f"no charger {charger_id!r}", field="path.id")
+        for connector in self.chargers_by_id[charger_id]["connectors"]:
+            if connector["id"] == connector_id:
+                return connector
+        raise NotFoundError(f"charger {charger_id} never reported connector {connector_id}", field="path.connectorId")
+
+    async def set_connector_override(self, charger_id: str, connector_id: int, status: str, reason: str | None) -> None:
+        await self._enter(charger_id)
+        connector = self._connector(charger_id, connector_id)
+        self.writes.append(("set_connector_override", (charger_id, connector_id, status)))
+        connector.setdefault("reported_status", connector["status"])
+        connector.update(status=status, override={"status": status, "reason": reason, "since": "2026-11-21T10:05:00.000Z"})
+
+    async def clear_connector_override(self, charger_id: str, connector_id: int) -> dict[str, Any] | None:
+        await self._enter(charger_id)
+        connector = self._connector(charger_id, connector_id)
+        lifted = connector.pop("override", None)
+        if lifted is not None:
+            self.writes.append(("clear_connector_override", (charger_id, connector_id)))
+            connector["status"] = connector["reported_status"]
+        return lifted
 
     async def crypto(self) -> dict[str, Any]:
         await self._enter()

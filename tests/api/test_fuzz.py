@@ -110,8 +110,13 @@ def _body_strategy(operation: dict[str, Any], document: dict[str, Any]) -> st.Se
     )
 
 
+def _text(value: Any) -> str:
+    """A parameter value as a URL carries it (booleans as true/false)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 def _param_value(param: dict[str, Any], document: dict[str, Any], known: list[str]) -> st.SearchStrategy:
-    valid = from_schema(param["schema"], document).map(str)
+    valid = from_schema(param["schema"], document).map(_text)
     hostile = st.sampled_from(["", "-1", "1e999", "NaN", "%00", "..", "0x10", "9" * 30])
     if param["in"] == "path" and known:
         return st.one_of(st.sampled_from(known), st.sampled_from(known), st.sampled_from(known), valid, st.text(max_size=24), hostile)
@@ -137,14 +142,14 @@ def request_strategy(document: dict[str, Any], known_by_collection: dict[str, li
         for param in operation.get("parameters", []):
             ids = known_by_collection.get(param["name"]) or known
             if param["in"] == "path":
-                value = draw(st.sampled_from(ids) if pristine and ids else from_schema(param["schema"], document).map(str) if pristine
+                value = draw(st.sampled_from(ids) if pristine and ids else from_schema(param["schema"], document).map(_text) if pristine
                              else _param_value(param, document, ids))
                 url = url.replace("{" + param["name"] + "}", urllib.parse.quote(value, safe=""))
             elif param["in"] == "header":  # valid values only: HTTP headers carry ASCII (the endpoint tests send bad ones)
                 if draw(st.integers(0, 3)) == 0:
                     headers[param["name"]] = draw(from_schema(param["schema"], document).map(str))
             elif draw(st.booleans()):
-                query.append((param["name"], draw(from_schema(param["schema"], document).map(str) if pristine else _param_value(param, document, known))))
+                query.append((param["name"], draw(from_schema(param["schema"], document).map(_text) if pristine else _param_value(param, document, known))))
         if not pristine and draw(st.integers(0, 9)) == 0:
             query.append((draw(st.text(min_size=1, max_size=8)), draw(st.text(max_size=8))))
         if query:
@@ -184,13 +189,15 @@ def known_ids(port: int, token: str | None = None) -> dict[str, list[str]]:
     ids: dict[str, list[str]] = {}
     auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
     for url, collection, key, field in (("/api/devices", "/api/devices/", "devices", "id"), ("/api/chargers", "/api/chargers/", "chargers", "id"),
-                                        ("/api/transactions", "/api/transactions/", "transactions", "id"), ("/api/outbox", "/api/transports/", "transports", "name")):
+                                        ("/api/transactions", "/api/transactions/", "transactions", "id"), ("/api/outbox", "/api/transports/", "transports", "name"),
+                                        ("/api/reservations", "/api/reservations/", "reservations", "id")):
         status, _, raw = send(port, "GET", url, None, auth)
         if status == 401 and token is None:  # personal data (transactions carry idTags) needs the token
             ids[collection] = []
             continue
         assert status == 200
         ids[collection] = [str(item[field]) for item in json.loads(raw)[key]]
+    ids["connectorId"] = ["1"]  # every charger in the fuzzed gateways reported connector 1
     if token is not None and ids["/api/chargers/"]:
         charger = urllib.parse.quote(ids["/api/chargers/"][0], safe="")
         status, _, raw = send(port, "GET", f"/api/chargers/{charger}/configuration", None, {"Authorization": f"Bearer {token}"})

@@ -37,6 +37,46 @@ def test_available_needs_connected_accepted_and_an_available_connector(db):
     assert store.list_available_chargers(db) == []
 
 
+def test_an_override_counts_for_availability_keeps_the_report_and_dies_with_its_charger(db):
+    store.record_boot(db, "CP1", vendor="V", model="M", serial_number=None, firmware_version=None, registration_status="Accepted", now=10)
+    store.record_status(db, "CP1", 1, status="Available", error_code="NoError", timestamp=11, received=11)
+    assert store.set_connector_override(db, "CP1", 1, "Faulted", reason="cable cut", now=12) == {"status": "Faulted", "reason": "cable cut", "created": 12}
+    assert store.set_connector_override(db, "CP1", 2, "Faulted", reason=None, now=12) is None  # never reported
+    assert store.list_available_chargers(db) == []
+    [connector] = store.list_chargers_with_connectors(db)[0]["connectors"]
+    assert (connector["status"], connector["override"]["status"]) == ("Available", "Faulted")
+    assert store.clear_connector_override(db, "CP1", 1) and not store.clear_connector_override(db, "CP1", 1)
+    assert [c["charge_point_id"] for c in store.list_available_chargers(db)] == ["CP1"]
+    store.set_connector_override(db, "CP1", 1, "Unavailable", reason=None, now=13)
+    store.remove_charger(db, "CP1")
+    assert store.connector_overrides(db) == {}
+
+
+def test_a_database_from_before_overrides_upgrades_in_place(tmp_path):
+    from storage.db import migrate
+
+    conn = connect(tmp_path / "old.db")
+    migrate(conn, store.COMPONENT, store.MIGRATIONS[:3])  # the schema the previous release shipped
+    store.record_boot(conn, "CP1", vendor="V", model="M", serial_number="SN-1", firmware_version=None, registration_status="Accepted", now=10)
+    store.record_status(conn, "CP1", 1, status="Available", error_code="NoError", timestamp=11, received=11)
+    assert store.list_chargers_with_connectors(conn)[0]["connectors"][0]["override"] is None  # readable before the upgrade too
+    store.init(conn)
+    assert store.get_charger_by_serial(conn, "SN-1")["charge_point_id"] == "CP1"
+    assert store.set_connector_override(conn, "CP1", 1, "Faulted", reason=None, now=12)["status"] == "Faulted"
+    conn.close()
+
+
+def test_a_payment_reference_is_set_once_unless_replaced(db):
+    tid, _ = txs.start_transaction(db, "CP1", connector_id=1, id_tag="ALICE", meter_start=0, start_time=100.0, received=100.0)
+    assert txs.set_payment_reference(db, tid, "pay-1") == "pay-1"
+    assert txs.set_payment_reference(db, tid, "pay-1") == "pay-1"
+    with pytest.raises(txs.PaymentReferenceConflictError) as conflict:
+        txs.set_payment_reference(db, tid, "pay-2")
+    assert conflict.value.current == "pay-1" and txs.get_transaction(db, tid)["payment_ref"] == "pay-1"
+    assert txs.set_payment_reference(db, tid, "pay-2", replace=True) == "pay-2"
+    assert txs.set_payment_reference(db, tid + 1, "pay-1") is None
+
+
 def test_older_status_goes_to_history_but_not_current(db):
     store.add_charger(db, "CP1")
     assert store.record_status(db, "CP1", 1, status="Charging", error_code="NoError", timestamp=200, received=300)
