@@ -198,9 +198,9 @@ def test_phone_on_ble_reaches_the_real_api(multiproc_system, radio_world, tmp_pa
     assert phone.request("POST", "/api/ble/window", b'{"minutes": 5}', code=code)[0].status == 403  # BLE cannot reopen it
     assert phone.request("GET", "/api/health")[0].status == 200
 
-    # reopened over the LAN: advertising again, and the phone may write
-    status_code, _, raw = http(port, "/api/ble/window", "POST", {"minutes": 5}, token=token)
-    assert status_code == 200 and 290 < json.loads(raw)["window_remaining_s"] <= 300
+    # reopened over the LAN by `egw ble window open` (with the token from the data dir): advertising again, and the phone may write
+    assert main(["ble", "window", "open", "--minutes", "5", "--data-dir", str(data_dir), "--api-port", str(port)]) == 0
+    assert 290 < json.loads(capsys.readouterr().out)["window_remaining_s"] <= 300
     loop.run(bluez.wait_for(lambda: bluez.advertisements))
     page, body, _ = phone.request("DELETE", "/api/wifi", code=code)
     assert page.status == 200 and json.loads(body)["removed"] is True and nm.connections == {}
