@@ -7,7 +7,9 @@ it sees each MeterValues the moment it is committed, whereas the `charger:<id>` 
 that pass through the outbox arrive in batches, later. (The harvest actor therefore
 skips `charger:` readings for the feed.)
 
-    LiveUpdate       -> transaction/<id>  "meter_values"
+    LiveUpdate       -> transaction/<id>  "meter_values" (energy_wh, power_w, session_energy_wh,
+                        soc_percent and current_a, null when the charger does not sample them,
+                        current_phases_a when it samples phases)
     ConnectorStatus  -> charger/<id>      "connector_status"
                         (+ transaction/<id> "status" when a session runs on that connector)
     transaction_started / transaction_stopped (from the StartTransaction / StopTransaction
@@ -34,9 +36,13 @@ def live_events(update: Any, transaction_on: Callable[[int], int | None] | None 
     if isinstance(update, LiveEvent):
         return [update]
     kind = type(update).__name__
-    if kind == "LiveUpdate":
+    if kind in ("LiveUpdate", "MeterUpdate"):  # MeterUpdate (actors.ocpp.handlers) adds state of charge and current
         data = {"charger": update.charge_point_id, "connector": update.connector_id, "transaction_id": update.transaction_id,
-                "energy_wh": update.energy_wh, "power_w": update.power_w, "session_energy_wh": update.session_energy_wh}
+                "energy_wh": update.energy_wh, "power_w": update.power_w, "session_energy_wh": update.session_energy_wh,
+                "soc_percent": getattr(update, "soc_percent", None), "current_a": getattr(update, "current_a", None)}
+        phases = getattr(update, "current_phases_a", None)
+        if phases:
+            data["current_phases_a"] = dict(phases)
         return [LiveEvent(transaction_topic(update.transaction_id), "meter_values", data, update.timestamp, now)]
     if kind == "ConnectorStatus":
         data = {"charger": update.charge_point_id, "connector": update.connector_id, "status": update.status, "error_code": update.error_code}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.live.ocpp_events import transaction_started, transaction_stopped
@@ -317,6 +318,58 @@ def energy_and_power(samples: list[dict]) -> dict[float, dict[str, float]]:
         if value is not None and math.isfinite(value):
             figures.setdefault(s["timestamp"], {})[QUANTITY[s["measurand"]]] = value
     return figures
+
+
+SOC = "SoC"
+CURRENT = "Current.Import"
+CURRENT_PHASES = ("L1", "L2", "L3")
+
+
+@dataclass(frozen=True)
+class MeterUpdate(LiveUpdate):
+    """A MeterValues' `LiveUpdate` with what else a driver's app shows: the EV's state of charge and the current.
+
+    `current_a` is the phase-less Current.Import sample, or the largest phase when the
+    charger samples only phases (the phase that limits the charge); `current_phases_a`
+    has each phase sampled. None when the charger does not sample them.
+    """
+
+    soc_percent: float | None = None
+    current_a: float | None = None
+    current_phases_a: dict[str, float] | None = None
+
+
+def _finite(s: dict) -> float | None:
+    try:
+        value = float(s["value"])
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def soc_and_current(samples: list[dict]) -> dict[float, dict[str, Any]]:
+    """Per timestamp: soc_percent (SoC, 0-100, any location: chargers sample it at the EV), current_a and
+    current_phases_a (Current.Import at the outlet, in A). Works on parsed samples and on stored rows alike."""
+    figures: dict[float, dict[str, Any]] = {}
+    for s in samples:
+        if s.get("format") == "SignedData":
+            continue
+        value = _finite(s)
+        if value is None:
+            continue
+        entry = figures.setdefault(s["timestamp"], {})
+        if s["measurand"] == SOC and 0.0 <= value <= 100.0:
+            entry["soc_percent"] = value
+        elif s["measurand"] == CURRENT and s.get("location") in (None, "", "Outlet") and s.get("unit") in (None, "", "A"):
+            phase = s.get("phase") or None
+            if phase is None:
+                entry["current_a"] = value
+            elif phase in CURRENT_PHASES:
+                entry.setdefault("current_phases_a", {})[phase] = value
+    for entry in figures.values():
+        if "current_a" not in entry and entry.get("current_phases_a"):
+            entry["current_a"] = max(entry["current_phases_a"].values())
+    return {t: e for t, e in figures.items() if e}
 
 
 def non_finite(samples: list[dict]) -> list[dict]:

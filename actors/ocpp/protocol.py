@@ -33,8 +33,8 @@ from typing import Any
 from actors.ocpp import frames
 from actors.ocpp.calls import CallQueue, PendingCall
 from actors.ocpp.frames import Call, CallError, CallResult, FrameError
-from actors.ocpp.handlers import HANDLERS, energy_and_power, non_finite, non_finite_quantities, parse_samples
-from actors.ocpp.messages import CentralRequest, CommandOutcome, LiveUpdate, ReserveNow, TriggerMessage
+from actors.ocpp.handlers import HANDLERS, MeterUpdate, energy_and_power, non_finite, non_finite_quantities, parse_samples, soc_and_current
+from actors.ocpp.messages import CentralRequest, CommandOutcome, ReserveNow, TriggerMessage
 from actors.ocpp.policy import OcppPolicy
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
@@ -275,18 +275,23 @@ class ChargerProtocol:
                 exports.append((timestamp, record))
         if tx_store.add_meter_values(self.conn, self.charge_point_id, connector_id, transaction_id, samples, received=now, exports=exports) and exports:
             self.exports_added = True
-        if transaction_id is None or not figures:
+        extra = soc_and_current(samples)
+        if transaction_id is None or not (figures or extra):
             return
-        timestamp = max(figures)
-        latest = figures[timestamp]
+        timestamp = max(figures.keys() | extra.keys())
+        latest = {**(figures[max(figures)] if figures else {}), **(extra[max(extra)] if extra else {})}  # each quantity's newest
         tx = tx_store.get_transaction(self.conn, transaction_id)
         session = None
         if tx is not None and latest.get("energy_wh") is not None:
             session = latest["energy_wh"] - tx["meter_start"]
-        self.effects.live.append(LiveUpdate(self.charge_point_id, transaction_id, connector_id, timestamp, latest.get("energy_wh"), latest.get("power_w"), session))
+        self.effects.live.append(MeterUpdate(self.charge_point_id, transaction_id, connector_id, timestamp, latest.get("energy_wh"), latest.get("power_w"), session,
+                                             latest.get("soc_percent"), latest.get("current_a"), latest.get("current_phases_a")))
+        if not figures:  # state of charge or current alone: the session's energy and power stay as they are
+            return
+        timestamp = max(figures)
         previous = self._live_pending.get(transaction_id)
         if previous is None or previous[0] <= timestamp:
-            self._live_pending[transaction_id] = (timestamp, latest.get("energy_wh"), latest.get("power_w"))
+            self._live_pending[transaction_id] = (timestamp, figures[timestamp].get("energy_wh"), figures[timestamp].get("power_w"))
         self._flush_live()
 
     def _flush_live(self, force: bool = False) -> None:

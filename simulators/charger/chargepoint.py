@@ -120,12 +120,20 @@ class SimulatedChargePoint(ChargePoint):
         return reply.transaction_id
 
     async def meter(self, connector_id: int, transaction_id: int, energy_wh: float, power_w: float | None = None,
-                    timestamp: float | None = None) -> Any:
+                    timestamp: float | None = None, *, soc_percent: float | None = None, current_a: float | dict[str, float] | None = None) -> Any:
+        """Send MeterValues: the energy register, and power, the EV's state of charge (SoC, sampled at the EV) and the
+        current (Current.Import: one phase-less value, or per phase as {"L1": 16.0, ...}) when given."""
         self.meter_wh = int(energy_wh)
         stamp = iso(timestamp or self.clock())
         sampled = [{"value": str(int(energy_wh)), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic"}]
         if power_w is not None:
             sampled.append({"value": f"{power_w:.1f}", "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"})
+        if soc_percent is not None:
+            sampled.append({"value": f"{soc_percent:g}", "measurand": "SoC", "unit": "Percent", "location": "EV", "context": "Sample.Periodic"})
+        phases = current_a if isinstance(current_a, dict) else {None: current_a} if current_a is not None else {}
+        for phase, amps in phases.items():
+            sampled.append({"value": f"{amps:.1f}", "measurand": "Current.Import", "unit": "A", "context": "Sample.Periodic",
+                            **({"phase": phase} if phase else {})})
         return await self._send_or_queue(lambda: self.call(call.MeterValues(
             connector_id=connector_id, transaction_id=self._real(transaction_id),
             meter_value=[{"timestamp": stamp, "sampledValue": sampled}])))

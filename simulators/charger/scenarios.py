@@ -67,12 +67,20 @@ class Session:
             await self.cp._connection.close()
 
 
+#: The simulated EV: its battery in Wh, its state of charge when it plugs in, and the grid's phase voltage.
+BATTERY_WH = 60_000.0
+SOC_AT_PLUG_IN = 20.0
+PHASE_VOLTS = 230.0
+
+
 async def _charge(cp: SimulatedChargePoint, o: Options, r: ScenarioResult, transaction_id: int, connector: int = 1) -> int:
-    energy = cp.meter_wh
+    """Charge for `o.samples` intervals, each sending energy, power, the EV's state of charge and the current (single phase)."""
+    energy = start = cp.meter_wh
     for _ in range(o.samples):
         await asyncio.sleep(o.interval)
         energy += int(o.power_w * o.interval / 3600) or 1
-        await cp.meter(connector, transaction_id, energy, o.power_w)
+        soc = min(100.0, SOC_AT_PLUG_IN + 100.0 * (energy - start) / BATTERY_WH)
+        await cp.meter(connector, transaction_id, energy, o.power_w, soc_percent=round(soc, 1), current_a=round(o.power_w / PHASE_VOLTS, 1))
     r.note(f"meter values sent up to {energy} Wh")
     return energy
 

@@ -106,7 +106,7 @@ def test_remote_start_and_stop_through_the_api_reach_the_charge_point(ocpp_gatew
         transaction_id = wait_until(lambda: (tx := cp.transactions.get(1, -1)) >= 0 and tx, timeout=15, what="the charge point's session started")
         active = wait_until(lambda: [t for t in http(api_port, "/api/transactions?charger=CP-7", token=token)[2]["transactions"] if t["state"] == "Active"], timeout=15, what="an active session")
         assert [t["id"] for t in active] == [transaction_id] and active[0]["id_tag"] == "TAG9" and active[0]["connector"] == 1
-        charge_point.run(cp.meter(1, transaction_id, 1500.0, power_w=7000.0))
+        charge_point.run(cp.meter(1, transaction_id, 1500.0, power_w=7000.0, soc_percent=55.0, current_a={"L1": 10.1, "L2": 10.3, "L3": 9.9}))
 
         status, _, body = http(api_port, "/api/chargers/CP-7/remote-stop", "POST", {"transactionId": transaction_id}, token=token, timeout=15)
         assert status == 200 and body["status"] == "Accepted"
@@ -114,6 +114,7 @@ def test_remote_start_and_stop_through_the_api_reach_the_charge_point(ocpp_gatew
         assert finished["stop"] is not None
         assert {m["measurand"] for m in finished["meter_values"]} >= {"Energy.Active.Import.Register"}
         assert finished["energy_wh"] == 1500
+        assert (finished["soc_percent"], finished["current_a"]) == (55.0, 10.3)  # the EV's state of charge, the largest phase current
         status, _, body = http(api_port, "/api/chargers/CP-7/remote-stop", "POST", {"transactionId": transaction_id}, token=token, timeout=15)
         assert status == 409 and body["error"] == "rejected" and body["status"] == "Rejected"  # the charger's own answer, as a conflict
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -120,16 +121,25 @@ def live_chargers(monkeypatch):
     monkeypatch.setattr("actors.ocpp.listener.CHARGER_ACTOR", "tests.live.actors.LiveChargerActor")
 
 
-async def test_a_session_over_real_ocpp_reaches_transaction_subscribers_through_the_actors(live_chargers, multiproc_system, tmp_path):
-    asys = multiproc_system
+@asynccontextmanager
+async def booted_charge_point(asys, tmp_path, charge_point_id: str):
+    """The feed's API and the OCPP family running, and the simulator connected over real OCPP and booted: (charge point, API port)."""
     api_port, ocpp_port = free_port(), free_port()
     root = start_root(asys, tmp_path, api_port, ocpp_port)
     await asyncio.to_thread(wait_until, lambda: node(asys, root, "api") and node(asys, root, "ocpp"), what="API and OCPP listener running")
-    conn = await ocpp_connect(f"ws://127.0.0.1:{ocpp_port}/ocpp/CP-9")
-    cp = SimulatedChargePoint("CP-9", conn, response_timeout=5)
+    conn = await ocpp_connect(f"ws://127.0.0.1:{ocpp_port}/ocpp/{charge_point_id}")
+    cp = SimulatedChargePoint(charge_point_id, conn, response_timeout=5)
     reader = asyncio.create_task(cp.start())
     try:
         assert (await cp.boot()).status == "Accepted"
+        yield cp, api_port
+    finally:
+        reader.cancel()
+        await conn.close()
+
+
+async def test_a_session_over_real_ocpp_reaches_transaction_subscribers_through_the_actors(live_chargers, multiproc_system, tmp_path):
+    async with booted_charge_point(multiproc_system, tmp_path, "CP-9") as (cp, api_port):
         async with aiohttp.ClientSession() as http:
             charger_ws = await connect(http, f"ws://127.0.0.1:{api_port}/api/live?topic=charger/CP-9")
             await receive_until(charger_ws, lambda m: m["type"] == "subscribed")
@@ -146,9 +156,28 @@ async def test_a_session_over_real_ocpp_reaches_transaction_subscribers_through_
             got = [m for m in await receive_until(ws, lambda m: m.get("data", {}).get("power_w") == 0.0, timeout=10) if m["type"] == "event"]
             await ws.close()
             await charger_ws.close()
-    finally:
-        reader.cancel()
-        await conn.close()
     assert [m["seq"] for m in got] == list(range(1, len(got) + 1)), [m["kind"] for m in got]
     meter = [m["data"]["energy_wh"] for m in got if m["kind"] == "meter_values"]
     assert meter == [100.0 * i for i in range(1, 11)] + [1100.0]
+
+
+async def test_state_of_charge_and_current_reach_the_drivers_feed_with_energy_and_power(live_chargers, multiproc_system, tmp_path):
+    """The simulator sends SoC and Current.Import (phase-less, then per phase) over real OCPP; a websocket
+    subscriber of the session and an SSE one see soc_percent and current_a beside energy and power."""
+    async with booted_charge_point(multiproc_system, tmp_path, "CP-8") as (cp, api_port):
+        transaction_id = await cp.start_transaction(1, "ALICE", meter_start=0)
+        async with aiohttp.ClientSession() as http:
+            ws = await connect(http, f"ws://127.0.0.1:{api_port}/api/live")
+            await ws.send_json({"op": "subscribe", "topic": f"transaction/{transaction_id}", "resume_from": 1})
+            await receive_until(ws, lambda m: m["type"] == "subscribed")
+            await cp.meter(1, transaction_id, 1000, 7360.0, soc_percent=41.5, current_a=32.0)
+            await cp.meter(1, transaction_id, 2000, 11000.0, soc_percent=43.0, current_a={"L1": 16.0, "L2": 15.8, "L3": 16.2})
+            await cp.meter(1, transaction_id, 3000, 11000.0)  # a charger that samples neither this time
+            got = [m for m in await receive_until(ws, lambda m: m.get("data", {}).get("energy_wh") == 3000.0, timeout=10) if m.get("kind") == "meter_values"]
+            await ws.close()
+            async with http.get(f"http://127.0.0.1:{api_port}/api/live/sse?topic=transaction/{transaction_id}&resume_from=1", headers=AUTH) as sse:
+                replayed = [e["data"]["data"] for e in await read_sse(sse, 5, timeout=10) if e["event"] == "meter_values"]  # subscribed, started, 3 samples
+    figures = [(m["data"]["energy_wh"], m["data"]["power_w"], m["data"]["soc_percent"], m["data"]["current_a"]) for m in got]
+    assert figures == [(1000.0, 7360.0, 41.5, 32.0), (2000.0, 11000.0, 43.0, 16.2), (3000.0, 11000.0, None, None)]
+    assert got[1]["data"]["current_phases_a"] == {"L1": 16.0, "L2": 15.8, "L3": 16.2}
+    assert [(e["soc_percent"], e["current_a"]) for e in replayed] == [(41.5, 32.0), (43.0, 16.2), (None, None)]

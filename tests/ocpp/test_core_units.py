@@ -143,3 +143,22 @@ def test_reservations_past_their_expiry_are_marked_expired(db):
     p.tick()
     assert tx_store.get_reservation(db, soon)["status"] == "Expired"
     assert tx_store.get_reservation(db, later)["status"] == "Requested"
+
+
+def test_state_of_charge_and_current_from_meter_values():
+    from actors.ocpp.handlers import parse_samples, soc_and_current
+
+    def sampled(*values):
+        return parse_samples([{"timestamp": "2026-11-21T08:00:00Z", "sampledValue": list(values)}])
+
+    phases = sampled({"measurand": "SoC", "value": "64", "unit": "Percent", "location": "EV"},
+                     {"measurand": "Current.Import", "value": "16.0", "unit": "A", "phase": "L1"},
+                     {"measurand": "Current.Import", "value": "16.4", "unit": "A", "phase": "L2"},
+                     {"measurand": "Current.Import", "value": "0.3", "unit": "A", "phase": "N"},
+                     {"measurand": "Current.Import", "value": "99", "unit": "A", "location": "Inlet"})
+    [figures] = soc_and_current(phases).values()
+    assert figures == {"soc_percent": 64.0, "current_a": 16.4, "current_phases_a": {"L1": 16.0, "L2": 16.4}}  # the neutral and the inlet are not the charge
+    total = sampled({"measurand": "Current.Import", "value": "31.9", "unit": "A"}, {"measurand": "Current.Import", "value": "16.0", "unit": "A", "phase": "L1"})
+    assert next(iter(soc_and_current(total).values()))["current_a"] == 31.9  # the charger's own total wins over a phase
+    nonsense = sampled({"measurand": "SoC", "value": "NaN"}, {"measurand": "SoC", "value": "130"}, {"measurand": "Current.Import", "value": "Infinity", "unit": "A"})
+    assert soc_and_current(nonsense) == {}
