@@ -267,18 +267,23 @@ def writable(path: Path, init: Any) -> Iterator[sqlite3.Connection]:
 
 
 # ------------------------------------------------------------ transactions
+def _read(path: Path, fn: Any, *args: Any, empty: Any = None, **kwargs: Any) -> Any:
+    """`fn(conn, *args, **kwargs)` on a read-only connection; `empty` while the database or its table does not exist yet."""
+    with read_only(path) as conn:
+        if conn is None:
+            return empty
+        try:
+            return fn(conn, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if _missing_table(exc):
+                return empty
+            raise
+
+
 def transaction_views(path: Path, *, charger: str | None, id_tag: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
     from storage.ocpp_transactions import list_transactions
 
-    with read_only(path) as conn:
-        if conn is None:
-            return []
-        try:
-            rows = list_transactions(conn, charger=charger, id_tag=id_tag, since=since, limit=limit)
-        except sqlite3.OperationalError as exc:
-            if _missing_table(exc):
-                return []
-            raise
+    rows = _read(path, list_transactions, charger=charger, id_tag=id_tag, since=since, limit=limit, empty=[])
     return [_transaction_view(row) for row in rows]
 
 
@@ -286,14 +291,7 @@ def transaction_view(path: Path, transaction_id: int) -> dict[str, Any]:
     """One session with its meter samples (at most 1000, oldest first, by the charger's timestamps)."""
     from storage.ocpp_transactions import transaction_with_meter_values
 
-    row = None
-    with read_only(path) as conn:
-        if conn is not None:
-            try:
-                row = transaction_with_meter_values(conn, transaction_id)
-            except sqlite3.OperationalError as exc:
-                if not _missing_table(exc):
-                    raise
+    row = _read(path, transaction_with_meter_values, transaction_id)
     if row is None:
         raise NotFoundError(f"no transaction {transaction_id}", field="path.id")
     view = _transaction_view(row)
@@ -353,29 +351,14 @@ def set_payment_reference(path: Path, transaction_id: int, reference: str, repla
 def reservation_views(path: Path, *, charger: str | None, status: str | None, limit: int, now: float) -> list[dict[str, Any]]:
     from storage.ocpp_transactions import list_reservations
 
-    with read_only(path) as conn:
-        if conn is None:
-            return []
-        try:
-            rows = list_reservations(conn, now=now, charger=charger, state=status, limit=limit)
-        except sqlite3.OperationalError as exc:
-            if _missing_table(exc):
-                return []
-            raise
+    rows = _read(path, list_reservations, now=now, charger=charger, state=status, limit=limit, empty=[])
     return [_reservation_view(row) for row in rows]
 
 
 def reservation_view(path: Path, reservation_id: int, now: float) -> dict[str, Any]:
     from storage.ocpp_transactions import reservation_with_state
 
-    row = None
-    with read_only(path) as conn:
-        if conn is not None:
-            try:
-                row = reservation_with_state(conn, reservation_id, now=now)
-            except sqlite3.OperationalError as exc:
-                if not _missing_table(exc):
-                    raise
+    row = _read(path, reservation_with_state, reservation_id, now=now)
     if row is None:
         raise NotFoundError(f"no reservation {reservation_id}", field="path.id")
     return _reservation_view(row)
