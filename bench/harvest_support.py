@@ -16,7 +16,7 @@ from pymodbus.client import ModbusTcpClient
 from thespian.actors import ActorExitRequest
 
 from actors.device.specs import devices_part
-from actors.harvest.messages import BatchAck, ReadingBatch
+from actors.harvest.messages import BatchAck, CounterOffsets, CounterOffsetsRequest, ReadingBatch
 from simulators.inverter import InverterSimulator
 from supervisor.actor import SupervisedActor
 from supervisor.messages import Lookup, LookupResult
@@ -41,6 +41,9 @@ class AckingHarvest(SupervisedActor):
 
     def on_start(self, config: Any) -> None:
         self.readings = 0
+
+    def receiveMsg_CounterOffsetsRequest(self, msg: CounterOffsetsRequest, sender: Any) -> None:  # noqa: N802
+        self.send(sender, CounterOffsets({}))  # nothing stored: a device starts from its registers
 
     def receiveMsg_ReadingBatch(self, msg: ReadingBatch, sender: Any) -> None:  # noqa: N802
         self.readings += len(msg.readings)

@@ -26,7 +26,7 @@ from actors.device.harvester import DeviceState, EndpointPoller, PollOutcome
 from actors.device.link import ModbusLink
 from actors.device.outbox import BatchOutbox
 from actors.device.specs import group_devices
-from actors.harvest.messages import BatchAck
+from actors.harvest.messages import BatchAck, CounterOffsets, CounterOffsetsRequest
 from actors.harvest.rejections import BatchRejected
 from supervisor.actor import SupervisedActor
 from supervisor.messages import Lookup, LookupResult
@@ -43,8 +43,12 @@ PUBLISH_EVERY = 5.0
 # seconds instead of per poll halves a fast device's messages; a gap or a counter event
 # goes at once. The restart gap covers what a killed actor held back.
 SHIP_EVERY = 2.0
+# At start, how long the first poll waits for the counter offsets of a predecessor; the
+# harvest answers from one indexed read, so this is only reached when it is down.
+SEED_WAIT = 2.0
 POLL = "poll"
 RESEND = "resend"
+SEED_TIMEOUT = "seed-timeout"
 HARVEST_PATH = "harvest"
 
 
@@ -75,8 +79,10 @@ class DeviceActor(SupervisedActor):
         self.connection = getattr(self.poller.link, "describe", "")
         self._last_logged: dict[str, tuple] = {}
         self._published_at = float("-inf")
+        self.counters_seeded = False
         self._lookup_harvest()
-        self._arm_poll()
+        # the first poll waits for the counter offsets a predecessor left (CounterOffsets), at most SEED_WAIT
+        self.wakeupAfter(timedelta(seconds=SEED_WAIT), payload=SEED_TIMEOUT)
         self.wakeupAfter(timedelta(seconds=self.resend_after), payload=RESEND)
         self.log.info("device actor started", devices=[d["id"] for d in self.settings], connection=self.connection)
 
@@ -104,6 +110,10 @@ class DeviceActor(SupervisedActor):
                     self.unshipped = []
                 self._publish()
             self._arm_poll()
+        elif msg.payload == SEED_TIMEOUT:
+            if not self.counters_seeded:
+                self.log.warning("no counter offsets from the harvest in time; polling without them (a counter wrapped before may show as a reset)", waited_s=SEED_WAIT)
+                self._seeded({})
         elif msg.payload == RESEND:
             self._resend()
             self.wakeupAfter(timedelta(seconds=self.resend_after), payload=RESEND)
@@ -119,7 +129,20 @@ class DeviceActor(SupervisedActor):
         self.lookup_sent_at = None
         self.harvest = msg.address
         if self.harvest is not None:
+            if not self.counters_seeded:
+                self.send(self.harvest, CounterOffsetsRequest(tuple(d.device_id for d in self.poller.devices)))
             self._send_waiting()
+
+    def receiveMsg_CounterOffsets(self, msg: CounterOffsets, sender: Any) -> None:  # noqa: N802
+        if not self.counters_seeded:
+            self._seeded(msg.offsets)
+
+    def _seeded(self, offsets: dict[str, dict[str, tuple[float, float]]]) -> None:
+        """Go on from the offsets a predecessor committed (a wrapped counter keeps rising), then poll."""
+        self.counters_seeded = True
+        for device in self.poller.devices:
+            device.counters.seed(offsets.get(device.device_id, {}))
+        self._arm_poll()
 
     def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:  # noqa: N802
         if msg.producer == self.name:

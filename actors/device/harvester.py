@@ -150,6 +150,11 @@ class CounterWatch:
         self.last: dict[str, float] = {}  # the last value reported (unwrapped)
         self.offset: dict[str, float] = {}  # k * span added to the register's value
 
+    def seed(self, offsets: dict[str, tuple[float, float]]) -> None:
+        """Start from what a previous life of this device actor committed: (offset, last value) per quantity."""
+        for quantity, (offset, last) in offsets.items():
+            self.offset[quantity], self.last[quantity] = offset, last
+
     def check(self, quantity: str, value: float, wrap: CounterRange | None = None) -> tuple[float, tuple[str, dict[str, Any]] | None]:
         """The value to report for `value` read now, and the (kind, detail) of a wrap or reset event."""
         offset = self.offset.get(quantity, 0)

@@ -34,7 +34,7 @@ from typing import Any
 
 from thespian.actors import WakeupMessage
 
-from actors.harvest.messages import BatchAck, ReadingBatch
+from actors.harvest.messages import BatchAck, CounterOffsets, CounterOffsetsRequest, ReadingBatch
 from actors.harvest.rejections import BatchRejected
 from actors.harvest.validation import BadBatchError, validate_batch
 from actors.live.device_events import batch_events
@@ -176,6 +176,15 @@ class HarvestActor(SupervisedActor):
         if first:
             self.log.error("outbox cannot be written; nothing acknowledged, producers keep their data", error=self.storage_error, batches=batches)
             self._publish()
+
+    def receiveMsg_CounterOffsetsRequest(self, msg: CounterOffsetsRequest, sender: Any) -> None:  # noqa: N802 (thespian API)
+        """A restarted device actor goes on adding what its predecessor added to a wrapped counter."""
+        try:
+            offsets = self.outbox.counter_offsets(list(msg.device_ids))
+        except sqlite3.Error as exc:
+            self.log.warning("counter offsets not readable; the device starts without them", error=f"{type(exc).__name__}: {exc}")
+            offsets = {}
+        self.send(sender, CounterOffsets(offsets))
 
     def receiveMsg_LookupResult(self, msg: Any, sender: Any) -> None:  # noqa: N802 (thespian API)
         self.live.lookup_result(msg)

@@ -94,3 +94,17 @@ class ResendDeadLetters:
 class DeadLettersQueued:
     transport: str
     queued: int
+
+
+@dataclass(frozen=True)
+class CounterOffsetsRequest:
+    """A device actor starting: what its predecessor added to each wrapped counter, by device."""
+
+    device_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CounterOffsets:
+    """The answer: {device id: {quantity: (offset, last reported value)}}, from the outbox."""
+
+    offsets: dict[str, dict[str, tuple[float, float]]]

@@ -25,6 +25,7 @@ before the reading it describes, so aggregation and budget drops can split at it
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from storage.outbox.schema import GATEWAY_STREAM, KIND_COUNTER, ROW_OVERHEAD_BYT
 
 RESTART_GAP_REASON = "not_polled"  # the producer's actor (or the gateway) was down
 DEFAULT_RESTART_GAP_MIN_S = 2.0  # with no poll interval given, a shorter silence is not a gap
+COUNTER_EVENTS = ("counter_wrap", "counter_reset")  # events that change a counter's offset (see outbox_counter_offsets)
 
 
 class ReadingLike(Protocol):
@@ -103,6 +105,15 @@ class IngestMixin(Counters):
         """Commit one batch in one transaction; return device -> seq of its first reading."""
         return self.ingest_many([batch])[0].first_seq
 
+    def counter_offsets(self, streams: Sequence[str]) -> dict[str, dict[str, tuple[float, float]]]:
+        """Per stream, per counter quantity: (offset, last reported value) at its last wrap or reset."""
+        found: dict[str, dict[str, tuple[float, float]]] = {}
+        for stream in streams:
+            rows = self.conn.execute("SELECT quantity, offset, last FROM outbox_counter_offsets WHERE stream = ?", (stream,)).fetchall()
+            if rows:
+                found[stream] = {str(q): (float(o), float(v)) for q, o, v in rows}
+        return found
+
     def ingest_many(self, batches: Sequence[BatchLike]) -> list[IngestResult]:
         """Commit every batch in one transaction (one fsync for all); one result per batch, in order.
 
@@ -160,6 +171,7 @@ class _IngestState:
         self.kinds: dict[str, int] = {}
         self.clock_events = 0
         self.nulled = 0
+        self.counter_offsets: dict[tuple[str, str], tuple[float, float]] = {}
 
     def producer(self, name: str) -> _Producer:
         if name not in self.producers:
@@ -248,8 +260,21 @@ class _IngestState:
                 body, bad = finite_json({"t": item.wall_time, "kind": item.kind, "detail": item.detail})
                 self._add(item.device_id, "event", item.wall_time, body)
                 nulled += [f"{item.device_id}.{p}" for p in bad]
+                self._counter_offset(item)
         self.nulled += len(nulled)
         return first_seq, nulled
+
+    def _counter_offset(self, event: Any) -> None:
+        """A wrap or reset changes what the device adds to its counter register: keep it for its next life."""
+        detail = event.detail if isinstance(event.detail, dict) else {}
+        if event.kind not in COUNTER_EVENTS or not isinstance(detail.get("quantity"), str):
+            return
+        try:
+            offset, last = float(detail["offset"]), float(detail["value"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if math.isfinite(offset) and math.isfinite(last):
+            self.counter_offsets[(event.device_id, detail["quantity"])] = (offset, last)
 
     def _clock_check(self, reading: ReadingLike) -> None:
         """A wall-clock jump: wall - monotonic is constant within one boot unless the clock is set."""
@@ -289,6 +314,12 @@ class _IngestState:
                 " ON CONFLICT(producer) DO UPDATE SET incarnation = excluded.incarnation, last_batch_id = excluded.last_batch_id,"
                 " first_seq = excluded.first_seq",
                 [(name, p.incarnation, p.last_batch_id, dumps(p.first_seq)) for name, p in ((n, self.producers[n]) for n in sorted(self.touched_producers))],
+            )
+        if self.counter_offsets:
+            conn.executemany(
+                "INSERT INTO outbox_counter_offsets (stream, quantity, offset, last) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(stream, quantity) DO UPDATE SET offset = excluded.offset, last = excluded.last",
+                [(stream, quantity, offset, last) for (stream, quantity), (offset, last) in sorted(self.counter_offsets.items())],
             )
         deltas = {KIND_COUNTER + kind: n for kind, n in self.kinds.items()}
         deltas.update({"bytes": sum(r[6] for r in self.rows), "items_in": len(self.rows), "clock_events": self.clock_events, "nonfinite_values": self.nulled})

@@ -132,6 +132,17 @@ MIGRATIONS: list[Any] = [
     );
     """,
     _rebuild_items_without_indexes,
+    """
+    -- what a device actor adds to a wrapped counter register (k * span), and the last value it
+    -- reported then: written only with a wrap or reset event (rare), read by the next incarnation
+    CREATE TABLE outbox_counter_offsets (
+        stream TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        offset REAL NOT NULL,
+        last REAL NOT NULL,
+        PRIMARY KEY (stream, quantity)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 CUMULATIVE_SUFFIXES = ("_wh", "_kwh", "_varh", "_vah")

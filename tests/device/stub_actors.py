@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from actors.harvest.messages import BatchAck, ReadingBatch
+from actors.harvest.messages import BatchAck, CounterOffsets, CounterOffsetsRequest, ReadingBatch
 from supervisor.actor import SupervisedActor
 
 
@@ -25,6 +25,9 @@ class HarvestStub(SupervisedActor):
     def on_start(self, config: Any) -> None:
         self.ack = bool((config or {}).get("ack", True))
         self.batches: dict[tuple[str, int], ReadingBatch] = {}
+
+    def receiveMsg_CounterOffsetsRequest(self, msg: CounterOffsetsRequest, sender: Any) -> None:  # noqa: N802
+        self.send(sender, CounterOffsets({}))  # nothing stored: a device starts from its registers
 
     def receiveMsg_ReadingBatch(self, msg: ReadingBatch, sender: Any) -> None:  # noqa: N802
         self.batches[(msg.producer, msg.batch_id)] = msg
