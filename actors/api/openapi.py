@@ -62,8 +62,9 @@ def build_document(version: str, routes: Iterable[Route] = ROUTES) -> dict[str, 
         "info": {
             "title": "egw gateway API",
             "version": version,
-            "description": "Status and control of an egw energy gateway. Read endpoints are open on the local network; "
-                           "write endpoints need `Authorization: Bearer <token>` (print it with `egw token`). "
+            "description": "Status and control of an egw energy gateway. Status reads are open on the local network; "
+                           "writes, and reads of personal data (transactions and reservations carry drivers' idTags) and of charger "
+                           "secrets, need `Authorization: Bearer <token>` (print it with `egw token`). "
                            "Errors are JSON objects with `error`, `message` and, for bad input, `field`. "
                            "Charger commands (POST/GET /api/chargers/{id}/<command>) send one OCPP 1.6 central-system action and answer "
                            "its outcome in one mapping: 200 accepted, 409 the charger's non-accepting `status`, 502 a CALLERROR "
