@@ -7,6 +7,13 @@ is reported as a match; a profile without one as a candidate when its serial-num
 registers read back non-empty. Hosts are scanned in parallel (bounded), the unit ids of
 one host one after another over one connection, every request with a timeout.
 
+Some gateways and loggers answer every address, so every vendor profile reads back
+"something" there. Each candidate is therefore scored on evidence, and the evidence is
+printed: text identity registers that hold readable text, and measurements that decode
+to plausible values (a grid frequency of 45-65 Hz, phase voltages of 90-280 V). For every
+unit id the profiles are listed best first; a SunSpec map or a profile's own identity
+rule (`match`) outranks any amount of plausibility.
+
 Wire into the CLI: `PLUGGED_COMMANDS += (("devices", "actors.device.scan", "..."),)`;
 this module offers `add_arguments(parser)` and `run(args)`.
 """
@@ -18,10 +25,10 @@ import ipaddress
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from actors.device.decode import decode_identity, decode_points, poll_plan
+from actors.device.decode import decode_identity, decode_points, decode_values, poll_plan
 from actors.device.link import DeviceError, LinkDownError, LinkError, ModbusLink
 from actors.device.planner import Block
 from actors.device.profile import Profile, load_profile, profile_names
@@ -41,6 +48,18 @@ class Found:
     manufacturer: str | None = None
     model: str | None = None
     serial: str | None = None
+    score: int = 0  # higher is likelier; only comparable among the profiles of one unit id
+    evidence: tuple[str, ...] = ()  # which registers decided, and how
+
+
+#: Measurements whose decoded value says whether a profile's map is really there.
+PLAUSIBLE = {
+    "grid_frequency_hz": (45.0, 65.0, 30),
+    "voltage_l1_v": (90.0, 280.0, 10),
+    "voltage_l2_v": (90.0, 280.0, 10),
+    "voltage_l3_v": (90.0, 280.0, 10),
+}
+RANK_BASE = {"sunspec": 1000, "match": 500, "candidate": 0}
 
 
 def parse_target(target: str, default_port: int = 502) -> tuple[list[str], int]:
@@ -108,7 +127,8 @@ def _scan_unit(link: ModbusLink, host: str, port: int, unit: int) -> list[Found]
             regs = _reconnecting_read(link, unit, 3, model1.address, model1.length + 2)
 
             ident = decode_points(profile, (Block(3, model1.address, model1.length + 2),), [regs], names)
-        found.append(Found(host, port, unit, "sunspec", "sunspec", ident.get("m1.Mn"), ident.get("m1.Md"), ident.get("m1.SN")))
+        found.append(Found(host, port, unit, "sunspec", "sunspec", ident.get("m1.Mn"), ident.get("m1.Md"), ident.get("m1.SN"),
+                           score=RANK_BASE["sunspec"], evidence=(f"SunSpec marker 'SunS' at {sunspec.base}",)))
     except SunSpecError:
         pass
     except LinkDownError:
@@ -128,10 +148,56 @@ def _scan_unit(link: ModbusLink, host: str, port: int, unit: int) -> list[Found]
         ident = decode_identity(plan, data)
         if profile.match:
             if str(ident.get("match", "")).startswith(profile.match.get("prefix", "")) and ident.get("match"):
-                found.append(Found(host, port, unit, profile.name, "match", profile.manufacturer, ident.get("model"), ident.get("serial")))
+                point = next((p for p in profile.points if p.name == profile.match.get("point")), None)
+                rule = f"{profile.match['point']} at {point.address if point else '?'} starts with {profile.match.get('prefix', '')!r}"
+                found.append(_scored(link, unit, profile, Found(host, port, unit, profile.name, "match", profile.manufacturer, ident.get("model"), ident.get("serial")), [rule]))
         elif ident.get("serial") and ident.get("serial") != "0":
-            found.append(Found(host, port, unit, profile.name, "candidate", profile.manufacturer, ident.get("model"), ident.get("serial")))
-    return found
+            found.append(_scored(link, unit, profile, Found(host, port, unit, profile.name, "candidate", profile.manufacturer, ident.get("model"), ident.get("serial")), []))
+    return sorted(found, key=lambda f: -f.score)
+
+
+def _scored(link: ModbusLink, unit: int, profile: Profile, found: Found, evidence: list[str]) -> Found:
+    """`found` with its score and the registers that decided it."""
+    score = RANK_BASE[found.confidence]
+    for name in ("serial", "model"):
+        value = getattr(found, name)
+        if value is None or not isinstance(value, str) or value.isdigit():
+            continue  # a number reads as a number whatever the register holds: no evidence either way
+        if _is_text(value):
+            score += 20
+            evidence.append(f"{name} {value!r} is readable text")
+        else:
+            score -= 20
+            evidence.append(f"{name} is not text")
+    plan = poll_plan(profile)
+    data: list[list[int] | None] = []
+    for block in plan.blocks:
+        try:
+            data.append(_reconnecting_read(link, unit, block.function, block.start, block.count))
+        except LinkError:
+            data.append(None)
+    values = decode_values(plan, data).values
+    for quantity, (low, high, weight) in PLAUSIBLE.items():
+        value, point = values.get(quantity), plan.quantities.get(quantity)
+        if value is None or point is None:
+            continue
+        if low <= value <= high:
+            score += weight
+            evidence.append(f"{quantity} at {point.address} = {value:g}, plausible")
+        else:
+            score -= weight
+            evidence.append(f"{quantity} at {point.address} = {value:g}, outside {low:g}..{high:g}")
+    return replace(found, score=score, evidence=tuple(evidence))
+
+
+def _shown(value: str | None) -> str:
+    """A register's text for a terminal: what is not printable becomes '?'."""
+    return "?" if not value else "".join(c if " " <= c <= "~" else "?" for c in value)
+
+
+def _is_text(value: str) -> bool:
+    """Printable ASCII with a few letters or digits, as serial numbers and model names are."""
+    return all(" " <= c <= "~" for c in value) and sum(c.isalnum() for c in value) >= 3
 
 
 def scan(target: str, units: tuple[int, ...] = DEFAULT_UNITS, timeout: float = 1.0, concurrency: int = 16, default_port: int = 502) -> list[Found]:
@@ -167,11 +233,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"egw devices scan: {exc}", file=sys.stderr)
         return 2
+    best: set[tuple[str, int, int]] = set()
     for f in found:
+        first = (f.host, f.port, f.unit_id) not in best
+        best.add((f.host, f.port, f.unit_id))
         if args.json:
-            print(json.dumps(asdict(f)))
+            print(json.dumps({**asdict(f), "best": first}))
         else:
-            print(f"{f.host}:{f.port} unit {f.unit_id}: {f.profile} ({f.confidence}) manufacturer={f.manufacturer or '?'} model={f.model or '?'} serial={f.serial or '?'}")
+            marker = "best" if first else "also"
+            print(f"{f.host}:{f.port} unit {f.unit_id}: {marker} {f.profile} ({f.confidence}, score {f.score})"
+                  f" manufacturer={_shown(f.manufacturer)} model={_shown(f.model)} serial={_shown(f.serial)}")
+            for why in f.evidence:
+                print(f"    {why}")
     if not found and not args.json:
         print("no devices found")
     return 0 if found else 1

@@ -155,8 +155,10 @@ class InverterSimulator:
         peak_w: float = 5000.0,
         serial_port: str | None = None,
         baudrate: int = 19200,
+        answer_any: bool = False,
     ) -> None:
         self.profile_name = profile
+        self.answer_any = answer_any  # like some gateways and loggers: every address answers, unused ones with junk
         self.serial_port, self.baudrate = serial_port, baudrate  # Modbus RTU instead of TCP when set
         self.host, self.port = host, port
         self.clock = clock
@@ -265,7 +267,7 @@ class InverterSimulator:
         ranges = unit.address_ranges()
 
         def block(fc: int) -> list[SimData]:
-            lo, hi = ranges.get(fc, (0, 1))
+            lo, hi = (0, 65535) if self.answer_any else ranges.get(fc, (0, 1))
             return [SimData(lo, count=hi - lo, values=0, datatype=DataType.REGISTERS)]
 
         bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
@@ -298,6 +300,8 @@ class InverterSimulator:
                 for a in range(address, address + count):
                     if a in words:
                         registers[a - start_address] = words[a]
+                    elif self.answer_any:
+                        registers[a - start_address] = junk_register(a)
             return None
 
         return action
@@ -311,6 +315,11 @@ class InverterSimulator:
             self.faults.garbage -= 1
             return os.urandom(max(len(data), 9))
         return data
+
+
+def junk_register(address: int) -> int:
+    """What an answer-anything device returns at an address it does not use: fixed, arbitrary."""
+    return (address * 2654435761 >> 13) & 0xFFFF
 
 
 def describe(sim: InverterSimulator) -> dict[str, Any]:

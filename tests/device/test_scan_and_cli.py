@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -19,17 +20,35 @@ def test_scan_finds_sunspec_and_vendor_devices_with_identity():
         assert [(f.unit_id, f.profile, f.confidence) for f in found] == [(1, "sunspec", "sunspec"), (2, "sunspec", "sunspec")]
         assert found[0].serial == sunspec.units[1].serial and found[0].manufacturer == "SunSpec simulated"
         [hw] = scan(f"127.0.0.1:{huawei.port}", units=(1, 2), timeout=0.5)
-        assert hw == Found("127.0.0.1", huawei.port, 1, "huawei_sun2000", "match", "Huawei", "SUN2000 simulated", huawei.units[1].serial)
+        assert replace(hw, score=0, evidence=()) == Found("127.0.0.1", huawei.port, 1, "huawei_sun2000", "match", "Huawei", "SUN2000 simulated", huawei.units[1].serial)
+        assert hw.evidence[0] == "model_name at 30000 starts with 'SUN2000'"
 
 
 def test_scan_cli_prints_each_device_and_reports_nothing_found(capsys):
     with InverterSimulator("sma") as sim:
         assert main(["scan", f"127.0.0.1:{sim.port}", "--units", "3", "--json"]) == 0
         [line] = capsys.readouterr().out.strip().splitlines()
-        assert json.loads(line) == {"host": "127.0.0.1", "port": sim.port, "unit_id": 3, "profile": "sma", "confidence": "candidate", "manufacturer": "SMA", "model": "9003", "serial": "2000000003"}
+        found = json.loads(line)
+        assert {k: found[k] for k in ("host", "port", "unit_id", "profile", "confidence", "manufacturer", "model", "serial", "best")} == \
+            {"host": "127.0.0.1", "port": sim.port, "unit_id": 3, "profile": "sma", "confidence": "candidate", "manufacturer": "SMA", "model": "9003", "serial": "2000000003", "best": True}
     closed = free_port()
     assert main(["scan", f"127.0.0.1:{closed}", "--timeout", "0.2"]) == 1
     assert "no devices found" in capsys.readouterr().out
+
+
+def test_against_a_device_that_answers_every_address_the_right_profile_ranks_first_and_says_why(capsys):
+    """Every vendor profile reads back something there; the measurements decide."""
+    with InverterSimulator("sma", answer_any=True) as sim:
+        found = scan(f"127.0.0.1:{sim.port}", units=(3,), timeout=0.5)
+        assert len(found) > 3  # many profiles read back "something" ...
+        best, *others = found
+        assert best.profile == "sma" and all(best.score > o.score for o in others)  # ... one is plausible
+        assert any(e.startswith("grid_frequency_hz at 30803 = ") and e.endswith(", plausible") for e in best.evidence)  # the register that decided
+        assert all(any("outside" in e or "not text" in e for e in o.evidence) for o in others)  # and each other one says what ruled it out
+        assert main(["scan", f"127.0.0.1:{sim.port}", "--units", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(": ", 1)[1].startswith("best sma (candidate, score")
+    assert all(" " <= c <= "~" for line in lines for c in line)  # junk registers never reach the terminal raw
 
 
 def test_scan_rejects_bad_targets_precisely(capsys):
