@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from supervisor.config import ConfigError, load_config, settings_table
+from supervisor.config import ConfigError, GatewayConfig, check_config, error_text, load_config, settings_table
 
 # Subcommands that live with the part of the gateway they talk to: (name, module, help).
 # Each module offers add_arguments(parser) and run(args) -> int.
@@ -59,12 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("config", help="show the effective configuration", description="Print the effective configuration as JSON (secrets redacted) with the source of each value.")
     _common_flags(show)
     show.add_argument("--table", action="store_true", help="print the table of EGW_* variables instead")
+    show.add_argument("--check", metavar="FILE", help="validate FILE (and the EGW_* variables) without starting: exit 0 and a one-line summary, or 2 and every error")
 
     for name, module, help_text in PLUGGED_COMMANDS:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).add_arguments(sub)
         sub.set_defaults(plugged=module)
     return parser
+
+
+def summary(config: GatewayConfig) -> str:
+    """The one line `egw config --check` prints for a usable configuration."""
+    tls = "wss" if config.ocpp_tls_cert else "ws"
+    return (
+        f"ok: {len(config.devices)} device(s), {len(config.uploads)} upload endpoint(s), "
+        f"API on {config.api_host}:{config.api_port}, OCPP on {tls}://{config.ocpp_host}:{config.ocpp_port}, data dir {config.data_dir}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,21 +85,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if getattr(args, "plugged", None):
         return int(importlib.import_module(args.plugged).run(args) or 0)
+    if args.command == "config" and args.table:
+        print(settings_table())
+        return 0
+    if args.command == "config" and args.check:
+        args.config = args.check
     try:
-        if args.command == "config" and args.table:
-            print(settings_table())
-            return 0
         if args.command == "demo":
             from supervisor.demo import demo_config
 
             config = demo_config(args.config, _overrides(args))
         else:
             config = load_config(args.config, overrides=_overrides(args))
+        for warning in config.warnings:
+            print(f"egw: warning: {warning}", file=sys.stderr)
+        check_config(config)
     except ConfigError as exc:
-        print(f"egw: configuration error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return 2
     if args.command == "config":
-        print(json.dumps({"values": config.redacted(), "sources": dict(config.sources)}, indent=2))
+        if args.check:
+            print(f"{args.check}: {summary(config)}")
+        else:
+            print(json.dumps({"values": config.redacted(), "sources": dict(config.sources)}, indent=2))
         return 0
     from supervisor.launcher import Launcher
 

@@ -4,14 +4,26 @@ Every setting is declared once in `SETTINGS` with its type, default and meaning;
 file keys, the environment variable names (`EGW_` + upper-case key, which is how
 balena hands device and fleet variables to the container) and the README's table all
 come from that one list. Errors name the source and the key, e.g.
-`config.toml: api_port: expected an integer, got 'eighty'`.
+`config.toml: api_port: expected an integer, got 'eighty'` or
+`gateway.toml: devices[2] (meter).port: must be an integer in 1..65535, got 'x'`.
+
+A configuration error is something only a person can fix, so the gateway exits 2 with
+every error it found, never with a traceback and exit 1 (which means "restart me" and
+would turn a typo into a restart loop). `load_config` checks the settings themselves;
+`check_config` also runs the validators of the parts that read them (devices, upload
+endpoints, OCPP TLS, the data dir), so `egw run` and `egw config --check` refuse the
+same files.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import os
+import tempfile
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +37,15 @@ MAX_OCPP_FRAME_BYTES = 8 * 1024 * 1024
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing, malformed or out of range; the message says where."""
+    """Configuration values are missing, malformed or out of range; each message says where.
+
+    Carries every error found (one per line in str()), so a user fixes a file in one go
+    instead of one error per start.
+    """
+
+    def __init__(self, *errors: str) -> None:
+        self.errors: tuple[str, ...] = errors
+        super().__init__("\n".join(errors))
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("extra_children", list, [], "Additional actors under the root supervisor: list of {name, actor, config} (plugins, diagnostics)"),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
+_TLS_KEYS = ("ocpp_tls_cert", "ocpp_tls_key")
 _SIMULATION_KEYS = {"demo"}  # sections some files carry for `egw demo`; not settings
 
 
@@ -92,6 +113,7 @@ class GatewayConfig:
 
     values: Mapping[str, Any]
     sources: Mapping[str, str]
+    warnings: tuple[str, ...] = ()  # e.g. an EGW_* variable that is not a setting (a typo is silently ignored otherwise)
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -112,7 +134,7 @@ class GatewayConfig:
         values.update(changes)
         sources = dict(self.sources)
         sources.update({k: "runtime" for k in changes})
-        return GatewayConfig(values, sources)
+        return GatewayConfig(values, sources, self.warnings)
 
 
 def coerce(setting: Setting, raw: Any, source: str) -> Any:
@@ -170,72 +192,127 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | None = None,
 ) -> GatewayConfig:
-    """Merge the layers. `base` replaces the built-in defaults (the demo uses it)."""
+    """Merge the layers. `base` replaces the built-in defaults (the demo uses it).
+
+    Raises ConfigError with every error of every layer, each naming its source and key.
+    """
     env = os.environ if env is None else env
     values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
     sources = {s.key: "default" for s in SETTINGS}
+    errors: list[str] = []
+
+    def put(key: str, raw: Any, source: str) -> None:
+        try:
+            values[key] = coerce(_setting(key, source), raw, source)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        else:
+            sources[key] = source
+
     for key, raw in (base or {}).items():
-        values[key], sources[key] = coerce(_setting(key, "built-in"), raw, "built-in"), "built-in"
+        put(key, raw, "built-in")
     if path is not None:
         name = str(path)
         try:
             document = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"{name}: no such file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{name}: is a directory, expected a TOML file") from None
+        except PermissionError:
+            raise ConfigError(f"{name}: permission denied (run as the gateway's user)") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{name}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{name}: not valid TOML: {exc}") from None
         for key, raw in document.items():
-            if key in _SIMULATION_KEYS:
-                continue
-            values[key], sources[key] = coerce(_setting(key, name), raw, name), name
+            if key not in _SIMULATION_KEYS:
+                put(key, raw, name)
     for setting in SETTINGS:
-        var = ENV_PREFIX + setting.key.upper()
+        var = env_var(setting.key)
         if var in env and env[var] != "":
-            values[setting.key], sources[setting.key] = coerce(setting, env[var], var), var
+            put(setting.key, env[var], var)
     for key, raw in (overrides or {}).items():
-        if raw is None:
+        if raw is not None:
+            put(key, raw, "--" + key.replace("_", "-"))
+    errors.extend(_check(values, sources))
+    if errors:
+        raise ConfigError(*errors)
+    return GatewayConfig(values, sources, tuple(unknown_env_warnings(env)))
+
+
+def env_var(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+# EGW_* variables that are read outside the settings (tests and benchmarks), never warned about
+_OTHER_ENV_VARS = {"EGW_BLE_HARDWARE"}
+_OTHER_ENV_PREFIXES = ("EGW_BENCH_",)
+
+
+def unknown_env_warnings(env: Mapping[str, str]) -> list[str]:
+    """A warning per EGW_* variable that is no setting, naming the closest one (difflib).
+
+    An unknown variable is ignored, so a typo such as EGW_API_PROT would otherwise leave
+    the default in force without a word.
+    """
+    known = [env_var(s.key) for s in SETTINGS]
+    warnings = []
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var in known or var in _OTHER_ENV_VARS or var.startswith(_OTHER_ENV_PREFIXES):
             continue
-        flag = "--" + key.replace("_", "-")
-        values[key], sources[key] = coerce(_setting(key, flag), raw, flag), flag
-    _check(values)
-    return GatewayConfig(values, sources)
+        close = difflib.get_close_matches(var, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; see `egw config --table` for the {len(known)} settings"
+        warnings.append(f"{var}: not a setting, ignored{hint}")
+    return warnings
 
 
 def _setting(key: str, source: str) -> Setting:
     try:
         return _BY_KEY[key]
     except KeyError:
-        close = [k for k in _BY_KEY if k.split("_")[0] == key.split("_")[0]]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        close = difflib.get_close_matches(key, list(_BY_KEY), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else " (see `egw config --table`)"
         raise ConfigError(f"{source}: {key}: unknown setting{hint}") from None
 
 
-def _check(values: Mapping[str, Any]) -> None:
+def _check(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
+    """Range and choice checks of the merged values; each error names the key's source."""
+    errors: list[str] = []
+
+    def bad(key: str, problem: str) -> None:
+        errors.append(f"{sources.get(key, 'default')}: {key}: {problem}")
+
     if values["ocpp_unknown_chargers"] not in ("reject", "accept"):
-        raise ConfigError(f"ocpp_unknown_chargers: must be 'reject' or 'accept', got {values['ocpp_unknown_chargers']!r}")
+        bad("ocpp_unknown_chargers", f"must be 'reject' or 'accept', got {values['ocpp_unknown_chargers']!r}")
     if values["wifi_backend"] not in ("networkmanager", "fake", "none"):
-        raise ConfigError(f"wifi_backend: must be 'networkmanager', 'fake' or 'none', got {values['wifi_backend']!r}")
+        bad("wifi_backend", f"must be 'networkmanager', 'fake' or 'none', got {values['wifi_backend']!r}")
     if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"log_level: must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
+        bad("log_level", f"must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
     low, high = MIN_OCPP_FRAME_BYTES, MAX_OCPP_FRAME_BYTES
     if not low <= values["ocpp_max_frame_bytes"] <= high:
-        raise ConfigError(f"ocpp_max_frame_bytes: must be between {low} (1 MiB) and {high} (8 MiB), got {values['ocpp_max_frame_bytes']}")
+        bad("ocpp_max_frame_bytes", f"must be between {low} (1 MiB) and {high} (8 MiB), got {values['ocpp_max_frame_bytes']}")
     if values["ocpp_startup_hold_frames"] < 1:
-        raise ConfigError("ocpp_startup_hold_frames: must be at least 1 (the BootNotification is always held)")
+        bad("ocpp_startup_hold_frames", "must be at least 1 (the BootNotification is always held)")
     for key in ("restart_max",):
         if values[key] < 0:
-            raise ConfigError(f"{key}: must not be negative")
+            bad(key, f"must not be negative, got {values[key]}")
     for key in ("restart_period", "heartbeat_interval", "heartbeat_timeout", "live_metrics_db_interval", "ocpp_handshake_timeout"):
         if values[key] <= 0:
-            raise ConfigError(f"{key}: must be positive")
+            bad(key, f"must be positive, got {values[key]}")
+    if not values["data_dir"]:
+        bad("data_dir", "must be a directory path, got ''")
     seen: set[str] = set()
     for index, child in enumerate(values["extra_children"]):
         supervisor = child.get("kind") == "supervisor"
-        for field in ("name",) if supervisor else ("name", "actor"):
-            if not isinstance(child.get(field), str) or not child.get(field):
-                raise ConfigError(f"extra_children[{index}].{field}: required string")
+        fields = ("name",) if supervisor else ("name", "actor")
+        missing = [field for field in fields if not isinstance(child.get(field), str) or not child.get(field)]
+        for field in missing:
+            bad(f"extra_children[{index}].{field}", "required string")
+        if missing:
+            continue
         if child["name"] in seen:
-            raise ConfigError(f"extra_children[{index}].name: duplicate {child['name']!r}")
+            bad(f"extra_children[{index}].name", f"duplicate {child['name']!r}")
         seen.add(child["name"])
         if supervisor:  # a configured subtree: its config is a supervisor spec, checked here
             from supervisor.spec import spec_from_mapping
@@ -243,7 +320,164 @@ def _check(values: Mapping[str, Any]) -> None:
             try:
                 spec_from_mapping(child.get("config") or {}, f"extra_children[{index}].config")
             except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+                errors.append(f"{sources.get('extra_children', 'default')}: {exc}")
+    return errors
+
+
+def check_config(config: GatewayConfig, *, data_dir: bool = True) -> None:
+    """Run the validators of the parts that read the settings; raise ConfigError with every error.
+
+    The parts (device actors, upload transports, the OCPP listener) check their own
+    settings when the tree is built, but by then an error is a traceback and exit 1;
+    here the same validators run before anything starts and each error is prefixed with
+    the file or variable the setting came from. `data_dir=False` skips the data dir (a
+    process that only reads the configuration).
+    """
+    values, sources = config.values, config.sources
+    errors = [f"{sources['devices']}: {problem}" for problem in device_errors(values["devices"])]
+    errors += [f"{sources['uploads']}: {problem}" for problem in upload_errors(values)]
+    from actors.ocpp.specs import tls_errors
+
+    for key, problem in tls_errors(values):
+        source = sources[key] if sources[key] != "default" else sources[next(k for k in _TLS_KEYS if k != key)]  # a missing key: where its partner was set
+        errors.append(f"{source}: {key}: {problem}")
+    if data_dir:
+        problem = data_dir_problem(values["data_dir"], create=False)
+        if problem:
+            errors.append(f"{sources['data_dir']}: data_dir: {problem}")
+    if errors:
+        raise ConfigError(*errors)
+
+
+def device_errors(devices: list[Any]) -> list[str]:
+    """Every device's error from the device family's own validator (`validate_device`)."""
+    from actors.device.specs import DeviceConfigError, group_devices, validate_device
+
+    errors = []
+    for index, raw in enumerate(devices):
+        try:
+            validate_device(raw, index)
+        except DeviceConfigError as exc:
+            errors.append(str(exc))
+    if not errors:  # duplicate ids and unit ids shared on one endpoint
+        try:
+            group_devices(devices)
+        except DeviceConfigError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def upload_errors(values: Mapping[str, Any]) -> list[str]:
+    """Every upload endpoint's errors: names, key names, value types, the URL, then `TransportConfig.from_dict`."""
+    from actors.harvest.uplink import TransportConfig
+
+    kinds = {field.name: {"str": (str,), "int": (int,), "float": (int, float)}[str(field.type)] for field in dataclasses.fields(TransportConfig)}
+    errors: list[str] = []
+    names: set[str] = set()
+    for index, entry in enumerate(values["uploads"]):
+        where = f"uploads[{index}]"
+        problems = []
+        for key in sorted(set(entry) - set(kinds)):
+            close = difflib.get_close_matches(key, list(kinds), n=1, cutoff=0.6)
+            problems.append(f"{where}.{key}: unknown setting ({f'did you mean {close[0]}?' if close else 'known: ' + ', '.join(kinds)})")
+        for key in ("name", "url"):
+            if key not in entry:
+                problems.append(f"{where}.{key}: required")
+        for key, value in entry.items():
+            kind = kinds.get(key)
+            if kind and (isinstance(value, bool) or not isinstance(value, kind)):
+                expected = {str: "a string", int: "an integer"}.get(kind[0], "a number") if len(kind) == 1 else "a number"
+                problems.append(f"{where}.{key}: expected {expected}, got {value!r}")
+        name = entry.get("name")
+        if isinstance(name, str):
+            if not name:
+                problems.append(f"{where}.name: must not be empty")
+            elif name in names:
+                problems.append(f"{where}.name: duplicate {name!r}")
+            names.add(name)
+        if isinstance(entry.get("url"), str):
+            problem = upload_url_problem(entry["url"])
+            if problem:
+                problems.append(f"{where}.url: {problem}")
+        if not problems:  # the transport's own checks, on the settings the tree hands it
+            settings = {"max_count": values["upload_batch_max"], "max_bytes": values["upload_batch_max_kb"] * 1024, **entry}
+            try:
+                TransportConfig.from_dict(settings)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}: {exc}")
+        errors += problems
+    return errors
+
+
+def upload_url_problem(url: str) -> str | None:
+    """What is wrong with an upload URL, parsed as the transport parses it (urllib.parse); None when usable."""
+    shown = repr(url)
+    if url != url.strip() or any(c.isspace() for c in url):
+        return f"must not contain spaces, got {shown}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        if "[" in url and "]" not in url.split("[", 1)[1]:
+            return f"IPv6 address bracket '[' is not closed, got {shown}"
+        return f"cannot be parsed ({exc}), got {shown}"
+    if parts.scheme not in ("http", "https"):
+        scheme = f"{parts.scheme!r}" if parts.scheme else "none"
+        return f"scheme must be http or https, got {scheme} in {shown} (expected http(s)://host[:port]/path)"
+    if not parts.hostname:
+        return f"missing host, got {shown} (expected {parts.scheme}://host[:port]/path)"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        return f"bad port ({exc}), got {shown}"
+    if port == 0:
+        return f"bad port 0 (expected 1-65535), got {shown}"
+    return None
+
+
+def data_dir_problem(path: str | os.PathLike[str], *, create: bool) -> str | None:
+    """Why `path` cannot be the data dir (not a directory, cannot be created, not writable); None when usable.
+
+    With `create`, a missing directory is created (0700) as the gateway does at start-up;
+    without it, the nearest existing parent must be a writable directory.
+    """
+    from storage.files import make_private_dir
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        return f"{target} is not a directory (expected a directory for the database, key and token)"
+    if not target.exists():
+        if not create:
+            parent = next((p for p in target.parents if p.exists()), Path("."))
+            if not parent.is_dir():
+                return f"cannot create {target}: {parent} is not a directory"
+            try:  # os.access() says yes to root even where nothing can be created: write for real
+                with tempfile.TemporaryFile(dir=parent):
+                    pass
+            except OSError as exc:
+                return f"cannot create {target}: {parent} is not writable: {exc.strerror or exc}"
+            return None
+        try:
+            make_private_dir(target)
+        except OSError as exc:
+            return f"cannot create {target}: {exc.strerror or exc}"
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        return f"{target} is not writable: {exc.strerror or exc}"
+    return None
+
+
+def prepare_data_dir(config: GatewayConfig) -> None:
+    """Create the data dir (0700) and prove it writable, or raise ConfigError naming it and its source."""
+    problem = data_dir_problem(config.data_dir, create=True)
+    if problem:
+        raise ConfigError(f"{config.sources.get('data_dir', 'default')}: data_dir: {problem}")
+
+
+def error_text(exc: ConfigError, command: str = "egw") -> str:
+    """The lines a command prints for a configuration error (one per error, no traceback)."""
+    return "\n".join(f"{command}: configuration error: {error}" for error in exc.errors)
 
 
 def settings_table() -> str:

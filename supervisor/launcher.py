@@ -21,12 +21,12 @@ import gc
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
 
-from storage.files import make_private_dir
-from supervisor.config import GatewayConfig
+from supervisor.config import ConfigError, GatewayConfig, error_text, prepare_data_dir
 from supervisor.hardening import become_subreaper, hold_family_lifeline
 from supervisor.logs import ActorLog, configure_process_logging, log_definitions
 from supervisor.loopback import LOOPBACK, confine_actor_sockets_to_loopback
@@ -103,7 +103,11 @@ class Launcher:
         cfg = self.config
         configure_process_logging(cfg.log_level, "launcher")
         os.umask(0o077)  # everything the family creates (database, WAL, key, token) is the gateway's alone
-        make_private_dir(cfg.data_dir)
+        try:  # an unusable data dir needs a person, not a restart: exit 2, never a traceback
+            prepare_data_dir(cfg)
+        except ConfigError as exc:
+            print(error_text(exc), file=sys.stderr)
+            return EXIT_STARTUP
         spec = self.spec or root_spec(cfg)
         if not port_is_free(cfg.actor_port):
             self.log.error("actor port in use: is another gateway running? set EGW_ACTOR_PORT", port=cfg.actor_port)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,34 @@ def ocpp_config(config: dict[str, Any]) -> dict[str, Any]:
         "call_queue_limit": int(config.get("ocpp_call_queue_limit", 16)),
     }
     OcppPolicy.from_config(policy)  # fail at start-up, naming the key, rather than in every charger actor
-    if bool(listener["tls_cert"]) != bool(listener["tls_key"]):
-        raise ValueError("ocpp_tls_cert and ocpp_tls_key must be given together")
+    problems = tls_errors(config)
+    if problems:
+        raise ValueError("; ".join(f"{key}: {problem}" for key, problem in problems))
     return {"db_path": db_path, "listener": listener, "charger": {"db_path": db_path, "policy": policy}}
+
+
+def tls_errors(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(setting, problem) for OCPP TLS settings the listener could not serve wss:// with.
+
+    Only one of the two given would otherwise mean plain ws:// with the charger's
+    credentials in clear text, while the installer believes TLS is on; so it is refused,
+    as is a file that does not exist or does not load as a PEM certificate and key.
+    """
+    cert, key = config.get("ocpp_tls_cert") or "", config.get("ocpp_tls_key") or ""
+    if not cert and not key:
+        return []
+    if not key:
+        return [("ocpp_tls_key", f"missing: ocpp_tls_cert is set ({cert}) but TLS also needs the private key (ocpp_tls_key / EGW_OCPP_TLS_KEY)")]
+    if not cert:
+        return [("ocpp_tls_cert", "missing: ocpp_tls_key is set but TLS also needs the certificate (ocpp_tls_cert / EGW_OCPP_TLS_CERT)")]
+    problems = [(name, f"no such file: {path}") for name, path in (("ocpp_tls_cert", cert), ("ocpp_tls_key", key)) if not Path(path).is_file()]
+    if problems:
+        return problems
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return [("ocpp_tls_cert", f"{cert} with key {key} does not load as a PEM certificate and its private key: {exc}")]
+    return []
 
 
 def ocpp_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
