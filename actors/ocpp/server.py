@@ -79,8 +79,11 @@ class ListenerSettings:
         return cls(**{k: v for k, v in config.items() if k in known})
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        if not (self.tls_cert and self.tls_key):
+        """None for plain ws://; raises when only one of the two files is given (never a silent ws://)."""
+        if not self.tls_cert and not self.tls_key:
             return None
+        if not (self.tls_cert and self.tls_key):
+            raise ValueError("OCPP TLS needs both tls_cert and tls_key; refusing to serve plain ws:// with only one")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.tls_cert, self.tls_key)
