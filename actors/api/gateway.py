@@ -39,6 +39,7 @@ from actors.api.backend import (
     NotSupportedError,
     UnavailableError,
 )
+from actors.api.hardware import hardware_report, is_absent_hardware
 from actors.api.provisioning import WifiService, ble_view, make_wifi_backend
 from actors.api.validation import parse_datetime
 from supervisor.messages import ChildStopped, LookupResult, StartChild, StopChild
@@ -290,12 +291,13 @@ class GatewayBackend:
         for record in walk(records):
             if record["kind"] == "supervisor" and record["state"] == "running":
                 continue
-            if record["state"] not in OK_STATES:
+            if record["state"] not in OK_STATES and not is_absent_hardware(record):  # no BLE adapter is no fault
                 detail = record["info"].get("reason") if isinstance(record["info"], dict) else None
                 reasons.append(f"{record['path']}: {record['state']}" + (f" ({detail})" if detail else ""))
         return {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
+            "hardware": hardware_report(records, self.settings.config),
             "uptime_s": round(max(0.0, time.time() - self.started_at), 3),
             "version": self.settings.version,
             "boot_id": boot_id(),
