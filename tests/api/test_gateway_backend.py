@@ -98,7 +98,8 @@ async def test_a_restarting_device_is_503_and_an_unknown_one_404(tmp_path, execu
 async def test_health_names_what_is_wrong(tmp_path, executor):
     health = await backend(tmp_path, executor, ScriptedPort(TREE)).health()
     assert health["status"] == "degraded"
-    assert health["reasons"] == ["devices/m1+m2: degraded", "devices/inv3: restarting", "ble: unavailable (no adapter)"]
+    assert health["reasons"] == ["devices/m1+m2: degraded", "devices/inv3: restarting"]  # a missing BLE adapter is no fault
+    assert health["hardware"]["ble"]["state"] == "unavailable" and health["hardware"]["ble"]["reason"] == "no adapter"
     silent = await backend(tmp_path, executor, ScriptedPort(None)).health()
     assert silent["reasons"] == ["root supervisor not answering"]
     with pytest.raises(UnavailableError):
