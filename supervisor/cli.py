@@ -19,7 +19,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from supervisor.config import ConfigError, GatewayConfig, check_config, error_text, load_config, settings_table
+from supervisor.clihelp import HelpFormatter, examples, use_help_formatter
+from supervisor.config import SETTINGS, ConfigError, GatewayConfig, check_config, error_text, load_config, settings_table
 
 # Subcommands that live with the part of the gateway they talk to: (name, module, help).
 # Each module offers add_arguments(parser) and run(args) -> int.
@@ -35,13 +36,33 @@ PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# One or more example command lines per subcommand, shown at the end of its --help.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": ("egw run --config /etc/egw/gateway.toml", "EGW_DATA_DIR=/data egw run --api-port 8081"),
+    "demo": ("egw demo", "egw demo --data-dir /tmp/egw-demo --api-port 8081"),
+    "config": ("egw config --config gateway.toml", "egw config --check gateway.toml", "egw config --table"),
+    "status": ("egw status", "egw status --json --url http://192.168.1.10:8080"),
+    "token": ("egw token --config /etc/egw/gateway.toml", 'curl -H "Authorization: Bearer $(egw token)" -X POST http://127.0.0.1:8080/api/...'),
+    "ble": ("egw ble code", "egw ble window open --minutes 15"),
+    "devices": ("egw devices scan 192.168.1.40", "egw devices scan 192.168.1.0/24 --units 1,2"),
+    "outbox": ("egw outbox dead-letters", "egw outbox resend fleet"),
+    "chargers": ("egw chargers list", "egw chargers add CP1 --key-stdin", "egw chargers list --json"),
+    "watch": ("egw watch device/pv-roof", "egw watch charger/DEMO-CP1 --json"),
+    "sim": ("egw sim inverter --profile sunspec --port 1502", "egw sim charger --url ws://127.0.0.1:9000/ocpp/CP1 --scenario normal", "egw sim ingest --port 8088 --db /tmp/ingest.db"),
+}
+
+
+def _default(key: str) -> str:
+    return str(next(s.default for s in SETTINGS if s.key == key))
+
+
 def _common_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (optional)")
-    parser.add_argument("--data-dir", help="data directory (env EGW_DATA_DIR)")
-    parser.add_argument("--api-port", type=int, help="REST API port (env EGW_API_PORT)")
-    parser.add_argument("--ocpp-port", type=int, help="OCPP websocket port (env EGW_OCPP_PORT)")
-    parser.add_argument("--actor-port", type=int, help="loopback port of the actor system's admin (env EGW_ACTOR_PORT)")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (env EGW_LOG_LEVEL)")
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default: none; every key is optional)")
+    parser.add_argument("--data-dir", metavar="DIR", help=f"data directory (env EGW_DATA_DIR; default: {_default('data_dir')})")
+    parser.add_argument("--api-port", type=int, metavar="PORT", help=f"REST API port (env EGW_API_PORT; default: {_default('api_port')})")
+    parser.add_argument("--ocpp-port", type=int, metavar="PORT", help=f"OCPP websocket port (env EGW_OCPP_PORT; default: {_default('ocpp_port')})")
+    parser.add_argument("--actor-port", type=int, metavar="PORT", help=f"loopback port of the actor system's admin (env EGW_ACTOR_PORT; default: {_default('actor_port')})")
+    parser.add_argument("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (env EGW_LOG_LEVEL; default: {_default('log_level')})")
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -49,22 +70,23 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="egw", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="egw", description=__doc__, formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the gateway", description="Run the gateway until SIGTERM/SIGINT (exit 0) or until its root supervisor gives up (exit 1).")
+    run = commands.add_parser("run", help="run the gateway", epilog=examples(*EXAMPLES["run"]), description="Run the gateway until SIGTERM/SIGINT (exit 0) or until its root supervisor gives up (exit 1).")
     _common_flags(run)
-    demo = commands.add_parser("demo", help="run the gateway on simulated devices", description="Run the gateway with simulated inverters, a simulated charger and a local ingest endpoint, so data flows without hardware.")
+    demo = commands.add_parser("demo", help="run the gateway on simulated devices", epilog=examples(*EXAMPLES["demo"]), description="Run the gateway with simulated inverters, a simulated charger and a local ingest endpoint, so data flows without hardware.")
     _common_flags(demo)
-    show = commands.add_parser("config", help="show the effective configuration", description="Print the effective configuration as JSON (secrets redacted) with the source of each value.")
+    show = commands.add_parser("config", help="show the effective configuration", epilog=examples(*EXAMPLES["config"]), description="Print the effective configuration as JSON (secrets redacted) with the source of each value.")
     _common_flags(show)
     show.add_argument("--table", action="store_true", help="print the table of EGW_* variables instead")
     show.add_argument("--check", metavar="FILE", help="validate FILE (and the EGW_* variables) without starting: exit 0 and a one-line summary, or 2 and every error")
 
     for name, module, help_text in PLUGGED_COMMANDS:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, epilog=examples(*EXAMPLES.get(name, ())) if name in EXAMPLES else None)
         importlib.import_module(module).add_arguments(sub)
         sub.set_defaults(plugged=module)
+    use_help_formatter(parser)
     return parser
 
 

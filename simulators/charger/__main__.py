@@ -15,10 +15,11 @@ import sys
 import aiohttp
 
 from simulators.charger.scenarios import SCENARIOS, Options, run_scenario
+from supervisor.clihelp import HelpFormatter, examples
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m simulators.charger", description="A scriptable OCPP 1.6-J charge point.")
+    parser = argparse.ArgumentParser(prog="egw sim charger", formatter_class=HelpFormatter, epilog=examples("egw sim charger --url ws://127.0.0.1:9000/ocpp/CP1 --scenario normal"), description="A scriptable OCPP 1.6-J charge point.")
     parser.add_argument("--url", required=True, help="central system URL ending in the chargePointId, e.g. ws://127.0.0.1:9000/ocpp/CP1")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="normal")
     parser.add_argument("--auth-key", help="AuthorizationKey for HTTP Basic (security profile 1)")

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from simulators.ingest.server import serve
+from supervisor.clihelp import HelpFormatter, examples
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulators.ingest", description="egw ingest receiver (upload endpoint simulator)")
+    parser = argparse.ArgumentParser(prog="egw sim ingest", formatter_class=HelpFormatter, epilog=examples("egw sim ingest --port 8088 --db /tmp/ingest.db"), description="egw ingest receiver (upload endpoint simulator)")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -14,10 +14,11 @@ import threading
 
 from actors.device.profile import ProfileError, profile_names
 from simulators.inverter.server import InverterSimulator, describe
+from supervisor.clihelp import HelpFormatter, examples
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m simulators.inverter", description="Modbus TCP inverter/meter simulator")
+    parser = argparse.ArgumentParser(prog="egw sim inverter", formatter_class=HelpFormatter, epilog=examples("egw sim inverter --profile sunspec --port 1502", "egw sim inverter --profile huawei_sun2000 --port 1503 --units 1,2"), description="Modbus TCP inverter/meter simulator")
     add_arguments(parser)
     return parser.parse_args(argv)
 
