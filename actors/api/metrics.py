@@ -1,7 +1,9 @@
 """Prometheus text exposition (format 0.0.4) of the gateway's state.
 
 Rendered on each scrape from what the handlers already have: the actor tree (restarts
-per actor), the devices' published counters (polls, errors, latency), the outbox and
+per actor), the devices' published counters (polls, errors, latency) and their latest
+readings (`egw_device_power_watts`, `egw_device_energy_watt_hours_total`, ... in base
+units, one family per quantity with the phase as a label), the outbox and
 transport state (sizes, uploads), the chargers' OCPP message counts, and the API's own
 request counters. Nothing is sampled in the background, so a scrape costs only the
 reads it makes and metrics never drift from what `/api/*` shows.
@@ -46,6 +48,45 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+# Normalized quantity (actors.device.quantities) -> (family, type, help, labels, scale to the base unit).
+# Names follow Prometheus conventions: base units (watts, volts, amperes, hertz, watt-hours
+# as the meters count them), `_total` for monotonic counters, a ratio (0..1) for percentages.
+READING_FAMILIES: dict[str, tuple[str, str, str, dict[str, str], float]] = {
+    "ac_power_w": ("egw_device_power_watts", "gauge", "AC power the device reported last (inverter output), watts.", {}, 1.0),
+    "pv_power_w": ("egw_device_pv_power_watts", "gauge", "PV (DC) power the device reported last, watts.", {}, 1.0),
+    "energy_total_wh": ("egw_device_energy_watt_hours_total", "counter", "Lifetime energy the device reported last, watt-hours.", {}, 1.0),
+    "meter_power_w": ("egw_device_meter_power_watts", "gauge", "Power through the meter reported last (positive: import), watts.", {}, 1.0),
+    "meter_import_wh": ("egw_device_meter_import_watt_hours_total", "counter", "Energy imported through the meter, watt-hours.", {}, 1.0),
+    "meter_export_wh": ("egw_device_meter_export_watt_hours_total", "counter", "Energy exported through the meter, watt-hours.", {}, 1.0),
+    "grid_frequency_hz": ("egw_device_grid_frequency_hertz", "gauge", "Grid frequency the device reported last, hertz.", {}, 1.0),
+    "voltage_l1_v": ("egw_device_voltage_volts", "gauge", "Phase voltage the device reported last, volts.", {"phase": "L1"}, 1.0),
+    "voltage_l2_v": ("egw_device_voltage_volts", "gauge", "Phase voltage the device reported last, volts.", {"phase": "L2"}, 1.0),
+    "voltage_l3_v": ("egw_device_voltage_volts", "gauge", "Phase voltage the device reported last, volts.", {"phase": "L3"}, 1.0),
+    "current_l1_a": ("egw_device_current_amperes", "gauge", "Phase current the device reported last, amperes.", {"phase": "L1"}, 1.0),
+    "current_l2_a": ("egw_device_current_amperes", "gauge", "Phase current the device reported last, amperes.", {"phase": "L2"}, 1.0),
+    "current_l3_a": ("egw_device_current_amperes", "gauge", "Phase current the device reported last, amperes.", {"phase": "L3"}, 1.0),
+    "battery_soc_pct": ("egw_device_battery_state_of_charge_ratio", "gauge", "Battery state of charge the device reported last, 0 to 1.", {}, 0.01),
+}
+
+
+def reading_families(devices: Iterable[dict[str, Any]]) -> list[str]:
+    """The devices' latest readings, one family per metric name (phases share one family)."""
+    grouped: dict[str, tuple[str, str, list[Sample]]] = {}
+    for name, kind, help_text, _labels, _scale in READING_FAMILIES.values():
+        grouped.setdefault(name, (kind, help_text, []))
+    for device in devices:
+        values = device.get("values") or {}
+        for quantity, (name, _kind, _help, labels, scale) in READING_FAMILIES.items():
+            value = _number(values.get(quantity))
+            if value is not None and math.isfinite(value):  # a flagged non-finite reading is stored as null, never exported
+                grouped[name][2].append(({"device": str(device["id"]), **labels}, value * scale))
+    lines: list[str] = []
+    for name, (kind, help_text, samples) in grouped.items():
+        if samples:
+            lines += family(name, kind, help_text, samples)
+    return lines
+
+
 def walk_tree(records: Iterable[dict[str, Any]], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """(path, record) for every actor in a tree, depth first."""
     for record in records:
@@ -73,6 +114,7 @@ def render(*, tree: list[dict[str, Any]], devices: list[dict[str, Any]], outbox:
     lines += family("egw_device_poll_latency_seconds", "gauge", "Duration of each device's last poll.",
                     [({"device": d["id"]}, v / 1000.0) for d in devices if (v := _number(d.get("poll_latency_ms"))) is not None])
     lines += family("egw_device_online", "gauge", "1 when the device answered its last poll.", [({"device": d["id"]}, 1.0 if d.get("online") else 0.0) for d in devices])
+    lines += reading_families(devices)
     outbox_gauges = [
         ("egw_outbox_pending_readings", "Readings committed but not yet acknowledged by a receiver.", "pending_readings"),
         ("egw_outbox_bytes", "Bytes the outbox occupies.", "bytes"),
