@@ -177,6 +177,10 @@ class ApiBackend(Protocol):
         """The effective configuration (the app redacts secrets before answering)."""
 
     # ----------------------------------------------------------------- writes
+    async def disconnect_charger(self, charger_id: str, reason: str) -> bool:
+        """Close the charger's open websocket (after it was blocked or removed); False when none was open."""
+        ...
+
     async def charger_command(self, charger_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send an OCPP central-initiated command; returns the charger's answer payload.
 

@@ -25,9 +25,9 @@ idTags (RFID card numbers) are not for anyone on the LAN. Keys are write-only.
 The API process writes the charger store directly (a short SQLite transaction in a
 worker thread per request): the handshake and the charger actors read it on every
 connection and message, so a change applies to the next handshake or Authorize without
-telling any actor. A charger that is connected when it is removed or blocked keeps its
-connection until it closes; its next BootNotification is Rejected and its next
-handshake refused.
+telling any actor. A charger that is connected when it is removed or blocked has its
+connection closed at once (1008, policy violation; `disconnected` in the answer says
+whether one was open); its next handshake is refused.
 """
 
 from __future__ import annotations
@@ -212,7 +212,8 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
     async def remove_charger(s: ApiState, p: dict, b: None) -> Any:
         if not await in_store(database(s), charger_store.remove_charger, p["id"]):
             raise NotFoundError(f"no charger {p['id']!r}", field="path.id")
-        return json_response({"id": p["id"], "status": "removed"})
+        disconnected = await s.backend.disconnect_charger(p["id"], "removed by the operator")
+        return json_response({"id": p["id"], "status": "removed", "disconnected": disconnected})
 
     async def charger_credentials(s: ApiState, p: dict, b: None) -> Any:
         return json_response(await in_store(database(s), _one_credentials, p["id"]))
@@ -228,7 +229,8 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
         return json_response(view)
 
     async def block_charger(s: ApiState, p: dict, b: None) -> Any:
-        return json_response(await in_store(database(s), _changed(charger_store.set_blocked, True), p["id"]))
+        view = await in_store(database(s), _changed(charger_store.set_blocked, True), p["id"])
+        return json_response({**view, "disconnected": await s.backend.disconnect_charger(p["id"], "blocked by the operator")})
 
     async def unblock_charger(s: ApiState, p: dict, b: None) -> Any:
         return json_response(await in_store(database(s), _changed(charger_store.set_blocked, False), p["id"]))

@@ -80,6 +80,7 @@ ChargerCredentials: dict[str, Any] = {
         "created_at": _time,
         "candidates": {"type": "array", "items": {"$ref": "#/components/schemas/KeyCandidate"},
                        "description": "keys it presented while none was pinned, most recent first"},
+        "disconnected": {"type": "boolean", "description": "after a block: whether an open connection was closed"},
     },
 }
 
@@ -89,7 +90,9 @@ ChargerCredentialsList: dict[str, Any] = {
 }
 
 ChargerRemoved: dict[str, Any] = {
-    "type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"const": "removed"}},
+    "type": "object", "required": ["id", "status"],
+    "properties": {"id": {"type": "string"}, "status": {"const": "removed"},
+                   "disconnected": {"type": "boolean", "description": "whether an open connection was closed"}},
 }
 
 IdTag: dict[str, Any] = {

@@ -406,6 +406,20 @@ class GatewayBackend:
         return shown
 
     # ----------------------------------------------------------------- writes
+    async def disconnect_charger(self, charger_id: str, reason: str) -> bool:
+        """Have the charger's actor close its websocket; False when it has no actor (not connected) or does not answer."""
+        from actors.ocpp.messages import Disconnect, Disconnected
+
+        try:
+            address = await self.port.lookup(f"chargers/{charger_id}", self.settings.ask_timeout)
+            if address is None:
+                return False
+            reply = await self.port.ask(address, Disconnect(reason), match=lambda m: isinstance(m, Disconnected) and m.charge_point_id == charger_id,
+                                        timeout=self.settings.ask_timeout)
+        except TimeoutError:
+            return False
+        return bool(reply.closed)
+
     async def charger_command(self, charger_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
         """Ask the charger's actor to send `command`; the charger's answer, or the ApiError for how it ended.
 

@@ -42,6 +42,8 @@ from actors.ocpp.messages import (
     ChargerDisconnected,
     ChargerReady,
     CloseConnection,
+    Disconnect,
+    Disconnected,
     CommandOutcome,
     FrameIn,
     FrameOut,
@@ -184,6 +186,14 @@ class ChargerActor(SupervisedActor):
         internal = next(self._ids)
         self.requesters[internal] = (sender, msg.request_id)
         self._apply(self.protocol.request(msg.request, internal))
+
+    def receiveMsg_Disconnect(self, msg: Disconnect, sender: Any) -> None:  # noqa: N802
+        """The operator blocked or removed this charger: its open connection must not carry on."""
+        closed = self.listener is not None and self.connection_id is not None
+        if closed:
+            self.log.info("closing the charger's connection", reason=msg.reason)
+            self.send(self.listener, CloseConnection(self.charge_point_id, self.connection_id, 1008, msg.reason))
+        self.send(sender, Disconnected(self.charge_point_id, closed))
 
     def receiveMsg_CancelCommand(self, msg: CancelCommand, sender: Any) -> None:  # noqa: N802
         """Withdraw a request its sender gave up on, if it still waits (see `CancelCommand`)."""

@@ -313,6 +313,21 @@ class CloseConnection:
 
 
 @dataclass(frozen=True)
+class Disconnect:
+    """To a charger actor: close the charger's websocket now (it was blocked or removed)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The answer: whether a connection was open and is now being closed."""
+
+    charge_point_id: str
+    closed: bool
+
+
+@dataclass(frozen=True)
 class ChargerReady:
     """A (re)started charger actor introduces itself to the listener, which re-attaches it."""
 

@@ -208,6 +208,10 @@ class MemoryBackend:
         await self._enter()
         return copy.deepcopy(self.config_data)
 
+    async def disconnect_charger(self, charger_id: str, reason: str) -> bool:
+        self.writes.append(("disconnect", (charger_id, reason)))
+        return False  # no websockets here
+
     async def charger_command(self, charger_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
         await self._enter(charger_id)
         if charger_id not in self.chargers_by_id:

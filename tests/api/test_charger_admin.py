@@ -109,3 +109,25 @@ def test_fingerprint_is_computed_without_a_gateway():
     finally:
         sys.stdin = saved
     assert out.getvalue().strip() == key_fingerprint(KEY) and len(key_fingerprint(KEY)) == 16
+
+
+def test_blocking_a_connected_charger_closes_its_connection_and_it_cannot_come_back(ocpp_gateway):  # noqa: F811
+    """Blocking is not only for the next handshake: the open session ends at once (1008)."""
+    api_port, ocpp_port, token = ocpp_gateway
+    assert egw_chargers(api_port, token, "add", "CP-B", "--key-stdin", stdin=KEY + "\n")[0] == 0
+    charge_point = KeyedChargePoint(f"ws://127.0.0.1:{ocpp_port}/ocpp/CP-B", KEY)
+    try:
+        ws = charge_point.cp._connection.ws
+        assert not ws.closed
+
+        def blocked():  # 503 while the charger actor is still starting
+            code, out = egw_chargers(api_port, token, "block", "CP-B", "--json")
+            return out if code == 0 else None
+
+        answer = wait_until(blocked, timeout=20, interval=0.3, what="the charger blocked")
+        assert '"disconnected": true' in answer
+        wait_until(lambda: ws.closed, timeout=10, what="the blocked charger's websocket closed by the gateway")
+        assert ws.close_code == 1008
+        assert status_of(ocpp_port, "CP-B", KEY) == 403
+    finally:
+        charge_point.close()

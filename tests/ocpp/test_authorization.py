@@ -20,6 +20,7 @@ from simulators.charger.connection import basic_auth_header
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 from tests.api.conftest import TOKEN, MemoryBackend
+from tests.ocpp.conftest import wait_until
 from tests.ocpp.test_listener import handshake_status
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,6 +35,13 @@ class CentralApi(MemoryBackend):
         super().__init__()
         self.db_path = central.db_path
         self.central = central
+
+    async def disconnect_charger(self, charger_id: str, reason: str) -> bool:
+        connection = self.central.server.connections.get(charger_id)
+        if connection is None:
+            return False
+        self.central.server.close(charger_id, connection.connection_id, 1008, reason)
+        return True
 
     async def charger_command(self, charger_id: str, command: str, params: dict) -> dict:
         outcome = await self.central.backend.request(charger_id, request_from_payload(command, params))
@@ -75,10 +83,13 @@ async def test_add_rotate_block_remove_over_rest_decide_who_connects(strict_cent
     assert await handshake_status(c.url("CP-7"), basic("CP-7", REAL_KEY)) == 401
     assert await handshake_status(c.url("CP-7"), basic("CP-7", rotated)) == 101
 
-    cp = await c.charger("CP-7", auth_key=rotated)  # connected and Accepted while it is blocked
-    assert (await api.post("/api/chargers/CP-7/block", headers=AUTH)).status == 200
+    cp = await c.charger("CP-7", auth_key=rotated)  # connected and Accepted when it is blocked
+    blocked = await api.post("/api/chargers/CP-7/block", headers=AUTH)
+    assert blocked.status == 200 and (await blocked.json())["disconnected"] is True
+    ws = cp._connection.ws
+    await wait_until(lambda: ws.closed, timeout=5)  # its open session ends at once
+    assert ws.close_code == 1008
     assert await handshake_status(c.url("CP-7"), basic("CP-7", rotated)) == 403  # blocked: the key is right, the answer is no
-    assert (await cp.boot()).status == "Rejected"
     assert (await api.post("/api/chargers/CP-7/unblock", headers=AUTH)).status == 200
     assert await handshake_status(c.url("CP-7"), basic("CP-7", rotated)) == 101
 
