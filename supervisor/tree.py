@@ -44,6 +44,7 @@ def root_spec(config: GatewayConfig, parts: tuple[tuple[str, str], ...] | None =
     # devices and upload endpoints changed over the REST API outlive restarts
     from storage.registry import effective_devices, effective_uploads
 
+    values["configured_devices"] = list(values.get("devices") or [])  # the file's own, to tell its errors from stored ones
     values["devices"] = effective_devices(values)
     values["configured_uploads"] = list(values.get("uploads") or [])  # the file's own, to tell its errors from stored ones
     values["uploads"] = effective_uploads(values)

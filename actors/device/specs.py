@@ -171,7 +171,43 @@ def device_child_specs(devices: list[dict]) -> list[ChildSpec]:
 
 def devices_part(values: dict[str, Any]) -> list[ChildSpec]:
     """The gateway tree's "devices" supervisor (for `supervisor.tree.PARTS`)."""
-    return [supervisor_child("devices", SupervisorSpec(strategy="one_for_one", children=tuple(device_child_specs(values.get("devices", [])))))]
+    devices = values.get("devices", [])
+    try:
+        children = device_child_specs(devices)
+    except DeviceConfigError:
+        if values.get("configured_devices") is None:
+            raise
+        children = _containing_stored_errors(values["configured_devices"], devices)
+    return [supervisor_child("devices", SupervisorSpec(strategy="one_for_one", children=tuple(children)))]
+
+
+def _containing_stored_errors(configured: list[Any], devices: list[Any]) -> list[ChildSpec]:
+    """Child specs when a device added over REST (stored by an older version) is no longer valid.
+
+    The configuration file's devices were checked before the tree is built (an error there
+    is a configuration error, exit 2) and keep their actors; each stored device that does
+    not fit gets a child of its own, which fails alone and is parked as failed (named in
+    /api/health and /api/actors) while every other device and part runs on.
+    """
+    from_file = {str(d.get("id")) for d in configured if isinstance(d, dict)}
+    good = [d for d in devices if isinstance(d, dict) and str(d.get("id")) in from_file]
+    broken: list[Any] = []
+    for device in devices:
+        if isinstance(device, dict) and str(device.get("id")) in from_file:
+            continue
+        try:
+            group_devices([*good, device])
+            good.append(device)
+        except DeviceConfigError:
+            broken.append(device)
+    specs = device_child_specs(good)
+    names = {spec.name for spec in specs}
+    for n, device in enumerate(broken):
+        wanted = str(device.get("id")) if isinstance(device, dict) else ""
+        name = wanted if wanted and _ID.match(wanted) and wanted not in names else f"stored-device-{n + 1}"
+        names.add(name)
+        specs.append(ChildSpec(name=name, actor=DEVICE_ACTOR, config=device))
+    return specs
 
 
 def reconcile(old: list[dict], new: list[dict]) -> tuple[list[str], list[ChildSpec]]:

@@ -58,3 +58,29 @@ def test_a_stored_upload_url_that_cannot_work_parks_that_transport_and_the_rest_
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
     assert proc.returncode == 0
+
+
+def test_a_stored_device_that_is_no_longer_valid_is_parked_and_the_rest_runs(tmp_path: Path, gateway_env: dict[str, str]):
+    """A device added over REST by an older version, with a profile this one does not have."""
+    config = tmp_path / "gateway.toml"
+    config.write_text("")
+    data = Path(gateway_env["EGW_DATA_DIR"])
+    registry.record_added(database_path({"data_dir": str(data)}), {"id": "old-inverter", "profile": "no_such_profile", "host": "127.0.0.1", "port": 9})
+    port = int(gateway_env["EGW_API_PORT"])
+    with (tmp_path / "gateway.log").open("wb") as log:
+        proc = subprocess.Popen([*EGW, "run", "--config", str(config)], env=gateway_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: proc.poll() is None and http_ok(port, "/api/health"), timeout=30, what="the gateway's API")
+
+            def parked():
+                status, _, body = http(port, "/api/actors")
+                node = dict(_walk(body["actors"])).get("devices/old-inverter") if status == 200 else None
+                return node if node and node["state"] == "failed" else None
+
+            wait_until(parked, timeout=60, what="the broken device parked as failed")
+            nodes = dict(_walk(http(port, "/api/actors")[2]["actors"]))
+            assert all(nodes[name]["state"] == "running" for name in ("harvest", "api", "ocpp", "devices")), {n: nodes[n]["state"] for n in nodes}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+    assert proc.returncode == 0
