@@ -139,6 +139,7 @@ def _transport_view(name: str, stored: Mapping[str, Any] | None, configured: Map
         "dead_letters": stored.get("dead_letters"),
         "last_dead_letter_error": stored.get("last_dead_letter_error"),
         "uploaded_readings": stored.get("acked_items"),
+        "uploaded_batches": stored.get("acked_batches"),
         "upload_errors": failures,
     }
 

@@ -71,6 +71,7 @@ MIN_TICK = 0.01  # never arm in the past (docs/architecture.md), never spin on a
 LOOKUP_RETRY = 2.0
 MAX_SUBSCRIBERS = 16
 MAX_PENDING_COMMANDS = 256
+STATUS_EVERY = 5.0  # seconds between status updates that only carry new message counts
 
 
 class ChargerActor(SupervisedActor):
@@ -143,13 +144,13 @@ class ChargerActor(SupervisedActor):
         self.replies.use(msg.reply_path, self.charge_point_id, msg.connection_id)
         self.incoming.reset(msg.next_seq)
         self._apply(self.protocol.connected(msg.connection_id))
-        self.publish("running", connected=True)
+        self._publish_status()
 
     def receiveMsg_ChargerDisconnected(self, msg: ChargerDisconnected, sender: Any) -> None:  # noqa: N802
         if msg.connection_id == self.connection_id:
             self.connection_id = None
             self._apply(self.protocol.disconnected(msg.connection_id))
-            self.publish("running", connected=False)
+            self._publish_status()
 
     def receiveMsg_FrameIn(self, msg: FrameIn, sender: Any) -> None:  # noqa: N802
         if msg.connection_id != self.connection_id:
@@ -269,7 +270,15 @@ class ChargerActor(SupervisedActor):
         return None
 
     # ------------------------------------------------------------ effects
+    def _publish_status(self) -> None:
+        self._status_published, self._published_messages = time.monotonic(), sum(self.protocol.messages.values())
+        self.publish("running", connected=self.connection_id is not None, messages=dict(self.protocol.messages))
+
     def _apply(self, effects: Effects) -> None:
+        counted = sum(self.protocol.messages.values())
+        if counted != getattr(self, "_published_messages", 0) and (
+                not getattr(self, "_published_messages", 0) or time.monotonic() - self._status_published >= STATUS_EVERY):
+            self._publish_status()  # message counts for /metrics: the first at once, then at most every STATUS_EVERY s
         if self.listener is not None and self.connection_id is not None:
             for text in effects.frames:
                 if not self.replies.send(self.charge_point_id, self.connection_id, text):

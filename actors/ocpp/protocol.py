@@ -24,6 +24,8 @@ Rules it enforces (OCPP 1.6 section 4.2 and OCPP-J 4.2):
 
 from __future__ import annotations
 
+from collections import Counter
+
 import sqlite3
 import time
 from collections.abc import Callable
@@ -83,6 +85,7 @@ class ChargerProtocol:
         charger = charger_store.get_charger(conn, charge_point_id)
         self.registration = charger["registration_status"] if charger else "Pending"
         self.accepted = bool(charger and charger["registration_status"] == "Accepted" and charger["last_boot"] is not None)
+        self.messages: Counter[str] = Counter()  # CALLs from the charger, by action, since this actor started
 
     # ------------------------------------------------------------ inputs
     def connected(self, connection_id: int) -> Effects:
@@ -205,6 +208,7 @@ class ChargerProtocol:
     def _serve(self, call: Call) -> None:
         try:
             frames.check_action(call)
+            self.messages[call.action] += 1  # known actions only: bounded by OCPP's list (for /metrics)
             frames.validate(call.action, call.payload, unique_id=call.unique_id)
             self._check_admitted(call)
             now = self.clock()

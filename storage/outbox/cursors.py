@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from storage.db import transaction
-from storage.outbox.schema import KIND_COUNTER, ROW_OVERHEAD_BYTES, Counters, OutboxItem, dumps
+from storage.outbox.schema import BATCHES_COUNTER, KIND_COUNTER, ROW_OVERHEAD_BYTES, Counters, OutboxItem, dumps
 
 
 class CursorMixin(Counters):
@@ -91,6 +91,7 @@ class CursorMixin(Counters):
                 (last_id, batch_hash, items, dumps(merged), now, now, name),
             )
             self._bump("items_acked", items)
+            self._bump(BATCHES_COUNTER + name, 1)  # for /metrics: batches acknowledged, per transport
             self._delete_released()
 
     def record_failure(self, name: str, error: str, backoff_s: float, retry_at: float, now: float) -> None:

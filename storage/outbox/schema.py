@@ -22,6 +22,7 @@ CLOCK_JUMP_THRESHOLD_S = 2.0
 AGGREGATE_PERIOD_S = 60.0
 MAX_DEAD_LETTERS_PER_TRANSPORT = 200
 ROW_OVERHEAD_BYTES = 64  # rough per-row cost of ids, index entries and page slack
+BATCHES_COUNTER = "batches:"  # outbox_counters rows "batches:<transport>": batches its receiver acknowledged
 KIND_COUNTER = "kind:"  # outbox_counters rows "kind:reading", "kind:gap", ...: counts without a table scan
 
 

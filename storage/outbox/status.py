@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from storage.outbox.schema import KIND_COUNTER, Counters
+from storage.outbox.schema import BATCHES_COUNTER, KIND_COUNTER, Counters
 
 
 class StatusMixin(Counters):
@@ -42,6 +42,7 @@ class StatusMixin(Counters):
             "pending": pending[0],
             "oldest_pending_wall": pending[1],
             "acked_items": row["acked_items"],
+            "acked_batches": self._counter(BATCHES_COUNTER + row["transport"]),
             "acked_seq": json.loads(row["acked_seq"]),
             "last_success": row["last_success"],
             "last_attempt": row["last_attempt"],

@@ -317,3 +317,21 @@ def walk(records):
     for record in records:
         yield record
         yield from walk(record.get("children", []))
+
+
+def test_metrics_count_the_ocpp_messages_each_charger_sent_by_action(ocpp_gateway):
+    api_port, ocpp_port, token = ocpp_gateway
+    charge_point = ChargePointThread(f"ws://127.0.0.1:{ocpp_port}/ocpp/CP-M")  # BootNotification, then StatusNotification
+    try:
+        def counted():
+            charge_point.run(charge_point.cp.heartbeat())
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5) as response:
+                lines = response.read().decode().splitlines()
+            found = {line.split()[0]: float(line.split()[1]) for line in lines if line.startswith('egw_ocpp_messages_total{charger="CP-M"')}
+            return found if found.get('egw_ocpp_messages_total{charger="CP-M",action="Heartbeat"}') else None  # counts go out every 5 s
+
+        found = wait_until(counted, timeout=30, interval=0.5, what="CP-M's messages on /metrics")
+        assert found['egw_ocpp_messages_total{charger="CP-M",action="BootNotification"}'] == 1
+        assert found['egw_ocpp_messages_total{charger="CP-M",action="StatusNotification"}'] >= 1
+    finally:
+        charge_point.close()

@@ -70,6 +70,8 @@ def test_an_ack_lost_after_the_receiver_committed_is_deduplicated_on_resend(site
     summary = site.summary()
     assert summary["duplicates_ignored"] == 500  # the identical re-send, recognised and not stored again
     assert summary["items"] == 600 and summary["chain_breaks"] == 0
+    # /metrics' egw_transport_uploaded_batches_total: batches acknowledged, not attempts (the lost ack counts once, when re-sent)
+    assert site.outbox.status()["transports"]["cloud"]["acked_batches"] == summary["batches"] == 2
 
 
 def coverage(items):
