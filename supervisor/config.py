@@ -95,7 +95,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ble_adapter", str, "hci0", "Bluetooth adapter to serve on"),
     Setting("ble_mtu", int, 185, "ATT MTU assumed for paging tunnel responses"),
     Setting("ble_dbus_address", str, "", "D-Bus address of BlueZ's bus; empty: the system bus"),
-    Setting("ble_window_minutes", int, 15, "Minutes after boot (or after a trigger) during which BLE provisioning is open"),
+    Setting("ble_window_minutes", int, 15, "Minutes the BLE provisioning window stays open once opened (first start without Wi-Fi, or a trigger with the API token)"),
     Setting("restart_max", int, 5, "Root supervisor: at most this many restarts ..."),
     Setting("restart_period", float, 60.0, "... within this many seconds, else the gateway exits non-zero"),
     Setting("heartbeat_interval", float, 3.0, "Seconds between supervisor heartbeats to each actor (each costs every actor two messages)"),
