@@ -455,9 +455,14 @@ class GatewayBackend:
         return outcome_result(charger_id, command, outcome)
 
     async def add_device(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """Validate as the device family does, persist, then have the device supervisor start it."""
+        """Validate as the device family does, persist, then have the device supervisor start it.
+
+        A device on an endpoint that already has one (a second meter behind the same RS485
+        gateway, another unit id) joins it: the endpoint's actor is replaced by one that
+        polls both over the one connection (`actors.device.specs.reconcile`).
+        """
         try:
-            from actors.device.specs import DEVICE_ACTOR, DeviceConfigError, endpoint_key, validate_device
+            from actors.device.specs import DeviceConfigError, group_devices, reconcile, validate_device
         except ImportError:
             raise NotSupportedError("this gateway build has no device family") from None
         try:
@@ -469,14 +474,12 @@ class GatewayBackend:
         running = device_records(await self._tree())
         if (device_id in running and device_id not in self._removed) or any(str(d.get("id")) == device_id for d in configured):
             raise ConflictError(f"a device with id {device_id!r} exists", field="id")
-        for other in configured:
-            try:
-                same_endpoint = endpoint_key(validate_device(dict(other))) == endpoint_key(device)
-            except DeviceConfigError:
-                continue
-            if same_endpoint:
-                where = "serial_port" if "serial_port" in device else "host"
-                raise ConflictError(f"{device_id} shares its endpoint with {other.get('id')!r}; devices on one endpoint are polled over one connection: add it in the configuration file", field=where)
+        usable = [d for d in configured if _valid_device(d)]
+        try:
+            group_devices([*usable, device])
+        except DeviceConfigError as exc:  # its unit id is taken on that endpoint, or its serial settings differ
+            raise ConflictError(str(exc).split(": ", 1)[-1], field=_device_field(str(exc))) from None
+        stop, start = reconcile(usable, [*usable, device])
         supervisor = await self._lookup("devices")
         try:
             await self._blocking(registry.record_added, self.db_path, device)
@@ -486,11 +489,17 @@ class GatewayBackend:
             self._devices_cache = None
         self._removed.discard(device_id)
         try:
-            await self.port.ask(supervisor, StartChild(ChildSpec(name=device_id, actor=DEVICE_ACTOR, config=device)),
-                                match=lambda m: isinstance(m, LookupResult) and m.path == device_id, timeout=self.settings.ask_timeout)
+            await self._replace_device_actors(supervisor, stop, start)
         except TimeoutError:
             raise UnavailableError(f"device {device_id} is saved but the device supervisor did not confirm its start; it starts with the gateway at the latest", retry_after=1) from None
         return device_view(device_id, {"state": "starting", "info": {}, "restarts": 0}, device)
+
+    async def _replace_device_actors(self, supervisor: Any, stop: list[str], start: list[ChildSpec]) -> None:
+        """Stop the endpoint actors a change replaces, then start their successors (TimeoutError if unconfirmed)."""
+        for name in stop:
+            await self.port.ask(supervisor, StopChild(name), match=lambda m, n=name: isinstance(m, ChildStopped) and m.name == n, timeout=self.settings.ask_timeout)
+        for spec in start:
+            await self.port.ask(supervisor, StartChild(spec), match=lambda m, n=spec.name: isinstance(m, LookupResult) and m.path == n, timeout=self.settings.ask_timeout)
 
     async def remove_device(self, device_id: str) -> dict[str, Any]:
         """Persist the removal, then have the device supervisor stop the device's actor for good."""
@@ -498,8 +507,7 @@ class GatewayBackend:
         record = device_records(await self._tree()).get(device_id)
         if configured is None and (record is None or device_id in self._removed):
             raise NotFoundError(f"no device {device_id!r}", field="path.id")  # a second DELETE finds nothing
-        if record is not None and record["actor_path"] != f"devices/{device_id}":
-            raise ConflictError(f"{device_id} is polled together with other devices by {record['actor_path']}; remove it in the configuration file", field="path.id")
+        shared = record is not None and record["actor_path"] != f"devices/{device_id}"
         supervisor = await self._lookup("devices")
         try:
             await self._blocking(registry.record_removed, self.db_path, device_id)
@@ -508,7 +516,14 @@ class GatewayBackend:
         finally:
             self._devices_cache = None
         try:
-            await self.port.ask(supervisor, StopChild(device_id), match=lambda m: isinstance(m, ChildStopped) and m.name == device_id, timeout=self.settings.ask_timeout)
+            if shared:  # its endpoint's actor is replaced by one polling the others
+                from actors.device.specs import reconcile
+
+                usable = [d for d in await self.configured_devices() if _valid_device(d)]
+                before = [*usable, configured] if configured is not None and configured not in usable else usable
+                await self._replace_device_actors(supervisor, *reconcile(before, [d for d in before if str(d.get("id")) != device_id]))
+            else:
+                await self.port.ask(supervisor, StopChild(device_id), match=lambda m: isinstance(m, ChildStopped) and m.name == device_id, timeout=self.settings.ask_timeout)
         except TimeoutError:
             raise UnavailableError(f"device {device_id} is removed from the saved devices but the device supervisor did not confirm the stop", retry_after=1) from None
         self._removed.add(device_id)
@@ -638,6 +653,16 @@ class GatewayBackend:
                                        match=lambda m: isinstance(m, BleStatus) and m.request_id == request_id, timeout=self.settings.ask_timeout)
         except TimeoutError:
             raise UnavailableError("ble did not answer (restarting?)", retry_after=1) from None
+
+
+def _valid_device(settings: Any) -> bool:
+    from actors.device.specs import DeviceConfigError, validate_device
+
+    try:
+        validate_device(dict(settings))
+    except (DeviceConfigError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _device_field(message: str) -> str:

@@ -71,7 +71,7 @@ def _device(device_id: str, sim: InverterSimulator) -> dict:
 
 @pytest.fixture
 def simulator():
-    with InverterSimulator("huawei_sun2000") as sim:
+    with InverterSimulator("huawei_sun2000", units=(1, 2)) as sim:  # unit 2: a second device behind the same endpoint
         yield sim
 
 
@@ -267,3 +267,30 @@ def test_transport_settings_changed_over_the_api_restart_the_transport_and_persi
     assert apply_transport_changes([{"name": "ingest", "url": "http://old"}], data_dir / "egw.db") == [{"name": "ingest", "url": receiver.url, "timeout_s": 2.0}]
     after = tree_pids(asys, root)
     assert {k: after[k] for k in ("harvest", "devices/inv1", "api")} == {k: before[k] for k in ("harvest", "devices/inv1", "api")}
+
+
+def test_a_second_unit_id_on_a_configured_endpoint_is_added_and_removed_over_the_api(gateway, simulator):
+    """Two meters behind one RS485-to-TCP gateway: the second joins the first's connection."""
+    asys, root, port, data_dir, _ = gateway
+    token = read_token(token_path(data_dir))
+    wait_until(lambda: "devices/inv1" in tree_pids(asys, root), timeout=10, what="inv1 running")
+    settings = {k: v for k, v in _device("inv1b", simulator).items() if k != "backoff_cap"} | {"unit_id": 2}
+    status, _, body = http(port, "/api/devices", "POST", settings, token=token)
+    assert status == 201, body
+
+    def both_polled():
+        devices = {d["id"]: d for d in http(port, "/api/devices")[2]["devices"]}
+        return devices if all(devices.get(i, {}).get("online") for i in ("inv1", "inv1b")) else None
+
+    devices = wait_until(both_polled, timeout=15, what="inv1 and inv1b polled over one connection")
+    assert devices["inv1b"]["serial"] == simulator.units[2].serial != devices["inv1"]["serial"]
+    assert [p for p in tree_pids(asys, root) if p.startswith("devices/")] == ["devices/inv1+inv1b"]
+
+    status, _, body = http(port, "/api/devices", "POST", {**settings, "id": "inv1c"}, token=token)
+    assert status == 409 and "inv1b" in body["message"]  # unit 2 is taken on that endpoint
+
+    status, _, body = http(port, "/api/devices/inv1b", "DELETE", token=token)
+    assert status == 200, body
+    wait_until(lambda: [p for p in tree_pids(asys, root) if p.startswith("devices/")] == ["devices/inv1"], timeout=15, what="inv1 polled alone again")
+    wait_until(lambda: http(port, "/api/devices/inv1")[2].get("online"), timeout=15, what="inv1 online")
+    assert http(port, "/api/devices/inv1b")[0] == 404
