@@ -152,3 +152,26 @@ def test_the_containers_command_with_its_environment_serves_api_health(tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_the_serial_mapping_the_readme_describes_is_in_compose_and_matches_the_device_example():
+    """Following the README's "Serial meters" steps gives a valid service and a valid device."""
+    import json
+    import re
+
+    from actors.device.specs import validate_device
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    block = re.search(r"^    # devices:\n((?:    #   - .*\n)+)", text, re.M)
+    assert block, "docker-compose.yml has no commented serial devices block"
+    uncommented = text.replace(block.group(0), "    devices:\n" + block.group(1).replace("    #   -", "      -"))
+    service = yaml.safe_load(uncommented)["services"]["gateway"]
+    [mapping] = service["devices"]
+    host_path, container_path = mapping.split(":")
+    assert host_path.startswith("/dev/") and container_path.startswith("/dev/")
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"balena env add EGW_DEVICES '(\[\{[^']*serial_port[^']*\}\])'", readme)
+    assert example, "README shows no serial device for a fleet"
+    [device] = json.loads(example.group(1))
+    assert device["serial_port"] == container_path  # the path inside the container is the one mapped
+    validate_device(device)
