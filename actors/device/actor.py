@@ -87,7 +87,12 @@ class DeviceActor(SupervisedActor):
         self.log.info("device actor started", devices=[d["id"] for d in self.settings], connection=self.connection)
 
     def on_stop(self) -> None:
-        # readings held for the next ship go now: a clean stop should not need the restart gap
+        # readings held for the next ship go now, and an outage under way is closed as a gap:
+        # a clean stop should not need the restart gap
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            closing = [PollOutcome(d.device_id, gaps=gaps) for d in poller.devices if (gaps := d.gap.close(poller.clock.wall()))]
+            self.unshipped = [*getattr(self, "unshipped", []), *closing]
         if getattr(self, "unshipped", None) and self.harvest is not None:
             self._ship(self.unshipped)
             self.unshipped = []

@@ -43,7 +43,8 @@ from supervisor.backoff import backoff_delay
 # One run_due() sends no further request after this many seconds, so a handler never
 # blocks much longer than one request timeout (the supervisor's heartbeat must get through).
 RUN_BUDGET = 0.2
-MAX_GAP_SLOTS = 3600  # a long outage is reported in chunks, so gaps are visible while it lasts
+MAX_GAP_SLOTS = 3600  # a long outage is reported in chunks, so gaps are visible while it lasts ...
+GAP_CHUNK_S = 60.0  # ... at least once a minute: a receiver sees an outage's slots while it goes on
 
 
 class Clock(Protocol):
@@ -193,7 +194,7 @@ class GapTracker:
     def miss(self, start_wall: float, reason: str, slots: int) -> list[Gap]:
         """`slots` poll slots from `start_wall` on produced nothing, because of `reason`."""
         closed = []
-        if self.start_wall is not None and (reason != self.reason or self.missed >= MAX_GAP_SLOTS):
+        if self.start_wall is not None and (reason != self.reason or self.missed >= MAX_GAP_SLOTS or start_wall - self.start_wall >= GAP_CHUNK_S):
             closed = self.close(start_wall)
         if self.start_wall is None:
             self.start_wall, self.reason, self.missed = start_wall, reason, 0

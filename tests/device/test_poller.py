@@ -240,3 +240,18 @@ def test_an_sma_at_night_reports_no_status_instead_of_its_24_bit_nan():
     [outcome] = EndpointPoller([_settings("sma1", 3, "sma")], ScriptedLink(answers)).run_due()
     assert outcome.reading.values["status"] is None  # not 16777213
     assert outcome.reading.values["ac_power_w"] is not None and outcome.reading.flags == ()
+
+
+def test_an_outage_under_way_is_reported_at_least_once_a_minute_not_only_when_it_ends():
+    """A receiver sees the slots of an outage while it lasts (an hour at 1 Hz before)."""
+    clock = _ManualClock()
+    link = ScriptedLink(_answers("huawei_sun2000", 1))
+    link.down = True
+    settings = dict(_settings("inv1", 1), poll_interval=1.0)
+    poller = EndpointPoller([settings], link, clock=clock, backoff=Backoff(initial=1.0, cap=5.0, jitter=0.0))
+    gaps = []
+    for _ in range(150):  # 150 s offline
+        gaps += [g for o in poller.run_due() for g in o.gaps]
+        clock.t += 1.0
+    assert len(gaps) == 2 and all(g.reason == "offline" for g in gaps)
+    assert [g.missed_polls for g in gaps] == [60, 60] and gaps[1].start_wall == gaps[0].end_wall
