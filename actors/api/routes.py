@@ -16,6 +16,13 @@ from actors.api.route_spec import (  # noqa: F401 - Location, Param and Route ar
 
 CONNECTOR_ID = Param("connectorId", "path", {"type": "integer", "minimum": 1, "maximum": 100}, True, "the connector (1 and up, as the charger numbers them)")
 NO_CONNECTOR = dict([(404, ("no such charger, or it never reported this connector", "Error"))])
+SINCE = {
+    "type": "string", "maxLength": 64,
+    "anyOf": [{"format": "date-time", "pattern": r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"},
+              {"pattern": r"^\d{1,10}(\.\d{1,9})?$", "description": "epoch seconds (at most 10 digits before the point)"}],
+}
+"""What `parse_since` accepts, so a client (or a fuzzer) can tell a valid `since` from one that is a 400: RFC 3339 with an
+explicit offset, or non-negative epoch seconds."""
 TRANSACTION_ID = Param("id", "path", {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}, True, "transaction id")
 
 CORE_ROUTES: tuple[Route, ...] = (
@@ -81,7 +88,7 @@ CORE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/transactions", "list_transactions", "Charging transactions, newest first (they carry drivers' idTags, hence protected)", "chargers",
           params=(Param("charger", "query", schemas.ChargerIdSchema, False, "only this charger (percent-encoded, `+` as %2B)"),
                   Param("idTag", "query", schemas.IdTagSchema, False, "only this idTag"),
-                  Param("since", "query", {"type": "string", "maxLength": 64}, False, "only transactions started at or after this time: RFC 3339 or epoch seconds"),
+                  Param("since", "query", SINCE, False, "only transactions started at or after this time: RFC 3339 or epoch seconds"),
                   LIMIT),
           protected=True, responses={200: ("transactions", "TransactionList"), **PERSONAL_READ_ERRORS}),
     Route("GET", "/api/transactions/{id}", "get_transaction", "One transaction with its meter samples (protected: it carries the driver's idTag)", "chargers",
