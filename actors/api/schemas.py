@@ -394,11 +394,32 @@ DeviceChange = {"type": "object", "required": ["id", "status"], "properties": {"
 TransportChange = {"type": "object", "required": ["name", "status"], "properties": {"name": {"type": "string"}, "status": {"const": "updated"}, "transport": {"type": "object"}}}
 
 # ----------------------------------------------------------------- requests
+NO_WHITESPACE = r"^[^\t\n\u000b\f\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+"""No character Python's str.isspace() calls whitespace (what the device validator refuses in a host), spelled out
+because `\\s` means fewer characters in the ECMA-262 regexes clients and fuzzers read the pattern with."""
+
+
+def _forbidden(why: str) -> dict[str, Any]:
+    """A property that must be absent in this alternative; `why` becomes the 400's message."""
+    return {"not": {}, "description": why}
+
+
 def _device_settings() -> dict[str, Any]:
-    """The REST body of a device: its numbers and id rule come from the config validator's
-    constants (actors/device/specs.py), so REST and the configuration file accept the same."""
+    """The REST body of a device, with the device validator's rules (actors/device/specs.py
+    `validate_device`) in the schema itself, so REST, the configuration file, generated
+    clients and fuzzers agree on what a device is:
+
+    * what it reads: a vendor `profile` (one of the profile files), or SunSpec (`sunspec = true`
+      or profile "sunspec"), never both;
+    * how it is reached: Modbus TCP (`host`, optional `port`) or Modbus RTU (`serial_port`, optional
+      `baudrate`, `parity`, `stopbits`), never both.
+
+    Numbers and the id rule come from the validator's constants. REST adds only length bounds
+    on strings, which a request body needs and no real setting comes near.
+    """
     try:
         from actors.device import specs
+        from actors.device.profile import profile_names
     except ImportError:  # a build without the device family: POST /api/devices answers 501 anyway
         return {"type": "object", "required": ["id"], "properties": {"id": IdentifierSchema}}
 
@@ -406,27 +427,47 @@ def _device_settings() -> dict[str, Any]:
         low, high, _ = specs.NUMBERS[key]
         return {"type": "integer" if key in specs.INTEGERS else "number", "minimum": low, "maximum": high, **extra}
 
+    not_both_profiles = "give either profile or sunspec = true, not both"
+    not_both_links = "give either host (Modbus TCP) or serial_port (Modbus RTU), not both"
+    rtu_only = "only for Modbus RTU (serial_port)"
     return {
         "type": "object",
         "additionalProperties": False,
         "required": ["id"],
-        "description": "the same settings as a [[devices]] entry of the configuration file: Modbus TCP (host, port) or RTU (serial_port, baudrate, parity, stopbits); a profile name or sunspec = true",
+        "description": "the same settings as a [[devices]] entry of the configuration file: a vendor profile or SunSpec (sunspec = true), "
+                       "reached over Modbus TCP (host, port) or RTU (serial_port, baudrate, parity, stopbits)",
         "properties": {
             "id": {"type": "string", "pattern": specs.ID_PATTERN, "maxLength": specs.ID_MAX_LENGTH},
-            "profile": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.-]+$"},
-            "sunspec": {"type": "boolean"},
-            "host": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9.:\[\]-]+$"},
+            "profile": {"enum": profile_names(), "description": "the profile file (actors/device/profiles/<name>.toml); \"sunspec\" is SunSpec discovery"},
+            "sunspec": {"type": "boolean", "description": "discover the device's SunSpec models (at 40000, 0 or 50000) instead of a vendor profile"},
+            "host": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": NO_WHITESPACE, "description": "a host name or IP address (Modbus TCP)"},
             "port": number("port"),
-            "unit_id": number("unit_id"),
+            "unit_id": number("unit_id", description="the Modbus unit id; the profile's own by default (1 for SunSpec)"),
             "poll_interval": number("poll_interval"),
             "timeout": number("timeout", description="seconds one request may take"),
             "backoff_cap": number("backoff_cap"),
             "raw_interval": number("raw_interval", description="seconds between readings that carry their raw registers (0: all)"),
-            "serial_port": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^/dev/[A-Za-z0-9_./-]+$"},
-            "baudrate": {"enum": list(specs.BAUDRATES)},
-            "parity": {"enum": list(specs.PARITIES)},
-            "stopbits": {"enum": list(specs.STOPBITS)},
+            "serial_port": {"type": "string", "minLength": 1, "maxLength": 255, "description": "the serial device (Modbus RTU), such as /dev/ttyUSB0"},
+            "baudrate": {"enum": list(specs.BAUDRATES), "default": 9600},
+            "parity": {"enum": list(specs.PARITIES), "default": "N"},
+            "stopbits": {"enum": list(specs.STOPBITS), "default": 1},
         },
+        "allOf": [
+            {"description": "what the device reads", "oneOf": [
+                {"title": "vendor profile", "required": ["profile"],
+                 "properties": {"profile": {"not": {"const": "sunspec"}}, "sunspec": {"const": False, "description": not_both_profiles}}},
+                {"title": "SunSpec",
+                 "anyOf": [{"required": ["sunspec"], "properties": {"sunspec": {"const": True}}},
+                           {"required": ["profile"], "properties": {"profile": {"const": "sunspec"}}}],
+                 "properties": {"profile": {"const": "sunspec", "description": not_both_profiles}}},
+            ]},
+            {"description": "how the gateway reaches the device", "oneOf": [
+                {"title": "Modbus TCP", "required": ["host"],
+                 "properties": {"serial_port": _forbidden(not_both_links), "baudrate": _forbidden(rtu_only), "parity": _forbidden(rtu_only),
+                                "stopbits": _forbidden(rtu_only)}},
+                {"title": "Modbus RTU", "required": ["serial_port"], "properties": {"host": _forbidden(not_both_links)}},
+            ]},
+        ],
     }
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError, relevance
 
 from actors.api import schemas
 from actors.api.backend import BadInputError
@@ -63,6 +63,23 @@ def _validator(schema: dict[str, Any]) -> Draft202012Validator:
     return _validators[key]
 
 
+def _closest(errors: Any) -> ValidationError | None:
+    """The one error to report, as jsonschema's `best_match` picks it, except inside a `oneOf` or
+    `anyOf` that no alternative satisfies: there it follows the alternative the value came
+    closest to (the fewest errors; the first listed on a tie), so a device body with neither
+    `host` nor `serial_port` is told about `host`, not that it matches no alternative. Such a
+    rule between fields is reported after a problem of a field itself (a port out of range)."""
+    # a rule between fields (which alternative) comes after what is wrong with a field itself
+    best = max(errors, key=lambda error: (error.validator not in ("oneOf", "anyOf"), relevance(error)), default=None)
+    while best is not None and best.context:
+        branches: dict[Any, list[ValidationError]] = {}
+        for error in best.context:
+            branches.setdefault(error.relative_schema_path[0], []).append(error)
+        nearest = min(branches.values(), key=len)  # dicts keep insertion order: the first branch wins a tie
+        best = min(nearest, key=relevance)  # the deepest, most specific error of that alternative
+    return best
+
+
 def _field_of(error: ValidationError, prefix: str = "") -> str:
     path = [str(part) for part in error.absolute_path]
     if error.validator == "required" and isinstance(error.instance, dict):
@@ -83,6 +100,8 @@ def _message(error: ValidationError) -> str:
         # a secret (a Wi-Fi key): jsonschema's own message quotes the value, and this
         # message goes to the client and into the log, so only say what was expected
         return f"invalid value (not shown): {error.schema.get('description') or 'see the schema'}"[:200]
+    if error.validator in ("not", "const") and isinstance(error.schema, dict) and error.schema.get("description"):
+        return error.schema["description"][:200]  # a rule between fields says it in its own words
     if error.validator == "additionalProperties":
         return "unknown field"
     if error.validator == "required":
@@ -93,7 +112,7 @@ def _message(error: ValidationError) -> str:
 
 def check(schema: dict[str, Any], value: Any, *, field_prefix: str = "") -> None:
     """Raise BadInputError naming the first place where `value` does not satisfy `schema`."""
-    error = best_match(_validator(schema).iter_errors(value))
+    error = _closest(_validator(schema).iter_errors(value))
     if error is not None:
         raise BadInputError(_message(error), field=_field_of(error, field_prefix))
 
@@ -106,13 +125,22 @@ def parse_json_body(raw: bytes, schema_name: str, *, required: bool = True) -> d
             raise BadInputError("a JSON object body is required", field="body")
         raw = b"{}"
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_json_number)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadInputError(f"body is not valid JSON: {type(exc).__name__}", field="body") from None
     if not isinstance(data, dict):
         raise BadInputError("body must be a JSON object", field="body")
     check(schemas.COMPONENTS[schema_name], data)
     return data
+
+
+def _json_number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent, as JSON Schema reads it: `502.0` and `5e2` are
+    integers there, so they are decoded as the Python int they denote. The schema then
+    accepts what the parts behind REST accept too (the device validator and the OCPP
+    frames want an int, not 502.0), and a charger is sent `2`, not `2.0`."""
+    number = float(text)
+    return int(number) if number.is_integer() else number
 
 
 def _reject_constant(name: str) -> None:
