@@ -23,7 +23,7 @@ from actors.api.gateway import GatewayBackend, GatewaySettings
 from actors.api.stores import database_path
 from actors.api.token import load_or_create_token
 from actors.live.feed import ServesLiveFeed
-from actors.live.routes import LIVE_OPENAPI_PATHS
+from actors.live.routes import LIVE_COMPONENTS, LIVE_OPENAPI_PATHS
 from supervisor.asyncbridge import AsyncioActor
 from supervisor.messages import GetTree, Tree
 from supervisor.spec import ChildSpec
@@ -93,7 +93,7 @@ class ApiActor(ServesLiveFeed, AsyncioActor):
         self.app = build_app(self.backend, token=token, version=settings.gateway.version,
                              max_body=settings.max_body, backend_timeout=settings.backend_timeout)
         self.attach_live_feed(self.app, token, settings.gateway.db_path)  # GET /api/live, /api/live/sse
-        add_documented_routes(self.app, LIVE_OPENAPI_PATHS)
+        add_documented_routes(self.app, LIVE_OPENAPI_PATHS, LIVE_COMPONENTS)
         self.runner = None
         self.start_loop()
         # Bind before reporting Started: a port in use is a failure the supervisor must see

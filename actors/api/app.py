@@ -76,9 +76,10 @@ class ApiState:
         self.log_rejected = RateLimitedLog()
         self.commands = CommandLedger()  # charger commands: pollable by id, idempotent by key
 
-    def add_documented_paths(self, paths: dict[str, dict[str, Any]]) -> None:
+    def add_documented_paths(self, paths: dict[str, dict[str, Any]], components: dict[str, dict[str, Any]] | None = None) -> None:
         """Describe routes mounted beside the route table (the live feed) in the served document."""
         self.document["paths"].update(paths)
+        self.document["components"]["schemas"].update(components or {})
         self.document_bytes = json.dumps(self.document).encode()
 
     async def call(self, what: str, coro: Awaitable[Any], timeout: float | None = None) -> Any:
@@ -359,9 +360,9 @@ async def override_result(s: ApiState, charger_id: str, connector_id: int, told:
             "override": connector.get("override"), "change_availability": told}
 
 
-def add_documented_routes(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
-    """Add OpenAPI path items for routes another module registered on `app`."""
-    app[STATE_KEY].add_documented_paths(paths)
+def add_documented_routes(app: web.Application, paths: dict[str, dict[str, Any]], components: dict[str, dict[str, Any]] | None = None) -> None:
+    """Add OpenAPI path items for routes another module registered on `app`, and the schemas they refer to."""
+    app[STATE_KEY].add_documented_paths(paths, components)
 
 
 def build_app(backend: ApiBackend, *, token: str | None, version: str | None = None, max_body: int = MAX_BODY,

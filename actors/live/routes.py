@@ -74,6 +74,77 @@ _LIVE_ERRORS = {
     "401": {"description": "no or unknown token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
     "403": {"description": "the token does not open this topic", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
 }
+def _data(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+_NUM = {"type": ["number", "null"]}
+_STR = {"type": ["string", "null"]}
+_INT = {"type": ["integer", "null"]}
+_SESSION = {"charger": {"type": "string"}, "connector": {"type": "integer"}, "transaction_id": {"type": "integer"}}
+_CHILD = {"child": {"type": "string"}}
+
+LIVE_EVENT_DATA: dict[str, dict[str, Any]] = {
+    # actors/live/ocpp_events.py (the charger actor)
+    "meter_values": _data(["charger", "connector", "transaction_id", "energy_wh", "power_w", "session_energy_wh", "soc_percent", "current_a"],
+                          **_SESSION, energy_wh=_NUM, power_w=_NUM, session_energy_wh=_NUM, soc_percent=_NUM, current_a=_NUM,
+                          current_phases_a={"type": "object", "additionalProperties": {"type": "number"}}),
+    "connector_status": _data(["charger", "connector", "status", "error_code"], charger={"type": "string"}, connector={"type": "integer"},
+                              status={"type": "string"}, error_code=_STR),
+    "status": _data(["charger", "connector", "status", "error_code", "transaction_id"], **_SESSION, status={"type": "string"}, error_code=_STR),
+    "started": _data(["charger", "connector", "transaction_id", "id_tag", "meter_start_wh"], **_SESSION, id_tag={"type": "string"}, meter_start_wh={"type": "number"}),
+    "stopped": _data(["charger", "connector", "transaction_id", "meter_stop_wh", "energy_wh", "reason"], **_SESSION, meter_stop_wh={"type": "number"},
+                     energy_wh=_NUM, reason=_STR),
+    # actors/live/device_events.py (the harvest actor, after each committed batch)
+    "reading": _data(["values", "flags", "outbox_seq"], values={"type": "object"}, flags={"type": "array", "items": {"type": "string"}}, outbox_seq=_INT),
+    "gap": _data(["start", "end", "reason", "missed_polls"], start=_NUM, end=_NUM, reason=_STR, missed_polls=_INT),
+    "device_event": _data(["kind", "detail"], kind={"type": "string"}, detail={"type": "object"}),
+    # the gateway topic (the supervisors and the harvest actor)
+    "restarted": _data(["child", "pid", "restarts"], **_CHILD, pid=_INT, restarts={"type": "integer", "minimum": 0}),
+    "child_exited": _data(["child", "reason", "restart"], **_CHILD, reason=_STR, restart=_STR),
+    "child_failed": _data(["child", "reason", "retry_in_s"], **_CHILD, reason=_STR, retry_in_s=_NUM),
+    "escalated": _data(["supervisor", "reason"], supervisor={"type": "string"}, reason=_STR),
+    "outbox_state": _data(["state", "outbox_bytes", "budget_bytes", "reason"], state={"type": "string"}, outbox_bytes=_INT, budget_bytes=_INT, reason=_STR),
+}
+LIVE_EVENT_DATA["transaction_started"] = LIVE_EVENT_DATA["started"]  # the same data on the charger's topic
+LIVE_EVENT_DATA["transaction_stopped"] = LIVE_EVENT_DATA["stopped"]
+"""`data` of each event kind the gateway publishes, as its builders fill it. A kind not listed
+(a charger's connected / disconnected, a child_hung) still is an event with an object `data`."""
+
+_EPOCH = {"type": "string", "description": "the feed instance; sequence numbers compare only within one epoch"}
+LIVE_COMPONENTS: dict[str, dict[str, Any]] = {
+    "LiveEvent": {
+        "type": "object",
+        "required": ["type", "topic", "seq", "epoch", "kind", "time", "emitted", "data"],
+        "description": "one event of a topic (actors/live/hub.py Hub.publish); `data` is as LIVE_EVENT_DATA lists for its `kind`",
+        "properties": {"type": {"const": "event"}, "topic": _TOPIC, "seq": {"type": "integer", "minimum": 1}, "epoch": _EPOCH,
+                       "kind": {"type": "string"}, "time": _NUM, "emitted": _NUM, "data": {"type": "object"}},
+        "allOf": [{"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"data": schema}}} for kind, schema in LIVE_EVENT_DATA.items()],
+    },
+    "LiveControl": {
+        "type": "object",
+        "required": ["type", "epoch"],
+        "description": "a message that is not an event (actors/live/hub.py control): subscribed (`seq` the topic's last, `replayed`), unsubscribed, "
+                       "resync (`reason`, `rest` the resource to re-read), lagged (`dropped`, `resume_from` per topic, `disconnect`), error",
+        "properties": {"type": {"enum": ["subscribed", "unsubscribed", "resync", "lagged", "error"]}, "epoch": _EPOCH, "topic": _TOPIC,
+                       "seq": {"type": "integer", "minimum": 0}, "replayed": {"type": "integer", "minimum": 0}, "reason": {"type": "string"},
+                       "rest": {"type": ["string", "null"]}, "dropped": {"type": "integer", "minimum": 0},
+                       "resume_from": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}, "disconnect": {"type": "boolean"},
+                       "error": {"type": "string"}, "message": {"type": "string"}, "status": {"type": "integer"}},
+        "allOf": [
+            {"if": {"properties": {"type": {"const": "subscribed"}}}, "then": {"required": ["topic", "seq", "replayed"]}},
+            {"if": {"properties": {"type": {"const": "resync"}}}, "then": {"required": ["topic", "reason"]}},
+            {"if": {"properties": {"type": {"const": "lagged"}}}, "then": {"required": ["dropped", "resume_from", "disconnect"]}},
+            {"if": {"properties": {"type": {"const": "error"}}}, "then": {"required": ["error", "message"]}},
+        ],
+    },
+    "LiveMessage": {"description": "every JSON message of the live feed: a websocket text message, or an SSE event's `data` line",
+                    "oneOf": [{"$ref": "#/components/schemas/LiveEvent"}, {"$ref": "#/components/schemas/LiveControl"}]},
+}
+"""The live feed's messages, joined to the OpenAPI document's components by the API actor."""
+
+_MESSAGES = {"$ref": "#/components/schemas/LiveMessage"}
+
 LIVE_OPENAPI_PATHS: dict[str, dict] = {
     "/api/live": {
         "get": {
@@ -87,7 +158,7 @@ LIVE_OPENAPI_PATHS: dict[str, dict] = {
             "security": [{"bearerToken": []}],
             "parameters": [{"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}],
             "responses": {
-                "101": {"description": "switching to the websocket protocol"},
+                "101": {"description": "switching to the websocket protocol; every server message is a LiveMessage (JSON text)", "x-live-message": _MESSAGES},
                 "400": {"description": "not a websocket upgrade request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 **_LIVE_ERRORS,
                 "503": {"description": "subscriber limit reached", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -106,7 +177,8 @@ LIVE_OPENAPI_PATHS: dict[str, dict] = {
                 {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
             ],
             "responses": {
-                "200": {"description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "200": {"description": "an event stream: each event's `event` is its kind or control type, `data` one LiveMessage (JSON)",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}, "x-live-message": _MESSAGES}}},
                 "400": {"description": "bad topic or resume_from", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 **_LIVE_ERRORS,
                 "503": {"description": "subscriber limit reached", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
