@@ -44,7 +44,7 @@ from supervisor.backoff import backoff_delay
 # blocks much longer than one request timeout (the supervisor's heartbeat must get through).
 RUN_BUDGET = 0.2
 MAX_GAP_SLOTS = 3600  # a long outage is reported in chunks, so gaps are visible while it lasts ...
-GAP_CHUNK_S = 60.0  # ... at least once a minute: a receiver sees an outage's slots while it goes on
+GAP_CHUNK_S = 30.0  # ... at least every half minute: a receiver sees an outage's slots while it goes on
 
 
 class Clock(Protocol):
@@ -191,10 +191,11 @@ class GapTracker:
     reason: str = ""
     missed: int = 0
 
-    def miss(self, start_wall: float, reason: str, slots: int) -> list[Gap]:
-        """`slots` poll slots from `start_wall` on produced nothing, because of `reason`."""
+    def miss(self, start_wall: float, reason: str, slots: int, now_wall: float | None = None) -> list[Gap]:
+        """`slots` poll slots from `start_wall` on produced nothing, because of `reason` (noticed at `now_wall`)."""
         closed = []
-        if self.start_wall is not None and (reason != self.reason or self.missed >= MAX_GAP_SLOTS or start_wall - self.start_wall >= GAP_CHUNK_S):
+        age = (now_wall if now_wall is not None else start_wall) - self.start_wall if self.start_wall is not None else 0.0
+        if self.start_wall is not None and (reason != self.reason or self.missed >= MAX_GAP_SLOTS or age >= GAP_CHUNK_S):
             closed = self.close(start_wall)
         if self.start_wall is None:
             self.start_wall, self.reason, self.missed = start_wall, reason, 0
@@ -267,8 +268,8 @@ class DevicePoller:
     def missed(self, now: float, reason: str) -> PollOutcome:
         """The current slot (and any skipped before it) passed without a reading."""
         skipped, first = self.schedule.take(now)
-        start = self.clock.wall() - (now - first)
-        return PollOutcome(self.device_id, gaps=self.gap.miss(start, reason, skipped + 1), error=reason)
+        wall = self.clock.wall()
+        return PollOutcome(self.device_id, gaps=self.gap.miss(wall - (now - first), reason, skipped + 1, wall), error=reason)
 
     def poll(self, link: Link, now: float) -> PollOutcome:
         """One whole poll in one call (replays and tests); the actor's path is `polling`."""
@@ -424,7 +425,9 @@ class EndpointPoller:
         if self.busy:
             return self.clock.monotonic()  # go on right after the mailbox had its turn
         due = min(d.schedule.next_due for d in self.devices)
-        return due if self.connected else max(due, self.reconnect_at)
+        # offline, wake for the slots at least every GAP_CHUNK_S / 2 even while the reconnect backs off:
+        # they are taken (no I/O) and the outage's gap is reported while it lasts
+        return due if self.connected else max(due, min(self.reconnect_at, due + GAP_CHUNK_S / 2))
 
     def run_due(self) -> list[PollOutcome]:
         """Poll every device whose slot has come, a request at a time; connect first when needed.
