@@ -86,13 +86,16 @@ def test_100_devices_with_10_faulty_for_60_s_the_healthy_keep_their_schedule(tmp
         expected = int(end_wall - start_wall)
         for d in devices:
             readings, missed = _slots(db, d["id"], start_wall)
-            assert readings >= expected - 2 and missed == 0, (d["id"], readings, missed, expected)
+            assert readings >= expected - 4 and missed == 0, (d["id"], readings, missed, expected)  # the last ~3 s may still be on their way at the stop
         for d in faulty:
             readings, missed = _slots(db, d["id"], start_wall)
             # every slot a reading or a gap, except those still in the open gap: an outage under way is
             # reported every GAP_CHUNK_S to 1.5 GAP_CHUNK_S (and closed at the actor's stop or next start)
             assert readings + missed >= expected - 1.5 * GAP_CHUNK_S - 2, (d["id"], readings, missed, expected)
-            assert views[d["id"]]["last_error"], d["id"]  # and the error is said
+            if d["id"].startswith("slow"):
+                assert readings > 0 and missed > 0, d["id"]  # it delivers, and its slots that a slow poll overran are gaps
+            else:
+                assert views[d["id"]]["last_error"], d["id"]  # and the error is said
         assert all("offline" in views[f"offline{n}"]["last_error"] for n in range(4))
         assert all("exception code 2" in views[f"refusing{n}"]["last_error"] for n in range(3))
     finally:
