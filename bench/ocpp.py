@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{f'{n} chargers @1 msg/s {key[:3]} latency ms':34} {system:11} {r[n][key]:10.2f} {base[n][key]:10.2f} {ratio:7.2f}")
         ratio = r["throughput"] / base["throughput"]
         print(f"{f'max calls/s ({args.throughput_chargers} chargers, closed loop)':34} {system:11} {r['throughput']:10.0f} {base['throughput']:10.0f} {ratio:7.2f}")
-    print("latency ratio = baseline/egw, throughput ratio = egw/baseline (aims: p99 <= 50 ms at 200 chargers, throughput ratio >= 0.5)")
+    print("latency ratio = baseline/egw, throughput ratio = egw/baseline (aims: p99 <= 20 ms at 200 chargers, throughput ratio >= 0.7)")
     return 0
 
 
