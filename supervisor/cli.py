@@ -20,7 +20,8 @@ import sys
 from collections.abc import Sequence
 
 from supervisor.clihelp import HelpFormatter, examples, use_help_formatter
-from supervisor.config import SETTINGS, ConfigError, GatewayConfig, check_config, error_text, load_config, settings_table
+from supervisor.config import SETTINGS, ConfigError, GatewayConfig, error_text, load_config, settings_table
+from supervisor.tree import check_config
 
 # Subcommands that live with the part of the gateway they talk to: (name, module, help).
 # Each module offers add_arguments(parser) and run(args) -> int.

@@ -17,13 +17,11 @@ same files.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import os
 import tempfile
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +101,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("extra_children", list, [], "Additional actors under the root supervisor: list of {name, actor, config} (plugins, diagnostics)"),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
-_TLS_KEYS = ("ocpp_tls_cert", "ocpp_tls_key")
 _SIMULATION_KEYS = {"demo"}  # sections some files carry for `egw demo`; not settings
 
 
@@ -322,116 +319,6 @@ def _check(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
             except ValueError as exc:
                 errors.append(f"{sources.get('extra_children', 'default')}: {exc}")
     return errors
-
-
-def check_config(config: GatewayConfig, *, data_dir: bool = True) -> None:
-    """Run the validators of the parts that read the settings; raise ConfigError with every error.
-
-    The parts (device actors, upload transports, the OCPP listener) check their own
-    settings when the tree is built, but by then an error is a traceback and exit 1;
-    here the same validators run before anything starts and each error is prefixed with
-    the file or variable the setting came from. `data_dir=False` skips the data dir (a
-    process that only reads the configuration).
-    """
-    values, sources = config.values, config.sources
-    errors = [f"{sources['devices']}: {problem}" for problem in device_errors(values["devices"])]
-    errors += [f"{sources['uploads']}: {problem}" for problem in upload_errors(values)]
-    from actors.ocpp.specs import tls_errors
-
-    for key, problem in tls_errors(values):
-        source = sources[key] if sources[key] != "default" else sources[next(k for k in _TLS_KEYS if k != key)]  # a missing key: where its partner was set
-        errors.append(f"{source}: {key}: {problem}")
-    if data_dir:
-        problem = data_dir_problem(values["data_dir"], create=False)
-        if problem:
-            errors.append(f"{sources['data_dir']}: data_dir: {problem}")
-    if errors:
-        raise ConfigError(*errors)
-
-
-def device_errors(devices: list[Any]) -> list[str]:
-    """Every device's error from the device family's own validator (`validate_device`)."""
-    from actors.device.specs import DeviceConfigError, group_devices, validate_device
-
-    errors = []
-    for index, raw in enumerate(devices):
-        try:
-            validate_device(raw, index)
-        except DeviceConfigError as exc:
-            errors.append(str(exc))
-    if not errors:  # duplicate ids and unit ids shared on one endpoint
-        try:
-            group_devices(devices)
-        except DeviceConfigError as exc:
-            errors.append(str(exc))
-    return errors
-
-
-def upload_errors(values: Mapping[str, Any]) -> list[str]:
-    """Every upload endpoint's errors: names, key names, value types, the URL, then `TransportConfig.from_dict`."""
-    from actors.harvest.uplink import TransportConfig
-
-    kinds = {field.name: {"str": (str,), "int": (int,), "float": (int, float)}[str(field.type)] for field in dataclasses.fields(TransportConfig)}
-    errors: list[str] = []
-    names: set[str] = set()
-    for index, entry in enumerate(values["uploads"]):
-        where = f"uploads[{index}]"
-        problems = []
-        for key in sorted(set(entry) - set(kinds)):
-            close = difflib.get_close_matches(key, list(kinds), n=1, cutoff=0.6)
-            problems.append(f"{where}.{key}: unknown setting ({f'did you mean {close[0]}?' if close else 'known: ' + ', '.join(kinds)})")
-        for key in ("name", "url"):
-            if key not in entry:
-                problems.append(f"{where}.{key}: required")
-        for key, value in entry.items():
-            kind = kinds.get(key)
-            if kind and (isinstance(value, bool) or not isinstance(value, kind)):
-                expected = {str: "a string", int: "an integer"}.get(kind[0], "a number") if len(kind) == 1 else "a number"
-                problems.append(f"{where}.{key}: expected {expected}, got {value!r}")
-        name = entry.get("name")
-        if isinstance(name, str):
-            if not name:
-                problems.append(f"{where}.name: must not be empty")
-            elif name in names:
-                problems.append(f"{where}.name: duplicate {name!r}")
-            names.add(name)
-        if isinstance(entry.get("url"), str):
-            problem = upload_url_problem(entry["url"])
-            if problem:
-                problems.append(f"{where}.url: {problem}")
-        if not problems:  # the transport's own checks, on the settings the tree hands it
-            settings = {"max_count": values["upload_batch_max"], "max_bytes": values["upload_batch_max_kb"] * 1024, **entry}
-            try:
-                TransportConfig.from_dict(settings)
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{where}: {exc}")
-        errors += problems
-    return errors
-
-
-def upload_url_problem(url: str) -> str | None:
-    """What is wrong with an upload URL, parsed as the transport parses it (urllib.parse); None when usable."""
-    shown = repr(url)
-    if url != url.strip() or any(c.isspace() for c in url):
-        return f"must not contain spaces, got {shown}"
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError as exc:
-        if "[" in url and "]" not in url.split("[", 1)[1]:
-            return f"IPv6 address bracket '[' is not closed, got {shown}"
-        return f"cannot be parsed ({exc}), got {shown}"
-    if parts.scheme not in ("http", "https"):
-        scheme = f"{parts.scheme!r}" if parts.scheme else "none"
-        return f"scheme must be http or https, got {scheme} in {shown} (expected http(s)://host[:port]/path)"
-    if not parts.hostname:
-        return f"missing host, got {shown} (expected {parts.scheme}://host[:port]/path)"
-    try:
-        port = parts.port
-    except ValueError as exc:
-        return f"bad port ({exc}), got {shown}"
-    if port == 0:
-        return f"bad port 0 (expected 1-65535), got {shown}"
-    return None
 
 
 def data_dir_problem(path: str | os.PathLike[str], *, create: bool) -> str | None:

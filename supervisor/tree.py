@@ -18,10 +18,10 @@ this module stays a table of contents rather than a place where logic accumulate
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from supervisor.config import GatewayConfig
+from supervisor.config import ConfigError, GatewayConfig, data_dir_problem
 from supervisor.spec import Backoff, ChildSpec, Containment, Heartbeat, Intensity, SupervisorSpec, spec_from_mapping, supervisor_child
 
 # (module, function): function(config_values: dict) -> list[ChildSpec], in start order.
@@ -85,3 +85,43 @@ def extra_child(extra: dict[str, Any]) -> ChildSpec:
         spec = spec_from_mapping(extra.get("config") or {}, f"extra_children.{extra['name']}")
         return supervisor_child(extra["name"], spec, restart=restart)
     return ChildSpec(name=extra["name"], actor=extra["actor"], config=extra.get("config"), restart=restart)
+
+
+def check_config(config: GatewayConfig, *, data_dir: bool = True) -> None:
+    """Run the validators of the parts that read the settings; raise ConfigError with every error.
+
+    The parts (device actors, upload transports, the OCPP listener) check their own
+    settings when the tree is built, but by then an error is a traceback and exit 1;
+    here the same validators run before anything starts and each error is prefixed with
+    the file or variable the setting came from. `data_dir=False` skips the data dir (a
+    process that only reads the configuration).
+    """
+    values, sources = config.values, config.sources
+    errors = []
+    for module, _ in PARTS:  # each part checks its own settings (`config_problems`), found by name like its specs
+        try:
+            problems = getattr(importlib.import_module(module), "config_problems", None)
+        except ImportError:  # a build without that family
+            continue
+        for key, problem in problems(dict(values)) if problems else []:
+            errors.append(_located(sources, key, problem))
+    if data_dir:
+        problem = data_dir_problem(values["data_dir"], create=False)
+        if problem:
+            errors.append(f"{sources['data_dir']}: data_dir: {problem}")
+    if errors:
+        raise ConfigError(*errors)
+
+
+def _located(sources: Mapping[str, str], key: str, problem: str) -> str:
+    """A part's problem prefixed with where its setting came from: a list setting's problem
+    already names its entry; a setting left at its default (one of a pair) takes its partner's source."""
+    source = sources.get(key, "configuration")
+    if source == "default":
+        partner = next((k for k in _PAIRED.get(key, ()) if sources.get(k, "default") != "default"), None)
+        source = sources[partner] if partner else source
+    return f"{source}: {problem}" if key in ("devices", "uploads") else f"{source}: {key}: {problem}"
+
+
+#: Settings that are only meaningful together: an error about a missing one names where the other was set.
+_PAIRED = {"ocpp_tls_cert": ("ocpp_tls_key",), "ocpp_tls_key": ("ocpp_tls_cert",)}

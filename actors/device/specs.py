@@ -223,3 +223,20 @@ def reconcile(old: list[dict], new: list[dict]) -> tuple[list[str], list[ChildSp
     stop = [name for name, spec in before.items() if name not in after or after[name].config != spec.config]
     start = [spec for name, spec in after.items() if name not in before or before[name].config != spec.config]
     return stop, start
+
+
+def config_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(setting, problem) for every device the configuration holds, from `validate_device` (for `egw config --check`)."""
+    devices = values["devices"]
+    errors: list[tuple[str, str]] = []
+    for index, raw in enumerate(devices):
+        try:
+            validate_device(raw, index)
+        except DeviceConfigError as exc:
+            errors.append(("devices", str(exc)))
+    if not errors:  # duplicate ids and unit ids shared on one endpoint
+        try:
+            group_devices(devices)
+        except DeviceConfigError as exc:
+            errors.append(("devices", str(exc)))
+    return errors

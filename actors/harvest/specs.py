@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any
 
-from actors.harvest.uplink import TransportConfig
+from actors.harvest.uplink import TransportConfig, url_problem
 from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
 
 HARVEST_ACTOR = "actors.harvest.actor.HarvestActor"
@@ -60,3 +62,43 @@ def harvest_child_specs(config: dict[str, Any]) -> list[ChildSpec]:
             )
         )
     return [harvest, supervisor_child("transports", SupervisorSpec(children=tuple(transports)))]
+
+
+def config_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(setting, problem) for every upload endpoint: names, key names, value types, the URL, then `TransportConfig.from_dict`."""
+    kinds = {field.name: {"str": (str,), "int": (int,), "float": (int, float)}[str(field.type)] for field in dataclasses.fields(TransportConfig)}
+    errors: list[tuple[str, str]] = []
+    names: set[str] = set()
+    for index, entry in enumerate(values["uploads"]):
+        where = f"uploads[{index}]"
+        problems = []
+        for key in sorted(set(entry) - set(kinds)):
+            close = difflib.get_close_matches(key, list(kinds), n=1, cutoff=0.6)
+            problems.append(f"{where}.{key}: unknown setting ({f'did you mean {close[0]}?' if close else 'known: ' + ', '.join(kinds)})")
+        for key in ("name", "url"):
+            if key not in entry:
+                problems.append(f"{where}.{key}: required")
+        for key, value in entry.items():
+            kind = kinds.get(key)
+            if kind and (isinstance(value, bool) or not isinstance(value, kind)):
+                expected = {str: "a string", int: "an integer"}.get(kind[0], "a number") if len(kind) == 1 else "a number"
+                problems.append(f"{where}.{key}: expected {expected}, got {value!r}")
+        name = entry.get("name")
+        if isinstance(name, str):
+            if not name:
+                problems.append(f"{where}.name: must not be empty")
+            elif name in names:
+                problems.append(f"{where}.name: duplicate {name!r}")
+            names.add(name)
+        if isinstance(entry.get("url"), str):
+            problem = url_problem(entry["url"], shown=repr(entry["url"]))
+            if problem:
+                problems.append(f"{where}.url: {problem}")
+        if not problems:  # the transport's own checks, on the settings the tree hands it
+            settings = {"max_count": values["upload_batch_max"], "max_bytes": values["upload_batch_max_kb"] * 1024, **entry}
+            try:
+                TransportConfig.from_dict(settings)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}: {exc}")
+        errors += [("uploads", problem) for problem in problems]
+    return errors

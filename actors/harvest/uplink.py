@@ -123,29 +123,38 @@ async def _post(parts: urllib.parse.SplitResult, body: bytes, timeout: float) ->
         raise OSError(f"{type(exc).__name__}: {exc}") from None
 
 
-def url_problem(url: Any) -> str | None:
+def url_problem(url: Any, shown: str | None = None) -> str | None:
     """What is wrong with an upload URL, in words; None when it is usable.
 
     Parsed, not pattern-matched: `http://[x` (an IPv6 bracket never closed), a port out
-    of range or a missing host are refused before they are stored or tried.
+    of range or a missing host are refused before they are stored or tried. `shown` is
+    how the URL may be quoted in the message (the configuration check quotes it; a
+    transport's own error must not, since a URL may carry a password).
     """
+    got = f", got {shown}" if shown else ""
     if not isinstance(url, str) or not url:
-        return "expected an http:// or https:// URL"
-    if any(c.isspace() for c in url):
-        return "must not contain spaces"
+        return f"expected an http:// or https:// URL{got}"
+    if url != url.strip() or any(c.isspace() for c in url):
+        return f"must not contain spaces{got}"
     try:
         parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        if "[" in url and "]" not in url.split("[", 1)[1]:
+            return f"IPv6 address bracket '[' is not closed{got}"
+        return f"cannot be parsed ({exc}){got}"
+    if parts.scheme not in ("http", "https"):
+        scheme = f"{parts.scheme!r}" if parts.scheme else "none"
+        return f"scheme must be http or https, got {scheme}{' in ' + shown if shown else ''} (expected http(s)://host[:port]/path)"
+    if not parts.hostname:
+        return f"missing host{got} (expected {parts.scheme}://host[:port]/path)"
+    try:
         port = parts.port
     except ValueError as exc:
-        return f"does not parse ({exc})"
-    if parts.scheme not in ("http", "https"):
-        return f"scheme must be http or https, not {parts.scheme or 'missing'!r}"
-    if not parts.hostname:
-        return "has no host"
+        return f"bad port ({exc}){got}"
     if port == 0:
-        return "port must be 1-65535"
+        return f"bad port 0 (expected 1-65535){got}"
     if parts.fragment:
-        return "must not have a #fragment"
+        return f"must not have a #fragment{got}"
     return None
 
 

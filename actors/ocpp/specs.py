@@ -63,6 +63,11 @@ def ocpp_config(config: dict[str, Any]) -> dict[str, Any]:
     return {"db_path": db_path, "listener": listener, "charger": {"db_path": db_path, "policy": policy}}
 
 
+def config_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(setting, problem) for `egw config --check`: the TLS settings (see `tls_errors`)."""
+    return tls_errors(values)
+
+
 def tls_errors(config: dict[str, Any]) -> list[tuple[str, str]]:
     """(setting, problem) for OCPP TLS settings the listener could not serve wss:// with.
 

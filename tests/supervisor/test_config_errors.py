@@ -192,6 +192,6 @@ def test_a_misspelled_environment_variable_is_named_with_the_closest_setting(tmp
     ],
 )
 def test_upload_urls_are_parsed_and_the_problem_named(url, problem):
-    from supervisor.config import upload_url_problem
+    from actors.harvest.uplink import url_problem
 
-    assert upload_url_problem(url) == problem
+    assert url_problem(url, shown=repr(url)) == problem  # the one check the transport itself runs, quoting the URL
