@@ -35,6 +35,7 @@ from typing import Any
 
 from actors.api.cli import base_url
 from actors.api.outbox_cli import _token
+from actors.api.client import api_request
 
 ACTIONS = ("list", "add", "set-key", "fingerprint", "accept", "block", "unblock", "remove", "tags", "tag-set", "tag-block", "tag-remove", "sync")
 
@@ -59,23 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="bearer token (default: the data dir's API token)")
     parser.add_argument("--json", action="store_true", help="print the gateway's JSON answer instead of text")
     parser.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the answer (default 45: a sync waits for the charger)")
-
-
-def api_request(url: str, timeout: float, *, method: str = "GET", body: dict | None = None, token: str | None = None) -> tuple[int, Any]:
-    """One JSON request to the gateway's API: (status, decoded body), HTTP errors included."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, {"error": f"HTTP {exc.code}"}
 
 
 def _key(args: argparse.Namespace) -> str:

@@ -23,6 +23,7 @@ import urllib.request
 from typing import Any
 
 from actors.api.cli import base_url
+from actors.api.client import api_request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,21 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
 
 
-def _request(url: str, timeout: float, body: dict | None = None, token: str | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), headers=headers, method="GET" if body is None else "POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, {"error": f"HTTP {exc.code}"}
-
-
 def _token(args: argparse.Namespace) -> str:
     if args.token:
         return args.token
@@ -70,7 +56,7 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
     base = base_url(args)
     try:
         if args.action == "dead-letters":
-            status, body = _request(f"{base}/api/outbox/dead-letters", args.timeout)
+            status, body = api_request(f"{base}/api/outbox/dead-letters", args.timeout)
             if status != 200:
                 print(f"egw outbox: {body.get('message') or body.get('error')}", file=sys.stderr)
                 return 1
@@ -89,7 +75,8 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
         if not args.transport:
             print("egw outbox resend: name the transport, e.g. `egw outbox resend cloud`", file=sys.stderr)
             return 2
-        status, body = _request(f"{base}/api/transports/{args.transport}/dead-letters/resend", args.timeout, {"ids": args.ids} if args.ids else {}, _token(args))
+        status, body = api_request(f"{base}/api/transports/{args.transport}/dead-letters/resend", args.timeout, method="POST",
+                                   body={"ids": args.ids} if args.ids else {}, token=_token(args))
     except (urllib.error.URLError, OSError) as exc:
         print(f"egw outbox: gateway not reachable at {base}: {exc}", file=sys.stderr)
         return 2

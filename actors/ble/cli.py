@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 from typing import Any, TextIO
 
 from actors.ble.setup_code import format_code, load_or_create_setup_code, setup_code_path
+from actors.api.client import api_request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,22 +44,6 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
     overrides = {"data_dir": getattr(args, "data_dir", None), "api_port": getattr(args, "api_port", None)}
     return load_config(getattr(args, "config", None), overrides=overrides).values
-
-
-def _request(url: str, method: str, timeout: float, token: str | None, body: dict | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, {"error": f"HTTP {exc.code}"}
 
 
 def _code(values: dict[str, Any], stdout: TextIO, stderr: TextIO) -> int:
@@ -87,7 +70,7 @@ def _window(args: argparse.Namespace, values: dict[str, Any], stdout: TextIO, st
         call = ("GET", "/api/ble", None)
     method, path, body = call
     try:
-        status, answer = _request(base + path, method, args.timeout, token, body)
+        status, answer = api_request(base + path, args.timeout, method=method, body=body, token=token)
     except (OSError, ValueError) as exc:
         print(f"egw ble: gateway not reachable at {base} ({type(exc).__name__})", file=stderr)
         return 2
