@@ -29,13 +29,11 @@ def _walk(records, prefix=""):
         yield from _walk(record.get("children", []), prefix + record["name"] + "/")
 
 
-def test_a_stored_upload_url_that_cannot_work_parks_that_transport_and_the_rest_runs(tmp_path: Path, gateway_env: dict[str, str]):
-    """An older version stored `http://[x` from a PUT; on every start its transport fails.
-    The gateway must keep running: the transport parked as failed, everything else up."""
+def _parked_while_the_rest_runs(tmp_path: Path, gateway_env: dict[str, str], config_text: str, child: str, others: tuple[str, ...]) -> dict:
+    """Run `egw run` until `child` is parked as failed; check `others` run and the gateway
+    stops cleanly afterwards. Returns the child's record and the gateway's health."""
     config = tmp_path / "gateway.toml"
-    config.write_text('[[uploads]]\nname = "fleet"\nurl = "http://127.0.0.1:9/v1/batches"\n')
-    data = Path(gateway_env["EGW_DATA_DIR"])
-    registry.record_transport(database_path({"data_dir": str(data)}), "fleet", {"url": "http://[x"})
+    config.write_text(config_text)
     port = int(gateway_env["EGW_API_PORT"])
     with (tmp_path / "gateway.log").open("wb") as log:
         proc = subprocess.Popen([*EGW, "run", "--config", str(config)], env=gateway_env, stdout=log, stderr=subprocess.STDOUT)
@@ -44,44 +42,34 @@ def test_a_stored_upload_url_that_cannot_work_parks_that_transport_and_the_rest_
 
             def parked():
                 status, _, body = http(port, "/api/actors")
-                nodes = dict(_walk(body["actors"])) if status == 200 else {}
-                fleet = nodes.get("transports/fleet")
-                return fleet if fleet and fleet["state"] == "failed" else None
+                node = dict(_walk(body["actors"])).get(child) if status == 200 else None
+                return node if node and node["state"] == "failed" else None
 
-            fleet = wait_until(parked, timeout=60, what="the broken transport parked as failed")
+            record = wait_until(parked, timeout=60, what=f"{child} parked as failed")
             assert proc.poll() is None, "the gateway exited"
             nodes = dict(_walk(http(port, "/api/actors")[2]["actors"]))
-            assert all(nodes[name]["state"] == "running" for name in ("harvest", "api", "ocpp", "chargers")), {n: nodes[n]["state"] for n in nodes}
-            status, _, health = http(port, "/api/health")
-            assert "fleet" in json.dumps(health)  # the failed part is named where an installer looks
-            assert fleet["restarts"] >= 1
+            assert all(nodes[name]["state"] == "running" for name in others), {n: nodes[n]["state"] for n in nodes}
+            health = http(port, "/api/health")[2]
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
     assert proc.returncode == 0
+    return {"record": record, "health": health}
+
+
+def test_a_stored_upload_url_that_cannot_work_parks_that_transport_and_the_rest_runs(tmp_path: Path, gateway_env: dict[str, str]):
+    """An older version stored `http://[x` from a PUT; on every start its transport fails.
+    The gateway must keep running: the transport parked as failed, everything else up."""
+    data = Path(gateway_env["EGW_DATA_DIR"])
+    registry.record_transport(database_path({"data_dir": str(data)}), "fleet", {"url": "http://[x"})
+    seen = _parked_while_the_rest_runs(tmp_path, gateway_env, '[[uploads]]\nname = "fleet"\nurl = "http://127.0.0.1:9/v1/batches"\n',
+                                       "transports/fleet", ("harvest", "api", "ocpp", "chargers"))
+    assert "fleet" in json.dumps(seen["health"])  # the failed part is named where an installer looks
+    assert seen["record"]["restarts"] >= 1
 
 
 def test_a_stored_device_that_is_no_longer_valid_is_parked_and_the_rest_runs(tmp_path: Path, gateway_env: dict[str, str]):
     """A device added over REST by an older version, with a profile this one does not have."""
-    config = tmp_path / "gateway.toml"
-    config.write_text("")
     data = Path(gateway_env["EGW_DATA_DIR"])
     registry.record_added(database_path({"data_dir": str(data)}), {"id": "old-inverter", "profile": "no_such_profile", "host": "127.0.0.1", "port": 9})
-    port = int(gateway_env["EGW_API_PORT"])
-    with (tmp_path / "gateway.log").open("wb") as log:
-        proc = subprocess.Popen([*EGW, "run", "--config", str(config)], env=gateway_env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until(lambda: proc.poll() is None and http_ok(port, "/api/health"), timeout=30, what="the gateway's API")
-
-            def parked():
-                status, _, body = http(port, "/api/actors")
-                node = dict(_walk(body["actors"])).get("devices/old-inverter") if status == 200 else None
-                return node if node and node["state"] == "failed" else None
-
-            wait_until(parked, timeout=60, what="the broken device parked as failed")
-            nodes = dict(_walk(http(port, "/api/actors")[2]["actors"]))
-            assert all(nodes[name]["state"] == "running" for name in ("harvest", "api", "ocpp", "devices")), {n: nodes[n]["state"] for n in nodes}
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
-    assert proc.returncode == 0
+    _parked_while_the_rest_runs(tmp_path, gateway_env, "", "devices/old-inverter", ("harvest", "api", "ocpp", "devices"))
