@@ -86,7 +86,8 @@ def test_a_supervisor_that_never_answers_its_exit_request_does_not_hold_up_sigte
     proc, log = _start(_config(tmp_path, [("inverter", None)]), gateway_env)
     try:
         wait_until(lambda: log.find(msg="child started", child="inverter"), timeout=30, what="the children started")
-        root = log.find(actor="launcher", msg="root supervisor running")
+        # the launcher hears of the root's start on its own, in its own time: wait for that line too
+        root = wait_until(lambda: log.find(actor="launcher", msg="root supervisor running"), timeout=30, what="the launcher heard the root start")
         family = descendants(proc.pid)
         os.kill(root["pid"], signal.SIGSTOP)
         proc.send_signal(signal.SIGTERM)
