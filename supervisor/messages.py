@@ -8,6 +8,9 @@ Every supervised actor speaks this protocol with its parent supervisor:
     child  -> parent  StatusUpdate(name, ...)  published state (shown as the actor tree)
     sup    -> parent  SubtreeReport(...)       a supervisor's children, for the tree view
     sup    -> parent  Escalate(name, reason)   too many restarts: the parent must act
+    sup    -> parent  TreeEvent(kind, data)    a restart, exit, hang, parking or escalation;
+                                               passed up to the root, which hands it to every
+                                               child whose spec says `observer=True`
 """
 
 from __future__ import annotations
@@ -132,3 +135,17 @@ class StopChild:
 @dataclass(frozen=True)
 class ChildStopped:
     name: str
+
+
+@dataclass(frozen=True)
+class TreeEvent:
+    """Something the supervision tree did (a restart, an exit, a hang, a parking, an escalation).
+
+    Supervisors pass these up to the root, and the root sends each to its running observer
+    children (`ChildSpec.observer`): the supervisor needs to know no more of who watches
+    the tree than that flag. `time` is the wall-clock time the supervisor saw it.
+    """
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float | None = None

@@ -30,6 +30,8 @@ class ChildSpec:
     start_timeout     seconds from creation to `Started` (on_start done) before the child
                       is SIGKILLed as hung in on_start and restarted like any failure
     containment       this child's own restart limit; None: the supervisor's `containment`
+    observer          a child of the root that receives every `TreeEvent` of the tree (the
+                      REST API's live feed turns them into its `gateway` topic)
     """
 
     name: str
@@ -40,6 +42,7 @@ class ChildSpec:
     shutdown_timeout: float = 5.0
     start_timeout: float = 30.0
     containment: Containment | None = None
+    observer: bool = False
 
 
 @dataclass(frozen=True)

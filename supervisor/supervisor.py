@@ -46,7 +46,6 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from actors.live.publisher import LivePublisher
 from supervisor.actor import SupervisedActor
 from supervisor.hardening import in_forked_actor
 from supervisor.messages import (
@@ -65,6 +64,7 @@ from supervisor.messages import (
     Start,
     SubtreeReport,
     Tree,
+    TreeEvent,
 )
 from supervisor.policy import BackoffSchedule, RestartIntensity
 from supervisor.procs import ProcessIdentity, children_of, identify
@@ -79,6 +79,7 @@ _START_STEP = "start-step"
 _REPORT_DELAY = timedelta(seconds=1.0)
 START_BATCH = 8
 """Children created per step; between steps the supervisor handles its mailbox (Ping included)."""
+UNDELIVERED_EVENTS = 64  # tree events the root keeps while no observer is running (oldest dropped)
 _STEP_PAUSE = timedelta(seconds=0.002)  # > 0: a zero wakeup would be delivered before sockets are read
 EXIT_GRACE = 1.0
 """Seconds an exiting supervisor waits, once its children are gone, before it ends its own process."""
@@ -155,8 +156,8 @@ class Supervisor(SupervisedActor):
         self.step_budget = START_BATCH  # children that may still be created before the next step
         # only a supervisor in its own forked process owns child processes it may signal
         self.manages_processes = in_forked_actor()
-        # `gateway` live events (restarts, exits, hangs); the root knows the API's address itself
-        self.live = LivePublisher(self, resolve=self._api_address if self.path == "" else None)
+        # tree events the root holds while no observer runs yet (the first ones of a start)
+        self.undelivered: deque[TreeEvent] = deque(maxlen=UNDELIVERED_EVENTS)
         for child in config.children:
             self._add(child)
         self._pump()
@@ -319,8 +320,11 @@ class Supervisor(SupervisedActor):
         self.log.info("child started", child=child.spec.name, pid=msg.pid, restarts=child.restarts)
         if self.queue:
             self._pump()
+        if child.spec.observer:
+            while self.undelivered:
+                self.send(sender, self.undelivered.popleft())
         if child.restarts:
-            self.live.emit("gateway", "restarted", {"child": self._child_path(child.spec.name), "pid": msg.pid, "restarts": child.restarts})
+            self._tree_event("restarted", {"child": self._child_path(child.spec.name), "pid": msg.pid, "restarts": child.restarts})
         self._changed()
 
     def receiveMsg_Pong(self, msg: Pong, sender: Any) -> None:  # noqa: N802
@@ -400,7 +404,7 @@ class Supervisor(SupervisedActor):
         if not child.failed and child.last_error is None:
             child.last_error = "process exited unexpectedly"
         self.log.warning("child exited", child=spec.name, reason=reason, restart=spec.restart)
-        self.live.emit("gateway", "child_exited", {"child": self._child_path(spec.name), "reason": reason, "restart": spec.restart})
+        self._tree_event("child_exited", {"child": self._child_path(spec.name), "reason": reason, "restart": spec.restart})
         if spec.restart == "temporary" or (spec.restart == "transient" and not child.failed and child.state == "stopped"):
             child.set_state("stopped")
             self._changed()
@@ -457,7 +461,7 @@ class Supervisor(SupervisedActor):
         }
         log = self.log.error if first else self.log.warning
         log("child parked as failed; retried rarely", child=child.spec.name, error=child.last_error, retry_in_s=round(delay, 1))
-        self.live.emit("gateway", "child_failed", {"child": self._child_path(child.spec.name), "reason": child.last_error, "retry_in_s": round(delay, 1)})
+        self._tree_event("child_failed", {"child": self._child_path(child.spec.name), "reason": child.last_error, "retry_in_s": round(delay, 1)})
         self.wakeupAfter(timedelta(seconds=delay), payload=("restart", child.spec.name, child.generation))
         self._changed()
 
@@ -481,7 +485,7 @@ class Supervisor(SupervisedActor):
     def _escalate(self, reason: str) -> None:
         self.escalated = True
         self.log.error("restart intensity exceeded; escalating", reason=reason)
-        self.live.emit("gateway", "escalated", {"supervisor": self.path or "root", "reason": reason})
+        self._tree_event("escalated", {"supervisor": self.path or "root", "reason": reason})
         if self.parent is not None:
             self.send(self.parent, Escalate(self.name, reason))
         for child in self.children.values():
@@ -546,7 +550,7 @@ class Supervisor(SupervisedActor):
     def _deadline_kill(self, child: ChildState, error: str, event: str) -> None:
         """A child past a deadline: SIGKILL it and count it as exited now (not when a notice comes)."""
         self.log.error("child hung; killing it", child=child.spec.name, pid=child.pid, error=error)
-        self.live.emit("gateway", event, {"child": self._child_path(child.spec.name), "error": error})
+        self._tree_event(event, {"child": self._child_path(child.spec.name), "error": error})
         if child.process is None:
             # not identifiable (not a forked child): ask it to go and restart regardless
             self.send(child.address, ActorExitRequest())
@@ -567,12 +571,22 @@ class Supervisor(SupervisedActor):
             self.report_seq += 1
             self.send(self.parent, SubtreeReport(self.name, self._records(), self.report_seq))
 
-    def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
-        self.live.lookup_result(msg)  # the answer to the live feed's Lookup("api")
+    def _tree_event(self, kind: str, data: dict[str, Any]) -> None:
+        self._pass_on(TreeEvent(kind, data, time.time()))
 
-    def _api_address(self) -> Any:
-        api = self.children.get("api")
-        return api.address if api is not None and api.state == "running" else None
+    def receiveMsg_TreeEvent(self, msg: TreeEvent, sender: Any) -> None:  # noqa: N802
+        self._pass_on(msg)
+
+    def _pass_on(self, event: TreeEvent) -> None:
+        """Up to the root; the root hands it to its running observers (or holds a few)."""
+        if self.parent is not None and self.parent_is_supervisor:
+            self.send(self.parent, event)
+            return
+        observers = [c.address for c in self.children.values() if c.spec.observer and c.state == "running" and c.address is not None]
+        if not observers:
+            self.undelivered.append(event)
+        for address in observers:
+            self.send(address, event)
 
     def receiveMsg_GetTree(self, msg: GetTree, sender: Any) -> None:  # noqa: N802
         self.send(sender, Tree(self._records()))

@@ -73,7 +73,8 @@ def api_settings(config: Mapping[str, Any]) -> ApiSettings:
 
 def api_child_spec(config: Mapping[str, Any]) -> ChildSpec:
     """The API actor's place under the root supervisor (permanent: always restarted)."""
-    return ChildSpec(name="api", actor="actors.api.actor.ApiActor", config=api_settings(config), restart="permanent")
+    # observer: the root sends it every TreeEvent, which the live feed shows as its `gateway` topic
+    return ChildSpec(name="api", actor="actors.api.actor.ApiActor", config=api_settings(config), restart="permanent", observer=True)
 
 
 def api_children(config: Mapping[str, Any]) -> list[ChildSpec]:

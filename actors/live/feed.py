@@ -23,6 +23,9 @@ from actors.live.hub import Hub
 from actors.live.messages import LiveBatch, LiveEvent
 from actors.live.routes import add_live_routes
 from actors.live.tokens import LiveAuthorizer, owners_from_db
+from supervisor.messages import TreeEvent
+
+GATEWAY_TOPIC = "gateway"
 
 
 def attach_live_feed(app: web.Application, api_token: str | None, db_path: str | Path | None = None, **hub_options: Any) -> Hub:
@@ -48,6 +51,12 @@ class ServesLiveFeed:
     def receiveMsg_LiveBatch(self, msg: LiveBatch, sender: Any) -> None:  # noqa: N802 (thespian API)
         if self.live_hub is not None and self.loop is not None:  # type: ignore[attr-defined]
             self.call_soon_in_loop(_publish_all, self.live_hub, msg.events)  # type: ignore[attr-defined]
+
+
+    def receiveMsg_TreeEvent(self, msg: TreeEvent, sender: Any) -> None:  # noqa: N802 (thespian API)
+        """What the supervision tree did, as the `gateway` topic (this actor's spec is an observer)."""
+        event = LiveEvent(GATEWAY_TOPIC, msg.kind, dict(msg.data), msg.time, msg.time)
+        self.receiveMsg_LiveEvent(event, sender)
 
 
 def _publish_all(hub: Hub, events: tuple[LiveEvent, ...]) -> None:

@@ -30,7 +30,7 @@ def start_root(asys, tmp_path, api_port: int, ocpp_port: int | None = None):
               "ocpp_unknown_chargers": "accept", "live_metrics_db_interval": 0.0}
     ocpp = ocpp_child_specs(values) if ocpp_port else []
     children = (*harvest_child_specs(values), *ocpp,
-                ChildSpec("api", "tests.live.actors.LiveApiActor", {"port": api_port, "token": API_TOKEN, "db_path": str(tmp_path / "egw.db")}),
+                ChildSpec("api", "tests.live.actors.LiveApiActor", {"port": api_port, "token": API_TOKEN, "db_path": str(tmp_path / "egw.db")}, observer=True),
                 ChildSpec("producer", "tests.live.actors.Producer"))
     spec = SupervisorSpec(children=children, backoff=FAST, heartbeat=Heartbeat(interval=0.5, timeout=10.0))
     root = start_tree(asys, spec)
