@@ -19,6 +19,7 @@ both sides alike.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import multiprocessing
@@ -147,6 +148,7 @@ class Gateway:
         from actors.harvest.specs import harvest_child_specs
         from simulators.inverter import InverterSimulator
         from supervisor.embedded import free_port, private_actor_system, start_root
+        from supervisor.logs import log_definitions
         from supervisor.spec import SupervisorSpec
 
         self.tmp = tempfile.TemporaryDirectory(prefix="egw-bench-api-")
@@ -156,7 +158,7 @@ class Gateway:
         config = {"data_dir": self.tmp.name, "api_host": "127.0.0.1", "api_port": self.port, "devices": devices, "uploads": []}
         spec = SupervisorSpec(children=(*harvest_child_specs(config), *devices_part(config), api_child_spec(config)))
         self.resources = contextlib.ExitStack()
-        start_root(self.resources.enter_context(private_actor_system()), spec)
+        start_root(self.resources.enter_context(private_actor_system(log_definitions("ERROR"))), spec)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -188,8 +190,13 @@ def _report(title: str, ours: dict[str, float], bare: dict[str, float]) -> None:
     print(f"{'p99 latency ms':24}{ours['p99_ms']:12.2f}{bare['p99_ms']:14.2f}{ours['p99_ms'] / bare['p99_ms']:8.2f}")
 
 
-def main(duration: float = DURATION_S, rounds: int = ROUNDS) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Alternate baseline and API runs and report medians, so background load hits both alike."""
+    parser = argparse.ArgumentParser(prog="python -m bench.api")
+    parser.add_argument("--seconds", type=float, default=DURATION_S, help=f"length of each run (default {DURATION_S:g})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternating runs of each side (default {ROUNDS})")
+    args = parser.parse_args(argv if argv is not None else [])
+    duration, rounds = args.seconds, args.rounds
     bare_runs, layer_runs = [], []
     for _ in range(rounds):
         bare_runs.append(measure("bare", duration))
@@ -209,4 +216,4 @@ def main(duration: float = DURATION_S, rounds: int = ROUNDS) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else DURATION_S)
+    main(sys.argv[1:])

@@ -93,8 +93,11 @@ WARMUP_LIMIT = 120.0  # give up waiting for every device's first reading after t
 DRAIN_LIMIT = 60.0  # wait at most this long after the window for uploads to catch up
 
 
+PROFILE_ARGV: list[str] = []  # main()'s arguments: `python -m bench dataplane --profile`
+
+
 def _profiling() -> bool:
-    return os.environ.get("BENCH_DATAPLANE_PROFILE", "") not in ("", "0") or "--profile" in sys.argv[1:]
+    return os.environ.get("BENCH_DATAPLANE_PROFILE", "") not in ("", "0") or "--profile" in PROFILE_ARGV
 
 
 def _env() -> dict[str, str]:
@@ -569,7 +572,8 @@ def _commit() -> str:
         return "unknown"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    PROFILE_ARGV[:] = argv or []
     why_not = strace_usable()
     traced = why_not is None
     print(f"data plane, whole process family, commit {_commit()}, {os.cpu_count()} cores")
@@ -582,4 +586,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

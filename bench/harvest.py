@@ -66,7 +66,7 @@ def _ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}" if baseline else "n/a"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     with InverterSimulator("sunspec", sunspec_models=MODELS) as sim:
         raw_loop(sim.port, [(40073, 36)], 0.3)  # warm up both ends
         # Alternate short rounds so drift on a shared machine hits both sides alike; keep the median.

@@ -22,6 +22,7 @@ from supervisor.actor import SupervisedActor
 from supervisor.messages import Lookup, LookupResult
 from supervisor.spec import ChildSpec, SupervisorSpec
 from supervisor.embedded import ask_typed, private_actor_system, start_root
+from supervisor.logs import log_definitions
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -66,7 +67,7 @@ def _readings(asys: Any, root: Any) -> int:
 
 def actor_cycles(models: tuple[int, ...], interval: float, seconds: float, raw_loop: Any) -> tuple[float, float]:
     """(readings/s harvested from one DeviceActor, raw pymodbus cycles/s) against one simulator."""
-    with private_actor_system() as asys:
+    with private_actor_system(log_definitions("ERROR")) as asys:
         with InverterSimulator("sunspec", sunspec_models=models) as sim:
             settings = {"id": "bench", "sunspec": True, "host": "127.0.0.1", "port": sim.port, "poll_interval": interval, "timeout": 1.0}
             root = _start_tree(asys, [settings])
@@ -99,7 +100,7 @@ def cpu_with_devices(n: int, models: tuple[int, ...], seconds: float) -> tuple[f
     """(gateway CPU s/s, raw loop CPU s/s, polls harvested) for n devices at 1 Hz."""
     from supervisor.procs import descendants
 
-    with private_actor_system() as asys:
+    with private_actor_system(log_definitions("ERROR")) as asys:
         sims = [InverterSimulator("sunspec", sunspec_models=models).start() for _ in range(n)]
         try:
             devices = [{"id": f"inv{i}", "sunspec": True, "host": "127.0.0.1", "port": s.port, "poll_interval": 1.0, "timeout": 1.0} for i, s in enumerate(sims)]

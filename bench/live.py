@@ -188,9 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.live")
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--events", type=int, default=100)
-    args = parser.parse_args(argv)
-    with contextlib.suppress(RuntimeError):
-        multiprocessing.set_start_method("fork")
+    args = parser.parse_args(argv if argv is not None else [])
+    multiprocessing.set_start_method("fork", force=True)  # also when another benchmark ran first in this process
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()

@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--throughput-chargers", type=int, default=50)
     parser.add_argument("--systems", nargs="+", default=["egw-actors", "egw-local"], choices=["egw-actors", "egw-local"])
-    args = parser.parse_args(argv)
-    multiprocessing.set_start_method("fork")
+    args = parser.parse_args(argv if argv is not None else [])
+    multiprocessing.set_start_method("fork", force=True)  # also when another benchmark ran first in this process
 
     results: dict[str, dict] = {}
     port = free_port()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import sys
@@ -89,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ocpp_churn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--chargers", type=int, default=200, help="fleet size (default 200)")
     args = parser.parse_args(argv if argv is not None else [])
-    with contextlib.suppress(RuntimeError):
-        multiprocessing.set_start_method("fork")
+    multiprocessing.set_start_method("fork", force=True)  # also when another benchmark ran first in this process
     base = run_baseline(args.chargers)
     egw = run_gateway(args.chargers)
     n = args.chargers

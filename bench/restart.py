@@ -109,8 +109,9 @@ def _supervised_latencies(asys: Any) -> list[float]:
 
 def restart_latency() -> None:
     from supervisor.embedded import private_actor_system
+    from supervisor.logs import log_definitions
 
-    with private_actor_system() as asys:
+    with private_actor_system(log_definitions("ERROR")) as asys:
         bare = _bare_latencies(asys)
         supervised = _supervised_latencies(asys)
     for label, pct in (("median", 50), ("p99", 99)):
@@ -126,7 +127,8 @@ if sys.argv[1] == "preimport":
     from supervisor.launcher import preimport_heavy_libraries
     preimport_heavy_libraries()
 from supervisor.embedded import private_actor_system
-with private_actor_system() as asys:
+from supervisor.logs import log_definitions
+with private_actor_system(log_definitions("ERROR")) as asys:
     pids = [asys.ask(asys.createActor("bench.restart_support.HeavyActor"), "pid?", 10) for _ in range(int(sys.argv[2]))]
     time.sleep(0.5)
     total = 0
@@ -147,7 +149,7 @@ def memory_per_actor() -> None:
     print(f"memory per actor (PSS): with pre-import {results['preimport']:6.1f} MiB   without {results['plain']:6.1f} MiB   ratio {ratio:5.2f}x  ({ACTORS_FOR_MEMORY} actors)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     restart_latency()
     memory_per_actor()
 
