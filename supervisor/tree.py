@@ -8,6 +8,7 @@ Reading `root_spec()` top to bottom tells you what runs and in which order:
     ├── devices        one actor per inverter / meter
     ├── chargers       one actor per connected charger (dynamic)
     ├── ocpp           websocket front-end for chargers
+    ├── energy         solar-surplus charging: limits to chargers (only with loadpoints)
     ├── api            REST front-end
     └── ble            BLE provisioning front-end
 
@@ -29,6 +30,7 @@ PARTS: tuple[tuple[str, str], ...] = (
     ("actors.harvest.specs", "harvest_child_specs"),  # harvest, transports
     ("actors.device.specs", "devices_part"),  # devices
     ("actors.ocpp.specs", "ocpp_child_specs"),  # chargers, ocpp
+    ("actors.energy.specs", "energy_children"),  # energy (nothing without loadpoints)
     ("actors.api.actor", "api_children"),  # api
     ("actors.ble.actor", "ble_children"),  # ble (nothing when ble_enabled is false)
 )
@@ -120,7 +122,7 @@ def _located(sources: Mapping[str, str], key: str, problem: str) -> str:
     if source == "default":
         partner = next((k for k in _PAIRED.get(key, ()) if sources.get(k, "default") != "default"), None)
         source = sources[partner] if partner else source
-    return f"{source}: {problem}" if key in ("devices", "uploads") else f"{source}: {key}: {problem}"
+    return f"{source}: {problem}" if key in ("devices", "uploads", "loadpoints") else f"{source}: {key}: {problem}"
 
 
 #: Settings that are only meaningful together: an error about a missing one names where the other was set.

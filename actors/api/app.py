@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.live.tokens import issue_transaction_token
-from actors.api import charger_admin
+from actors.api import charger_admin, loadpoints
 from actors.api import metrics as prometheus
 from actors.api.backend import ApiBackend, ApiError, ChargerError, NoAnswerError, NotFoundError, UnavailableError
 from actors.api.commands import CommandLedger
@@ -374,7 +374,7 @@ def build_app(backend: ApiBackend, *, token: str | None, version: str | None = N
     """
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
     app[STATE_KEY] = ApiState(backend, token, version or gateway_version(), backend_timeout, max_body, command_timeout)
-    handlers = {**_handlers(), **provisioning_handlers(), **charger_admin.handlers()}
+    handlers = {**_handlers(), **provisioning_handlers(), **charger_admin.handlers(), **loadpoints.handlers()}
     missing = {r.operation for r in ROUTES} - set(handlers)
     if missing:
         raise RuntimeError(f"routes without handlers: {sorted(missing)}")

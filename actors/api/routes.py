@@ -8,7 +8,7 @@ row here and a handler with the same `operation` name in `actors.api.app`.
 
 from __future__ import annotations
 
-from actors.api import charger_admin, schemas
+from actors.api import charger_admin, loadpoints, schemas
 from storage.chargers import CONNECTOR_STATUSES
 from actors.api.route_spec import (  # noqa: F401 - Location, Param and Route are re-exported for the app and its tests
     Location, Param, Route, BAD_INPUT, CHARGER_ID, PERSONAL_READ_ERRORS, DEVICE_ID, LIMIT, NOT_FOUND, NO_BLE, UNAVAILABLE, WIFI_FAILED, WIFI_UNAVAILABLE, WRITE_ERRORS, charger_command, path_id,
@@ -129,7 +129,7 @@ CORE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics", "metrics", "Prometheus metrics (text exposition format 0.0.4)", "meta", responses={200: ("metrics", None)}, content_type="text/plain"),
 )
 
-ROUTES: tuple[Route, ...] = CORE_ROUTES + charger_admin.ROUTES
+ROUTES: tuple[Route, ...] = CORE_ROUTES + charger_admin.ROUTES + loadpoints.ROUTES
 
 
 def route_for(method: str, path: str) -> Route | None:

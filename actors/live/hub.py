@@ -42,7 +42,7 @@ MAX_TOPICS = 4096
 MAX_TOPICS_PER_SUBSCRIBER = 32
 MAX_LAGS = 3
 
-REST_RESOURCES = {"transaction": "/api/transactions/{id}", "charger": "/api/chargers/{id}", "device": "/api/devices/{id}", "gateway": "/api/actors"}
+REST_RESOURCES = {"transaction": "/api/transactions/{id}", "charger": "/api/chargers/{id}", "device": "/api/devices/{id}", "loadpoint": "/api/loadpoints/{id}", "gateway": "/api/actors"}
 
 
 class HubFullError(RuntimeError):

@@ -69,7 +69,7 @@ class _LimitedLog:
             self.suppressed += 1
 
 
-_TOPIC = {"type": "string", "pattern": "^(gateway|transaction/[^/]+|charger/[^/]+|device/[^/]+)$"}
+_TOPIC = {"type": "string", "pattern": "^(gateway|transaction/[^/]+|charger/[^/]+|device/[^/]+|loadpoint/[^/]+)$"}
 _LIVE_ERRORS = {
     "401": {"description": "no or unknown token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
     "403": {"description": "the token does not open this topic", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -99,6 +99,8 @@ LIVE_EVENT_DATA: dict[str, dict[str, Any]] = {
     "reading": _data(["values", "flags", "outbox_seq"], values={"type": "object"}, flags={"type": "array", "items": {"type": "string"}}, outbox_seq=_INT),
     "gap": _data(["start", "end", "reason", "missed_polls"], start=_NUM, end=_NUM, reason=_STR, missed_polls=_INT),
     "device_event": _data(["kind", "detail"], kind={"type": "string"}, detail={"type": "object"}),
+    # actors/energy/actor.py (the energy manager, every decision): the loadpoint as GET /api/loadpoints/{id} shows it
+    "loadpoint": _data(["id", "mode", "decision"], id={"type": "string"}, mode={"type": "string"}, decision={"type": ["object", "null"]}),
     # the gateway topic (the supervisors and the harvest actor)
     "restarted": _data(["child", "pid", "restarts"], **_CHILD, pid=_INT, restarts={"type": "integer", "minimum": 0}),
     "child_exited": _data(["child", "reason", "restart"], **_CHILD, reason=_STR, restart=_STR),
@@ -152,7 +154,7 @@ LIVE_OPENAPI_PATHS: dict[str, dict] = {
             "summary": "Live feed over a websocket (JSON messages)",
             "description": "Upgrade to a websocket, then send `{\"op\": \"subscribe\", \"topic\": ..., \"resume_from\": seq}` or "
                            "`{\"op\": \"unsubscribe\", \"topic\": ...}`. Topics: `gateway`, `transaction/{id}`, `charger/{id}`, "
-                           "`device/{id}`. Every event carries the topic's sequence number; `lagged` and `resync` messages say "
+                           "`device/{id}`, `loadpoint/{id}`. Every event carries the topic's sequence number; `lagged` and `resync` messages say "
                            "when a client missed events. The API token (bearer header or `token` query parameter) opens every "
                            "topic; a remote start's `live_token` opens only its session. See actors/live/PROTOCOL.md.",
             "security": [{"bearerToken": []}],

@@ -3,6 +3,7 @@
     transaction/{id}   one charging session: meter values, status, stop
     charger/{id}       a charge point: connector states, transactions starting and stopping
     device/{id}        an inverter or meter: each committed reading
+    loadpoint/{id}     a loadpoint of the energy manager: each decision with its reason
     gateway            actor restarts, outbox and uplink state changes
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 MAX_TOPIC_LENGTH = 128
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")  # charge point ids and device ids as the gateway accepts them
-KINDS = ("transaction", "charger", "device", "gateway")
+KINDS = ("transaction", "charger", "device", "loadpoint", "gateway")
 
 
 class TopicError(ValueError):
@@ -39,7 +40,7 @@ def parse_topic(text: object) -> Topic:
         return Topic("gateway")
     kind, sep, ident = text.partition("/")
     if not sep or kind not in KINDS or kind == "gateway":
-        raise TopicError(f"unknown topic {text!r}: expected transaction/<id>, charger/<id>, device/<id> or gateway")
+        raise TopicError(f"unknown topic {text!r}: expected transaction/<id>, charger/<id>, device/<id>, loadpoint/<id> or gateway")
     if kind == "transaction":
         if not re.fullmatch(r"-?[0-9]{1,10}", ident) or not -(2**31) <= int(ident) < 2**31:
             raise TopicError(f"transaction id must be a 32-bit integer, not {ident!r}")

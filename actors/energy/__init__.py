@@ -1,0 +1,8 @@
+"""Energy manager: loadpoints, solar-surplus charging control, charging profiles to chargers.
+
+    control.py   the pure controller: (settings, state, inputs) -> (state, decision)
+    profiles.py  SetChargingProfile variants and the fallback order on Rejected
+    config.py    `[[loadpoints]]` and the energy settings, validated
+    actor.py     the actor shell: readings from the tree, limits to chargers, state to storage
+    specs.py     its place in the supervision tree (`supervisor.tree.PARTS`)
+"""

@@ -1,0 +1,394 @@
+"""The energy manager actor: a thin shell around `actors.energy.control.step`.
+
+Under the root supervisor, one for the site. Every `energy_interval` seconds it
+
+1. asks the root supervisor for the actor tree (`GetTree`): the device actors already
+   publish their latest values there (at most 5 s old), so no device needs to know the
+   energy manager exists and no reading travels twice;
+2. reads each loadpoint's charger from the charger store (connector status, the session
+   under way, vendor/model) and takes the charging power from the charger actor's
+   `LiveUpdate`s (it subscribes on every new charger-actor address);
+3. runs the controller, and when the limit changed sends `SetChargingProfile` (see
+   `actors.energy.profiles` for the variant order on `Rejected`), or `ClearChargingProfile`
+   when the loadpoint leaves smart charging; after an accepted profile it reads the
+   charger's composite schedule back for REST;
+4. stores the controller state (`storage.loadpoints`) and publishes every loadpoint's
+   decision, with its reason, to the tree (REST reads it there) and to the live feed
+   (`loadpoint/<id>`).
+
+It keeps nothing worth losing in memory: a restarted actor reloads the state and the
+modes set over REST, and re-sends the current limit once (a charger that restarted
+meanwhile may have lost it).
+
+Config (from the child spec): {"db_path", "loadpoints": [LoadpointConfig fields], "settings": ControlSettings fields}.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import WakeupMessage
+
+from actors.energy import profiles
+from actors.energy.control import PLUGGED_STATUSES, ControlSettings, ControlState, Decision, Inputs, LoadpointConfig, step
+from actors.energy.messages import LoadpointModeSet, SetLoadpointMode
+from actors.live.publisher import LivePublisher
+from actors.ocpp.messages import (ChargerCommand, ClearChargingProfile, CommandOutcome, ConnectorStatus, GetCompositeSchedule,
+                                  GetConfiguration, LiveUpdate, SetChargingProfile, Subscribe)
+from storage import chargers as charger_store
+from storage import loadpoints as store
+from storage import ocpp_transactions as tx_store
+from storage.db import connect
+from supervisor.actor import SupervisedActor
+from supervisor.messages import GetTree, Lookup, LookupResult, Tree
+
+TICK = "tick"
+LOOKUP_REFRESH = 30.0  # charger actors restart with new addresses (and without our subscription)
+READING_MAX_AGE = 30.0  # a device reading older than this (wall seconds) is unknown, not truth
+POWER_MAX_AGE = 120.0  # a charger's power older than this is unknown
+COMMAND_TIMEOUT = 60.0  # a command without an outcome by then is given up (the charger actor may have restarted)
+EXHAUSTED_RETRY = 300.0  # after every variant was rejected, try again this much later
+
+
+@dataclass
+class Runtime:
+    """One loadpoint's live bookkeeping (not persisted: rebuilt from the charger and the store)."""
+
+    state: ControlState
+    decision: Decision | None = None
+    decided_at: float | None = None
+    mode: str = "pv"
+    mode_source: str = "config"
+    sent_key: tuple | None = None  # what the charger accepted last
+    sent: dict[str, Any] | None = None  # the last profile sent and its answer, for REST
+    in_flight: tuple[str, float, tuple] | None = None  # (request id, monotonic time sent, decision key)
+    variant: str = profiles.VARIANTS[0]
+    zero_refused: bool = False
+    exhausted_until: float = 0.0
+    charger: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] | None = None
+
+
+class EnergyActor(SupervisedActor):
+    def on_start(self, config: dict[str, Any]) -> None:
+        self.conn = connect(config["db_path"])
+        store.init(self.conn)
+        charger_store.init(self.conn)
+        tx_store.init(self.conn)
+        self.settings = ControlSettings(**config.get("settings", {}))
+        self.loadpoints = [LoadpointConfig(**{**d, "pv": tuple(d.get("pv", ())), "loads": tuple(d.get("loads", ()))}) for d in config["loadpoints"]]
+        modes = store.modes(self.conn)
+        self.runtime: dict[str, Runtime] = {}
+        for lp in self.loadpoints:
+            state = ControlState.from_dict(store.load_state(self.conn, lp.id), phases=1 if lp.phases == "1" else 3)
+            state.last_tick = None  # monotonic times of another process mean nothing here
+            state.switches = []
+            rt = Runtime(state=state, mode=modes.get(lp.id, lp.mode), mode_source="rest" if lp.id in modes else "config")
+            self.runtime[lp.id] = rt
+        self.values: dict[str, dict[str, Any]] = {}
+        self.chargers: dict[str, Any] = {}  # charge point id -> charger actor address
+        self.looked_up: dict[str, float] = {}
+        self.stack_levels: dict[str, int] = {}
+        self.power: dict[tuple[str, int], tuple[float, float, int]] = {}  # (cp, connector) -> (W, monotonic, transaction id)
+        self._ids = itertools.count(1)
+        self.pending: dict[str, tuple[str, str, Any]] = {}  # request id -> (kind, loadpoint or charger, extra)
+        self.live = LivePublisher(self)
+        self._tree_asked = 0.0
+        self.wakeupAfter(timedelta(seconds=0.05), payload=TICK)
+        self.log.info("energy manager started", loadpoints=[lp.id for lp in self.loadpoints], interval_s=self.settings.interval,
+                      main_fuse_a=self.settings.main_fuse_a, modes={lp.id: self.runtime[lp.id].mode for lp in self.loadpoints})
+
+    def on_stop(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.conn = None
+
+    # ------------------------------------------------------------------ loop
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:  # noqa: N802
+        if msg.payload != TICK:
+            return
+        self.wakeupAfter(timedelta(seconds=self.settings.interval), payload=TICK)
+        now = time.monotonic()
+        for lp_id, (_, sent_at, _) in self._in_flight():
+            if now - sent_at > COMMAND_TIMEOUT:
+                self._give_up(lp_id)
+        for cp in {lp.charger for lp in self.loadpoints}:
+            if cp not in self.chargers or now - self.looked_up.get(cp, 0.0) > LOOKUP_REFRESH:
+                self.looked_up[cp] = now
+                self.send(self.parent, Lookup(f"chargers/{cp}"))
+        self._tree_asked = now
+        self.send(self.parent, GetTree())
+
+    def _in_flight(self) -> list[tuple[str, tuple[str, float, tuple]]]:
+        return [(lp_id, rt.in_flight) for lp_id, rt in self.runtime.items() if rt.in_flight is not None]
+
+    def _give_up(self, lp_id: str) -> None:
+        rt = self.runtime[lp_id]
+        if rt.in_flight is not None:
+            self.pending.pop(rt.in_flight[0], None)
+            rt.in_flight = None
+
+    def receiveMsg_Tree(self, msg: Tree, sender: Any) -> None:  # noqa: N802
+        self.values = device_values(msg.records)
+        for lp in self.loadpoints:
+            self._decide(lp)
+        self._publish()
+
+    # ------------------------------------------------------------- chargers
+    def receiveMsg_LookupResult(self, msg: LookupResult, sender: Any) -> None:  # noqa: N802
+        if self.live.lookup_result(msg):
+            return
+        if not msg.path.startswith("chargers/"):
+            return
+        cp = msg.path.split("/", 1)[1]
+        old = self.chargers.get(cp)
+        if msg.address is None:
+            self.chargers.pop(cp, None)
+            return
+        self.chargers[cp] = msg.address
+        if old != msg.address:  # a new charger actor: subscribe, learn its stack level, and tell it our limit again
+            self.send(msg.address, Subscribe())
+            self.stack_levels.pop(cp, None)
+            self._command(cp, "stack_level", cp, GetConfiguration(key=("ChargeProfileMaxStackLevel",)))
+            for lp in self.loadpoints:
+                if lp.charger == cp:
+                    self.runtime[lp.id].sent_key = None
+
+    def receiveMsg_LiveUpdate(self, msg: LiveUpdate, sender: Any) -> None:  # noqa: N802
+        if msg.power_w is not None:
+            self.power[(msg.charge_point_id, msg.connector_id)] = (float(msg.power_w), time.monotonic(), msg.transaction_id)
+
+    def receiveMsg_ConnectorStatus(self, msg: ConnectorStatus, sender: Any) -> None:  # noqa: N802
+        for lp in self.loadpoints:  # a car plugged in or left: decide now, not at the next tick
+            if lp.charger == msg.charge_point_id and lp.connector == msg.connector_id:
+                if msg.status not in PLUGGED_STATUSES:
+                    self.power.pop((lp.charger, lp.connector), None)
+                self._decide(lp)
+                self._publish()
+
+    def _command(self, cp: str, kind: str, subject: str, request: Any, extra: Any = None) -> str | None:
+        address = self.chargers.get(cp)
+        if address is None:
+            return None
+        request_id = f"energy-{next(self._ids)}"
+        self.pending[request_id] = (kind, subject, extra)
+        self.send(address, ChargerCommand(request, request_id))
+        return request_id
+
+    def receiveMsg_CommandOutcome(self, msg: CommandOutcome, sender: Any) -> None:  # noqa: N802
+        entry = self.pending.pop(msg.request_id, None)
+        if entry is None:
+            return
+        kind, subject, extra = entry
+        if kind == "stack_level":
+            self.stack_levels[subject] = stack_level(msg)
+            for lp in self.loadpoints:
+                if lp.charger == subject:
+                    self._decide(lp)
+            return
+        if kind == "schedule":
+            rt = self.runtime[subject]
+            rt.schedule = {"status": msg.payload.get("status") if msg.outcome == "result" else msg.outcome, **{
+                k: v for k, v in msg.payload.items() if k in ("scheduleStart", "chargingSchedule", "connectorId")}, "read_at": time.time()}
+            self._publish()
+            return
+        rt = self.runtime[subject]
+        lp = next(lp for lp in self.loadpoints if lp.id == subject)
+        if rt.in_flight is None or rt.in_flight[0] != msg.request_id:
+            return
+        _, _, key = rt.in_flight
+        rt.in_flight = None
+        status = msg.payload.get("status") if msg.outcome == "result" else None
+        rt.sent = {**(rt.sent or {}), "answer": status or msg.outcome, "error": msg.error_code or msg.description or None, "answered_at": time.time()}
+        model = self._model_key(lp)
+        if kind == "clear":
+            if msg.outcome == "result":  # Accepted or Unknown: either way no profile of ours is left
+                rt.sent_key = key
+        elif status == "Accepted":
+            rt.sent_key = key
+            store.remember_variant(self.conn, model, rt.variant)
+            self._command(lp.charger, "schedule", lp.id, GetCompositeSchedule(connector_id=lp.connector, duration=3600, charging_rate_unit="A"))
+        elif status == "Rejected":
+            following = profiles.next_variant(rt.variant, rt.charger.get("transaction_id") is not None)
+            self.log.info("charger rejected a charging profile", loadpoint=lp.id, charger=lp.charger, model=model, variant=rt.variant,
+                          limit_a=extra, next_variant=following)
+            if following is not None:
+                rt.variant = following
+            elif extra == 0.0 and not rt.zero_refused:
+                rt.zero_refused = True  # this model cannot be paused with 0 A: hold it at the minimum instead
+                store.remember_variant(self.conn, model, zero_refused=True)
+                rt.variant = profiles.first_variant(store.variant_for(self.conn, model)[0])
+            else:
+                rt.variant = profiles.first_variant(None)
+                rt.exhausted_until = time.monotonic() + EXHAUSTED_RETRY
+                self.log.warning("charger rejected every charging profile variant; retrying later", loadpoint=lp.id, model=model,
+                                 retry_s=EXHAUSTED_RETRY)
+        self._decide(lp)
+        self._publish()
+
+    # ------------------------------------------------------------ deciding
+    def _model_key(self, lp: LoadpointConfig) -> str:
+        return f"{rt_get(self.runtime[lp.id].charger, 'vendor')}/{rt_get(self.runtime[lp.id].charger, 'model')}"
+
+    def _charger_state(self, lp: LoadpointConfig) -> dict[str, Any]:
+        charger = charger_store.get_charger(self.conn, lp.charger) or {}
+        status = next((c["status"] for c in charger_store.list_connectors(self.conn, lp.charger) if c["connector_id"] == lp.connector), None)
+        tx = next((t for t in tx_store.active_transactions(self.conn, lp.charger) if t["connector_id"] == lp.connector), None)
+        power = self.power.get((lp.charger, lp.connector))
+        fresh = power is not None and time.monotonic() - power[1] <= POWER_MAX_AGE
+        return {"connected": bool(charger.get("connected")), "status": status, "transaction_id": tx["transaction_id"] if tx else None,
+                "power_w": power[0] if fresh and power else None, "vendor": charger.get("vendor"), "model": charger.get("model")}
+
+    def _reading(self, device: str | None, *names: str) -> float | None:
+        if not device:
+            return None
+        entry = self.values.get(device)
+        if entry is None or entry.get("age") is None or entry["age"] > READING_MAX_AGE:
+            return None
+        for name in names:
+            value = entry["values"].get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        return None
+
+    def _inputs(self, lp: LoadpointConfig, rt: Runtime, now: float) -> Inputs:
+        charger = rt.charger
+        plugged = charger.get("status") in PLUGGED_STATUSES or charger.get("transaction_id") is not None
+        pv = [self._reading(d, "pv_power_w", "ac_power_w") for d in lp.pv]
+        loads = [self._reading(d, "ac_power_w", "meter_power_w") for d in lp.loads]
+        phase_currents = tuple(self._reading(lp.grid_meter, f"current_l{n}_a") for n in (1, 2, 3))
+        return Inputs(now=now, mode=rt.mode, plugged=plugged, grid_w=self._reading(lp.grid_meter, "meter_power_w", "ac_power_w"),
+                      charge_w=charger.get("power_w") if plugged else 0.0,
+                      pv_w=sum(pv) if pv and None not in pv else None, loads_w=sum(loads) if loads and None not in loads else None,
+                      battery_w=self._reading(lp.battery, "battery_power_w", "ac_power_w"), battery_soc=self._reading(lp.battery, "battery_soc_pct"),
+                      phase_currents=phase_currents if None not in phase_currents else None)
+
+    def _decide(self, lp: LoadpointConfig) -> None:
+        rt = self.runtime[lp.id]
+        now = time.monotonic()
+        rt.charger = self._charger_state(lp)
+        state, decision = step(lp, self.settings, rt.state, self._inputs(lp, rt, now))
+        if decision.limit_a == 0.0 and rt.zero_refused and decision.managed:
+            decision = Decision(lp.min_current, decision.phases, decision.enabled, decision.reason + f"; this charger model refuses 0 A, so it is held at the minimum {lp.min_current:g} A",
+                                True, decision.surplus_w, decision.fuse_limit_a, decision.timers)
+        rt.state, rt.decision, rt.decided_at = state, decision, time.time()
+        store.save_state(self.conn, lp.id, {**state.to_dict(), "last_tick": None})
+        self._tell_charger(lp, rt, decision)
+
+    def _tell_charger(self, lp: LoadpointConfig, rt: Runtime, decision: Decision) -> None:
+        key = decision.key()
+        if key == rt.sent_key or rt.in_flight is not None or lp.charger not in self.chargers or not rt.charger.get("connected"):
+            return
+        if lp.charger not in self.stack_levels or time.monotonic() < rt.exhausted_until:
+            return  # its ChargeProfileMaxStackLevel first (asked when the charger actor was found)
+        if not decision.managed:
+            request = ClearChargingProfile(**profiles.clear_request(lp.connector))
+            kind, limit = "clear", None
+            rt.sent = {"action": "ClearChargingProfile", "at": time.time(), "answer": None}
+        else:
+            remembered, zero_refused = store.variant_for(self.conn, self._model_key(lp))
+            rt.zero_refused = rt.zero_refused or zero_refused
+            if rt.sent is None and remembered:
+                rt.variant = profiles.first_variant(remembered)
+            profile = profiles.build_profile(rt.variant, limit_a=decision.limit_a, phases=decision.phases, voltage=lp.voltage, connector=lp.connector,
+                                             max_stack_level=self.stack_levels[lp.charger], transaction_id=rt.charger.get("transaction_id"), now_wall=time.time())
+            if profile is None:  # TxProfile without a session: start again from the first variant
+                rt.variant = profiles.first_variant(None)
+                return
+            request = SetChargingProfile(connector_id=lp.connector, cs_charging_profiles=profile)
+            kind, limit = "profile", decision.limit_a
+            rt.sent = {"action": "SetChargingProfile", "variant": rt.variant, "limit_a": decision.limit_a, "phases": decision.phases,
+                       "stack_level": profile["stackLevel"], "unit": profile["chargingSchedule"]["chargingRateUnit"], "at": time.time(), "answer": None}
+        request_id = self._command(lp.charger, kind, lp.id, request, limit)
+        if request_id is not None:
+            rt.in_flight = (request_id, time.monotonic(), key)
+
+    # ------------------------------------------------------------ modes
+    def receiveMsg_SetLoadpointMode(self, msg: SetLoadpointMode, sender: Any) -> None:  # noqa: N802
+        """The API stored a new mode; take it (from the store, the truth) and decide at once."""
+        lp = next((lp for lp in self.loadpoints if lp.id == msg.loadpoint_id), None)
+        if lp is None:
+            self.send(sender, LoadpointModeSet(msg.loadpoint_id, None))
+            return
+        rt = self.runtime[lp.id]
+        stored = store.modes(self.conn).get(lp.id)
+        rt.mode, rt.mode_source = (stored, "rest") if stored else (lp.mode, "config")
+        self.log.info("loadpoint mode changed", loadpoint=lp.id, mode=rt.mode)
+        self._decide(lp)
+        self._publish()
+        self.send(sender, LoadpointModeSet(lp.id, self.view(lp)))
+
+    # ------------------------------------------------------------ views
+    def view(self, lp: LoadpointConfig) -> dict[str, Any]:
+        rt = self.runtime[lp.id]
+        d = rt.decision
+        return {
+            "id": lp.id, "mode": rt.mode, "mode_source": rt.mode_source,
+            "decision": None if d is None else {"limit_a": d.limit_a, "phases": d.phases, "enabled": d.enabled, "managed": d.managed,
+                                                "reason": d.reason, "surplus_w": d.surplus_w, "fuse_limit_a": d.fuse_limit_a,
+                                                "timers": dict(d.timers), "at": rt.decided_at},
+            "charger_state": {k: rt.charger.get(k) for k in ("connected", "status", "transaction_id", "power_w")},
+            "limit_sent": rt.sent, "accepted": rt.sent_key is not None and d is not None and rt.sent_key == d.key(),
+            "profile_variant": rt.variant, "zero_refused": rt.zero_refused, "composite_schedule": rt.schedule,
+            "starts": rt.state.starts, "stops": rt.state.stops,
+        }
+
+    def _publish(self) -> None:
+        views = {lp.id: self.view(lp) for lp in self.loadpoints}
+        self.publish("running", loadpoints=views)
+        self.live.emit_many(live_events(views))
+
+
+def rt_get(charger: dict[str, Any], key: str) -> str:
+    value = charger.get(key)
+    return str(value) if value else "unknown"
+
+
+def stack_level(outcome: CommandOutcome) -> int:
+    """ChargeProfileMaxStackLevel from a GetConfiguration answer; 0 when the charger does not say."""
+    if outcome.outcome != "result":
+        return 0
+    for entry in outcome.payload.get("configurationKey") or ():
+        if isinstance(entry, dict) and entry.get("key") == "ChargeProfileMaxStackLevel":
+            try:
+                return max(0, int(str(entry.get("value", "0"))))
+            except ValueError:
+                return 0
+    return 0
+
+
+def device_values(records: Any) -> dict[str, dict[str, Any]]:
+    """Device id -> {"values", "age"} from the tree's device records (shared endpoints split out)."""
+    now = time.time()
+    found: dict[str, dict[str, Any]] = {}
+
+    def take(device_id: str, info: Any) -> None:
+        if not isinstance(info, dict) or not isinstance(info.get("values"), dict):
+            return
+        last = info.get("last_poll")
+        found[device_id] = {"values": info["values"], "age": now - last if isinstance(last, (int, float)) else None}
+
+    for record in records or ():
+        if not isinstance(record, dict) or record.get("name") != "devices":
+            continue
+        for child in record.get("children") or ():
+            info = child.get("info") if isinstance(child, dict) else None
+            if isinstance(info, dict) and isinstance(info.get("devices"), dict):
+                for device_id, shared in info["devices"].items():
+                    take(str(device_id), shared)
+            elif isinstance(child, dict):
+                take(str(child.get("name")), info)
+    return found
+
+
+def live_events(views: dict[str, dict[str, Any]]) -> list[Any]:
+    from actors.live.messages import LiveEvent
+
+    now = time.time()
+    return [LiveEvent(f"loadpoint/{lp_id}", "loadpoint", view, view["decision"]["at"] if view["decision"] else now, now) for lp_id, view in views.items()]
+
