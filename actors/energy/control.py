@@ -81,9 +81,9 @@ class ControlSettings:
     ramp_a_per_s: float = 0.3  # the fastest increase of the limit (3 A per 10 s loop)
     enable_s: float = 60.0  # enable when the surplus above min power adds up to this many seconds of min power
     disable_s: float = 180.0  # disable when the grid energy drawn at min current adds up to this many seconds of min power
-    phase_up_s: float = 120.0  # 1p -> 3p when the surplus above 3p min power adds up to this many seconds of it
-    phase_down_s: float = 60.0  # 3p -> 1p when the deficit below 3p min power adds up to this many seconds of it
-    max_phase_switches_per_hour: int = 4
+    phase_up_s: float = 300.0  # 1p -> 3p when the surplus above 3p min power adds up to this many seconds of it
+    phase_down_s: float = 180.0  # 3p -> 1p when the deficit below 3p min power adds up to this many seconds of it
+    max_phase_switches_per_hour: int = 3
     main_fuse_a: float | None = None  # the site's main fuse per phase; None: no limit
     resolution_a: float = 1.0  # limits are whole amps: what most chargers support
 
