@@ -34,6 +34,7 @@ PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("chargers", "actors.api.charger_cli", "add, key, accept, block and remove chargers; manage and sync the local idTag list"),
     ("watch", "actors.live.cli", "print a live feed: transaction/<id>, charger/<id>, device/<id> or gateway"),
     ("sim", "simulators.cli", "run one simulator on its own: inverter, charger or ingest"),
+    ("ingest", "fleet.cli", "the fleet receiver: serve workers (HTTP, MQTT) into PostgreSQL, register gateway keys, migrate, status"),
 )
 
 
@@ -49,6 +50,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "outbox": ("egw outbox dead-letters", "egw outbox resend fleet"),
     "chargers": ("egw chargers list", "egw chargers add CP1 --key-stdin", "egw chargers list --json"),
     "watch": ("egw watch device/pv-roof", "egw watch charger/DEMO-CP1 --json"),
+    "ingest": ("egw ingest migrate --db postgresql://ingest@db/fleet", "egw ingest register --db postgresql://ingest@db/fleet gateway_key.pub.pem", "egw ingest serve --db postgresql://ingest@db/fleet --mqtt mqtt://broker:1883"),
     "sim": ("egw sim inverter --profile sunspec --port 1502", "egw sim charger --url ws://127.0.0.1:9000/ocpp/CP1 --scenario normal", "egw sim ingest --port 8088 --db /tmp/ingest.db"),
 }
 

@@ -7,6 +7,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from actors.harvest.mqtt_settings import mqtt_url_problem
 from actors.harvest.uplink import TransportConfig, url_problem
 from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
 
@@ -91,7 +92,8 @@ def config_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append(f"{where}.name: duplicate {name!r}")
             names.add(name)
         if isinstance(entry.get("url"), str):
-            problem = url_problem(entry["url"], shown=repr(entry["url"]))
+            check = mqtt_url_problem if entry.get("kind") == "mqtt" else url_problem
+            problem = check(entry["url"], shown=repr(entry["url"]))
             if problem:
                 problems.append(f"{where}.url: {problem}")
         if not problems:  # the transport's own checks, on the settings the tree hands it

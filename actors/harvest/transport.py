@@ -68,6 +68,10 @@ class TransportActor(SupervisedActor):
     def _open(self, db_path: str, signer: Any, gateway_id: str) -> Uploader:
         outbox = Outbox.open(db_path)
         outbox.conn.execute("PRAGMA synchronous=NORMAL")
+        if self.transport.kind == "mqtt":
+            from actors.harvest.mqtt import MqttUploader
+
+            return MqttUploader.connect(outbox, signer, gateway_id, self.transport, log=self.log)
         return Uploader(outbox, signer, gateway_id, self.transport)
 
     def on_stop(self) -> None:
@@ -76,7 +80,7 @@ class TransportActor(SupervisedActor):
         uploader, worker = self.uploader, self.worker
         self.uploader = self.worker = None
         if uploader is not None:
-            closing = worker.submit(uploader.outbox.close)
+            closing = worker.submit(uploader.close)
             try:
                 closing.result(timeout=STOP_WAIT_S)  # after the step under way, if any
             except FutureTimeout:

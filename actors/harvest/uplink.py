@@ -170,6 +170,12 @@ class TransportConfig:
     timeout_s: float = 3.0
     idle_poll_s: float = 1.0
     linger_s: float = 5.0  # after a partial batch, wait this long for more before the next upload
+    kind: str = "http"  # "http" (POST to url) or "mqtt" (publish to a broker: actors.harvest.mqtt_settings)
+    topic_prefix: str = "egw"  # mqtt: <prefix>/<gateway>/batches, .../acks, .../presence
+    mqtt_version: str = "5"  # mqtt: "5" or "3.1.1"
+    tls_ca: str = ""  # mqtts: the broker's CA (PEM); empty: the system's CAs
+    tls_cert: str = ""  # mqtts: the gateway's client certificate (PEM), optional
+    tls_key: str = ""  # mqtts: its private key (PEM)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransportConfig:
@@ -180,9 +186,18 @@ class TransportConfig:
         config = cls(**known)
         if not config.name:
             raise ValueError(f"transport needs a name, got {redact_urls_in(repr(data))}")
-        problem = url_problem(config.url)
-        if problem:
-            raise ValueError(f"transport {config.name!r}: url {redact_url(str(config.url))!r}: {problem}")
+        if config.kind not in ("http", "mqtt"):
+            raise ValueError(f"transport {config.name!r}: kind must be 'http' or 'mqtt', got {config.kind!r}")
+        if config.kind == "mqtt":
+            from actors.harvest.mqtt_settings import mqtt_settings_problems
+
+            problems = mqtt_settings_problems(config)
+            if problems:
+                raise ValueError(f"transport {config.name!r} (mqtt {redact_url(str(config.url))!r}): {'; '.join(problems)}")
+        else:
+            problem = url_problem(config.url)
+            if problem:
+                raise ValueError(f"transport {config.name!r}: url {redact_url(str(config.url))!r}: {problem}")
         if config.max_count < 1 or config.max_bytes < 1024 or config.timeout_s <= 0 or config.backoff_min_s <= 0 or config.linger_s < 0:
             raise ValueError(f"transport {config.name!r}: limits must be positive (max_bytes >= 1024)")
         return config
@@ -231,6 +246,10 @@ class Uploader:
             self.next_attempt_mono += max(0.0, min(cursor["retry_at"] - self.clock.wall(), config.backoff_max_s))
         self._inflight: SignedBatch | None = None
         self.count_limit = config.max_count  # lowered after a 413, grows back after each success
+
+    def close(self) -> None:
+        """Release what the uploader holds (the outbox connection; an MQTT uploader also its broker session)."""
+        self.outbox.close()
 
     def step(self) -> StepResult:
         now_mono = self.clock.mono()
