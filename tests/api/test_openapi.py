@@ -6,6 +6,8 @@ import json
 
 import pytest
 from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from actors.api.app import build_app
 from actors.api.openapi import build_document
@@ -53,18 +55,41 @@ async def test_document_is_structurally_valid_openapi_31(client):
     assert len({op["operationId"] for ops in document["paths"].values() for op in ops.values()}) == len(ROUTES)
 
 
-def test_document_passes_openapi_spec_validator():
-    validator = pytest.importorskip("openapi_spec_validator")
-    app = build_app(MemoryBackend(), token=None)
+def _served_document() -> dict:
     from actors.api.app import STATE_KEY
 
-    validator.validate(json.loads(app[STATE_KEY].document_bytes))
+    return json.loads(build_app(MemoryBackend(), token=None)[STATE_KEY].document_bytes)
+
+
+def test_document_passes_openapi_spec_validator():
+    document = _served_document()
+    assert validate(document) is None  # raises on the first violation
+    assert len({op["operationId"] for ops in document["paths"].values() for op in ops.values()}) == len(ROUTES)  # all of it was checked
+
+
+def _undeclared_path_parameter(document: dict) -> None:
+    document["paths"]["/api/devices/{id}"]["get"]["parameters"] = []
+
+
+def _duplicate_operation_id(document: dict) -> None:
+    document["paths"]["/api/health"]["get"]["operationId"] = document["paths"]["/api/devices/{id}"]["get"]["operationId"]
+
+
+def _wrong_parameter_location(document: dict) -> None:
+    document["paths"]["/api/devices/{id}"]["get"]["parameters"][0]["in"] = "body"  # OpenAPI 2 style
+
+
+@pytest.mark.parametrize("breakage", [_undeclared_path_parameter, _duplicate_operation_id, _wrong_parameter_location])
+def test_the_validator_rejects_the_document_with_a_mistake_the_builder_could_make(breakage):
+    """The check above passes because the document is right, not because the validator accepts anything."""
+    document = _served_document()
+    breakage(document)
+    with pytest.raises(OpenAPIValidationError):
+        validate(document)
 
 
 def test_the_served_document_also_covers_the_live_feed_the_api_actor_mounts():
     """The API actor adds /api/live and /api/live/sse beside the route table; they are documented too."""
-    from openapi_spec_validator import validate
-
     from actors.api.app import STATE_KEY, add_documented_routes
     from actors.live.feed import attach_live_feed
     from actors.live.routes import LIVE_OPENAPI_PATHS

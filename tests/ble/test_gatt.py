@@ -140,9 +140,17 @@ async def test_bluez_without_an_adapter_is_unavailable(dbus_daemon, fake_bluez):
 async def test_stop_unregisters_the_application(dbus_daemon, fake_bluez, aiohttp_api):
     server = BleServer("egw", Tunnel(HttpDispatcher(aiohttp_api.port), lambda: True, lambda: None, SetupCodeGuard(CODE)), bus_address=dbus_daemon.address)
     await server.start()
-    await fake_bluez.wait_for(lambda: fake_bluez.applications)
+    await fake_bluez.wait_for(lambda: fake_bluez.applications and fake_bluez.advertisements)
+    assert server.running and server.advertising
     await server.stop()
     await fake_bluez.wait_for(lambda: not fake_bluez.applications and not fake_bluez.advertisements)
+    assert fake_bluez.applications == {} and fake_bluez.advertisements == {}  # a phone no longer sees the gateway
+    assert not server.running and not server.advertising
+    await server.start()  # and it can register again on the same bus
+    await fake_bluez.wait_for(lambda: fake_bluez.applications and fake_bluez.advertisements)
+    (app,) = fake_bluez.applications.values()
+    assert set(app.services.values()) == {SERVICE_UUID}
+    await server.stop()
 
 
 async def test_no_bluez_on_the_bus_is_unavailable(dbus_daemon):

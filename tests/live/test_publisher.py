@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 from actors.live.messages import LiveBatch, LiveEvent
 from actors.live.publisher import LivePublisher
 from supervisor.logs import ActorLog
 from supervisor.messages import Lookup, LookupResult
+
+
+class RecordingLog(ActorLog):
+    """The actor's log (rate limit included), keeping the lines it writes."""
+
+    def __init__(self) -> None:
+        super().__init__("test")
+        self.lines: list[tuple[int, str, dict]] = []
+
+    def _write(self, level, msg, exc_info, fields) -> None:
+        self.lines.append((level, msg, fields))
 
 
 class RecordingActor:
@@ -14,7 +27,7 @@ class RecordingActor:
     def __init__(self) -> None:
         self.parent = "root"
         self.sent: list[tuple[object, object]] = []
-        self.log = ActorLog("test")
+        self.log = RecordingLog()
         self.fail = False
 
     def send(self, address: object, msg: object) -> None:
@@ -70,12 +83,22 @@ def test_other_lookup_results_are_left_to_the_actor():
 
 
 def test_a_failing_send_never_reaches_the_source():
+    """A send that raises is swallowed, logged with a count, not counted as sent; the next one goes through."""
     actor = RecordingActor()
     live = LivePublisher(actor)
     live.lookup_result(LookupResult("api", "api@1"))
     actor.fail = True
-    live.emit("device/a", "reading")  # no exception
-    live.emit_many(iter(()))  # nothing to send
+    live.emit("device/a", "reading", {"n": 1})  # no exception
+    live.emit("device/a", "reading", {"n": 2})
+    [(level, _, fields)] = [line for line in actor.log.lines if line[1] == "live event not sent"]  # once, not per event
+    assert level == logging.WARNING and fields["errors"] == 1 and "transport gone" in fields["error"]
+    assert live.sent == 0 and actor.sent == []
+    actor.fail = False  # the transport is back
+    live.emit("device/a", "reading", {"n": 3})
+    [(to, event)] = actor.sent
+    assert to == "api@1" and isinstance(event, LiveEvent) and event.data == {"n": 3} and live.sent == 1
+    live.emit_many(iter(()))  # nothing to send: no message
+    assert len(actor.sent) == 1
 
 
 def test_a_resolved_address_is_used_directly_and_flushes_what_waited():
