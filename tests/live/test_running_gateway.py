@@ -1,8 +1,8 @@
 """The live feed of a real `egw run` process: a simulated inverter's readings, a simulated
 charger's session, SIGKILL of the API actor with subscribers attached, `egw watch`.
 
-Needs the feed mounted in the API actor (`ServesLiveFeed` + `attach_live_feed`); until
-then `/api/live/sse` is 404 and these tests are skipped with that reason.
+The API actor mounts the feed (`attach_live_feed`); a gateway whose `/api/live/sse` is 404
+has lost that wiring, and these tests fail saying so.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ def gateway_env(gateway_env: dict[str, str]) -> dict[str, str]:
     return {**gateway_env, "EGW_OCPP_UNKNOWN_CHARGERS": "accept"}  # the simulated charger registers itself
 
 
-def feed_or_skip(port: int, token: str) -> None:
-    status = http(port, "/api/live/sse?topic=nonsense", token=token)[0]
-    if status == 404:
-        pytest.skip("the live feed is not mounted in the API actor yet (issue 9 wiring)")
-    assert status == 400
+def assert_feed_mounted(port: int, token: str) -> None:
+    """The running API serves the live feed: a bad topic is refused by the feed (400, naming the topic), not 404."""
+    status, _, body = http(port, "/api/live/sse?topic=nonsense", token=token)
+    assert status != 404, "the API actor does not mount the live feed (/api/live/sse is 404)"
+    assert status == 400 and body["error"] == "bad_request", (status, body)
 
 
 async def connect(session: aiohttp.ClientSession, url: str, token: str, timeout: float = 15.0) -> aiohttp.ClientWebSocketResponse:
@@ -51,7 +51,7 @@ async def connect(session: aiohttp.ClientSession, url: str, token: str, timeout:
 async def test_api_actor_killed_under_subscribers_who_reconnect_and_resume(running_gateway):  # noqa: F811
     proc, port, env, _ = running_gateway
     token = read_token(token_path(env["EGW_DATA_DIR"]))
-    feed_or_skip(port, token)
+    assert_feed_mounted(port, token)
     await asyncio.to_thread(wait_until, lambda: all(actor_pids(port).values()), timeout=15, what="every actor running")
     before = actor_pids(port)["api"]
     url = f"ws://127.0.0.1:{port}/api/live"
@@ -84,7 +84,7 @@ async def test_api_actor_killed_under_subscribers_who_reconnect_and_resume(runni
 async def test_a_remote_started_session_streams_to_the_drivers_app_and_to_egw_watch(running_gateway):  # noqa: F811
     proc, port, env, _ = running_gateway
     token = read_token(token_path(env["EGW_DATA_DIR"]))
-    feed_or_skip(port, token)
+    assert_feed_mounted(port, token)
     ocpp_url = f"ws://127.0.0.1:{env['EGW_OCPP_PORT']}/ocpp/CP-7"
     await asyncio.to_thread(wait_until, lambda: all(actor_pids(port).values()), timeout=15, what="every actor running")
     deadline = time.monotonic() + 15
