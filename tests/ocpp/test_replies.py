@@ -7,6 +7,7 @@ import asyncio
 from actors.ocpp import replies
 from actors.ocpp.replies import ReplyInbox, ReplySender
 from supervisor.logs import ActorLog
+from tests.conftest import wait_until_async
 
 
 def test_encoding_round_trips_any_id_and_text():
@@ -29,10 +30,7 @@ async def test_frames_arrive_in_order():
         return [sender.send("CP1", 7, f"frame {i} " + "x" * (i % 7) * 100) for i in range(500)]
 
     assert all(await asyncio.to_thread(burst))
-    for _ in range(200):
-        if len(got) == 500:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: len(got) == 500, what="500 frames")
     assert got == [("CP1", 7, f"frame {i} " + "x" * (i % 7) * 100) for i in range(500)]
     inbox.close()
     sender.close()
@@ -45,15 +43,13 @@ async def test_sender_falls_back_when_the_listener_is_gone(tmp_path):
     assert not sender.send("CP1", 1, "x")
     assert sender.path is None  # FrameOut for the rest of this connection
     got: list = []
-    inbox = ReplyInbox(lambda *frame: got.append(frame), ActorLog("test"))
+    lost: list = []
+    inbox = ReplyInbox(lambda *frame: got.append(frame), ActorLog("test"), lost=lost.append)
     sender.use(await inbox.open())
     assert await asyncio.to_thread(sender.send, "CP1", 2, "a")
-    for _ in range(100):
-        if got:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: got, what="the frame")
     inbox.close()  # the listener restarted: its socket is gone
-    await asyncio.sleep(0.05)
+    await wait_until_async(lambda: lost, what="the listener's end of the link closed")
     assert got == [("CP1", 2, "a")]
     for _ in range(3):  # the first write may still land in the dead socket's buffer; then it fails
         if not sender.send("CP1", 2, "b"):
@@ -70,26 +66,20 @@ async def test_frames_to_the_actor_take_the_link_once_it_said_hello():
                        lost=lambda reader: links.clear())
     sender = ReplySender()
     await asyncio.to_thread(sender.use, await inbox.open(), "CP1", 3)
-    for _ in range(100):
-        if links:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: links, what="the hello")
     reader = links[("CP1", 3)]
     assert sender.receive() == []  # nothing written yet: never blocks
     for seq in range(50):
         assert reader.write_frame(3, seq, f"in {seq}")
     received: list = []
-    for _ in range(100):
-        received += sender.receive()
-        if len(received) == 50:
-            break
-        await asyncio.sleep(0.01)
+
+    def all_received() -> bool:
+        received.extend(sender.receive())
+        return len(received) >= 50
+
+    await wait_until_async(all_received, what="50 frames at the actor")
     assert received == [(3, seq, f"in {seq}") for seq in range(50)]
     assert got == []  # the hello is not a frame
     sender.close()
-    for _ in range(100):
-        if not links:
-            break
-        await asyncio.sleep(0.01)
-    assert not links  # the listener falls back to FrameIn
+    await wait_until_async(lambda: not links, what="the listener to drop the link")  # it falls back to FrameIn
     inbox.close()
