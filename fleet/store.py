@@ -206,9 +206,9 @@ class FleetStore:
             batch.payload,
         )
         stored = int(status.rsplit(" ", 1)[1])
-        if not seen:
-            await conn.execute(
-                "INSERT INTO fleet_batches (hash, gateway, prev, items, new_items, chain_ok, via) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING",
+        if not seen:  # a copy handled by another worker at the same time committed first: a replay too
+            inserted = await conn.fetchval(
+                "INSERT INTO fleet_batches (hash, gateway, prev, items, new_items, chain_ok, via) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING RETURNING 1",
                 batch.digest,
                 gateway,
                 batch.prev,
@@ -217,6 +217,7 @@ class FleetStore:
                 prev_ok,
                 via,
             )
+            seen = inserted is None
         acked, new_contiguous, new_max, counts = {}, [], [], []
         for stream in streams:
             contiguous, max_seen = progress[stream]

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,10 +272,16 @@ class StepClock:
 
 @dataclass
 class Gateway:
-    """One simulated gateway: its own key, outbox and uploader (MQTT or HTTP), producing readings."""
+    """One simulated gateway: its own key, outbox and uploader (MQTT or HTTP), producing readings.
+
+    Like the transport actor, every use of the outbox (a SQLite connection belongs to the
+    thread that opened it) happens on the gateway's own worker thread, so several gateways
+    can upload at once from a test.
+    """
 
     name: str
     dir: Path
+    thread: ThreadPoolExecutor
     outbox: Outbox
     uploader: Uploader
     clock: StepClock
@@ -283,9 +290,8 @@ class Gateway:
     batch_id: int = 0
     steps: list[StepResult] = field(default_factory=list)
 
-    @property
-    def kid(self) -> str:
-        return self.signer.key_id
+    def on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.thread.submit(fn, *args).result(120)
 
     def produce(self, streams: list[str], per_stream: int) -> None:
         """`per_stream` readings of each device, committed as one producer batch per device."""
@@ -296,13 +302,16 @@ class Gateway:
                 self.seq[stream] = n
                 readings.append(Reading(stream, 1_760_000_000.0 + n, 1000.0 + n, "boot-0", {"ac_power_w": 1000.0 + n, "energy_total_wh": 10_000.0 + n, "n": n}))
             self.batch_id += 1
-            self.outbox.ingest(ReadingBatch("poller", self.batch_id, tuple(readings)))
+            self.on_thread(self.outbox.ingest, ReadingBatch("poller", self.batch_id, tuple(readings)))
 
     def pending(self) -> int:
-        return self.outbox.transport_status(self.uploader.config.name)["pending"]
+        return self.on_thread(lambda: self.outbox.transport_status(self.uploader.config.name)["pending"])
+
+    def pending_items(self, limit: int = 1000) -> list[Any]:
+        return self.on_thread(self.outbox.pending, self.uploader.config.name, limit, 10**8)
 
     def step(self) -> StepResult:
-        result = self.uploader.step()
+        result = self.on_thread(self.uploader.step)
         self.steps.append(result)
         self.clock.advance(result.delay_s)
         return result
@@ -322,7 +331,8 @@ class Gateway:
         wait_until(done, timeout=timeout, interval=0.0, what=f"{self.name} drained")
 
     def close(self) -> None:
-        self.uploader.close()
+        self.on_thread(self.uploader.close)
+        self.thread.shutdown()
 
 
 def make_gateway(root: Path, name: str, url: str, *, kind: str = "mqtt", **settings: Any) -> Gateway:
@@ -330,15 +340,20 @@ def make_gateway(root: Path, name: str, url: str, *, kind: str = "mqtt", **setti
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     signer = load_or_create_signer(folder)
-    outbox = Outbox.open(folder / "egw.db")
     config = TransportConfig.from_dict({"name": "fleet", "url": url, "kind": kind, "linger_s": 0.0, "timeout_s": 5.0, "backoff_min_s": 0.2, "backoff_max_s": 2.0, **settings})
     clock = StepClock()
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gateway-{name}")
+
+    def build() -> tuple[Outbox, Uploader]:
+        outbox = Outbox.open(folder / "egw.db")
+        if kind == "mqtt":
+            return outbox, MqttUploader.connect(outbox, signer, name, config, clock=clock)
+        return outbox, Uploader(outbox, signer, name, config, clock=clock)
+
+    outbox, uploader = thread.submit(build).result(30)
     if kind == "mqtt":
-        uploader: Uploader = MqttUploader.connect(outbox, signer, name, config, clock=clock)
         wait_until(lambda: uploader.link.connected, timeout=15, what=f"{name} connected to the broker")
-    else:
-        uploader = Uploader(outbox, signer, name, config, clock=clock)
-    return Gateway(name, folder, outbox, uploader, clock, signer)
+    return Gateway(name, folder, thread, outbox, uploader, clock, signer)
 
 
 class MqttProbe:
