@@ -14,8 +14,10 @@ The batch hash is SHA-256 over the compact JWS text; the next batch names it in
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,8 +36,26 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url as JWS uses it (RFC 7515 section 2): no padding, no other characters, canonical.
+
+    A lenient decoder (the standard library's drops unknown characters and takes padding) would
+    verify one signed batch under many different texts -- `sig==`, a stray character, other
+    trailing bits -- each with its own batch hash, which breaks the receiver's `prev` chain;
+    an independent JOSE library (tests/harvest/test_jws_interop.py) rejects all of them, so we do too.
+    """
+    if not _B64URL.fullmatch(text):
+        raise ValueError("not base64url: only A-Z a-z 0-9 - _ and no padding")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error as exc:
+        raise ValueError(f"not base64url: {exc}") from None
+    if b64url(data) != text:
+        raise ValueError("not canonical base64url (unused trailing bits set)")
+    return data
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,8 @@ def jws_key_id(jws: str) -> str:
         raise JwsError(f"malformed JWS header: {exc}") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or not isinstance(header.get("kid"), str):
         raise JwsError("JWS header must name alg ES256 and a kid")
+    if "crit" in header:  # RFC 7515 4.1.11: extensions a verifier does not understand must be refused; we understand none
+        raise JwsError("JWS header names critical extensions this verifier does not understand")
     return header["kid"]
 
 
@@ -114,17 +136,18 @@ def verify_jws_payload(jws: str, public_key_pem: bytes) -> bytes:
         signature = b64url_decode(pieces[2])
     except ValueError:
         raise JwsError("signature is not base64url") from None
+    try:
+        payload = b64url_decode(pieces[1])  # before the signature check: the signing input must be ASCII
+    except ValueError:
+        raise JwsError("payload is not base64url") from None
     if len(signature) != 64:
-        raise JwsError("ES256 signature must be 64 bytes")
+        raise JwsError("ES256 signature must be 64 bytes (raw r||s, not DER)")
     public_key = serialization.load_pem_public_key(public_key_pem)
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise JwsError("registered key is not an EC key")
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(public_key.curve, ec.SECP256R1):
+        raise JwsError("registered key is not a P-256 key (ES256)")
     der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
     try:
         public_key.verify(der, f"{pieces[0]}.{pieces[1]}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise JwsError("signature does not verify against the registered key") from None
-    try:
-        return b64url_decode(pieces[1])
-    except ValueError:
-        raise JwsError("payload is not base64url") from None
+    return payload

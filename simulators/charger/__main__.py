@@ -30,12 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the central system's requests")
     parser.add_argument("--offline-age", type=float, default=3 * 3600.0, help="age in seconds of the offline session's timestamps")
     parser.add_argument("--repeat", type=int, default=1, help="run the scenario this many times (0: forever)")
+    parser.add_argument("--car-max-a", type=float, default=16.0, help="car scenario: the car's own maximum current, A")
+    parser.add_argument("--car-phases", type=int, choices=(1, 3), default=3, help="car scenario: phases the car charges on")
+    parser.add_argument("--reject-profile", action="append", choices=("zero", "level0_only", "watts_only"), default=[],
+                        help="refuse charging profiles like some real chargers: a 0 A limit, a stack level above 0, a limit in A (repeatable)")
     return parser
 
 
 async def _main(args: argparse.Namespace) -> int:
     options = Options(url=args.url, auth_key=args.auth_key, id_tag=args.id_tag, samples=args.samples, interval=args.interval,
-                      power_w=args.power, wait=args.wait, offline_age=args.offline_age)
+                      power_w=args.power, wait=args.wait, offline_age=args.offline_age, car_max_a=args.car_max_a, car_phases=args.car_phases,
+                      reject_profiles=tuple(args.reject_profile))
     run = 0
     while args.repeat == 0 or run < args.repeat:
         run += 1

@@ -8,6 +8,14 @@ reservations, charging profiles, its configuration, and a local authorization li
 with its version (SendLocalList / GetLocalListVersion, OCPP 1.6 sections 3.5 and 5.10,
 5.15). `local_list_supported=False` makes it a charger without a local list.
 
+With a `car` (`simulators.charger.car.Car`) plugged in, the charger behaves like a wallbox
+under smart charging: the effective limit of its charging profiles (a TxProfile of the
+session under way wins over a TxDefaultProfile; the highest stack level of each wins) goes
+to the car, which follows it in a few seconds; `car_power_w()` is what MeterValues report,
+and GetCompositeSchedule answers that limit. `reject_profiles` makes it refuse profiles
+the way real chargers do: "zero" (a 0 A / 0 W limit), "level0_only" (a stack level above
+0), "watts_only" (a limit in A); a TxProfile without a session is always refused.
+
 Charger-initiated messages are plain coroutines (`boot`, `status`, `authorize`,
 `start_transaction`, `meter`, `stop_transaction`). While `offline` is set they are not sent but queued with
 their original timestamps, like a real charger's offline queue, and `replay()` sends
@@ -26,6 +34,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ocpp.exceptions import OCPPError
+
+from simulators.charger.car import Car
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
@@ -38,7 +48,8 @@ def iso(epoch: float) -> str:
 
 class SimulatedChargePoint(ChargePoint):
     def __init__(self, charge_point_id: str, connection: Any, *, connectors: int = 1, response_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time, auto_transactions: bool = True, local_list_supported: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, auto_transactions: bool = True, local_list_supported: bool = True,
+                 car: Car | None = None, reject_profiles: tuple[str, ...] = ()) -> None:
         super().__init__(charge_point_id, connection, response_timeout=response_timeout)
         self.connectors = connectors
         self.clock = clock
@@ -48,7 +59,10 @@ class SimulatedChargePoint(ChargePoint):
         self.meter_wh = 0
         self.transactions: dict[int, int] = {}  # connector -> transaction id
         self.reservations: dict[int, dict] = {}
-        self.configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60", "NumberOfConnectors": str(connectors)}
+        self.configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60", "NumberOfConnectors": str(connectors),
+                              "ChargeProfileMaxStackLevel": "8", "ChargingScheduleAllowedChargingRateUnit": "Current,Power"}
+        self.car = car
+        self.reject_profiles = tuple(reject_profiles)
         self.local_list_supported = local_list_supported
         if local_list_supported:
             self.configuration.update(LocalAuthListEnabled="true", LocalAuthListMaxLength="100", SendLocalListMaxLength="100")
@@ -273,8 +287,51 @@ class SimulatedChargePoint(ChargePoint):
             return call_result.SetChargingProfile(status="Rejected")  # 5.16.3: a TxProfile needs a session on that connector
         if purpose == "ChargePointMaxProfile" and connector_id != 0:
             return call_result.SetChargingProfile(status="Rejected")  # only on connector 0
+        if self._refuses(cs_charging_profiles):
+            return call_result.SetChargingProfile(status="Rejected")
         self.charging_profiles[cs_charging_profiles["charging_profile_id"]] = {"connector_id": connector_id, "profile": cs_charging_profiles}
+        self._follow_limit()
         return call_result.SetChargingProfile(status="Accepted")
+
+    def _refuses(self, profile: dict) -> bool:
+        """Whether this charger's quirks (`reject_profiles`) refuse `profile`."""
+        schedule = profile.get("charging_schedule") or {}
+        periods = schedule.get("charging_schedule_period") or [{}]
+        unit = schedule.get("charging_rate_unit")
+        return (("zero" in self.reject_profiles and any(float(p.get("limit", 1)) == 0 for p in periods))
+                or ("level0_only" in self.reject_profiles and int(profile.get("stack_level", 0)) > 0)
+                or ("watts_only" in self.reject_profiles and unit == "A"))
+
+    def effective_limit(self, connector_id: int = 1) -> tuple[float | None, int]:
+        """(limit in A per phase, phases) the installed profiles give `connector_id` now; (None, 3) without one.
+
+        A TxProfile of the session under way wins over TxDefaultProfiles (OCPP 1.6 3.13.2),
+        the highest stack level within each purpose, and a limit in W is turned into A at 230 V.
+        """
+        session = self.transactions.get(connector_id)
+        for purpose in ("TxProfile", "TxDefaultProfile"):
+            candidates = [e["profile"] for e in self.charging_profiles.values()
+                          if e["connector_id"] in (0, connector_id) and e["profile"].get("charging_profile_purpose") == purpose
+                          and (purpose != "TxProfile" or e["profile"].get("transaction_id") in (None, session))]
+            if candidates:
+                profile = max(candidates, key=lambda p: int(p.get("stack_level", 0)))
+                schedule = profile.get("charging_schedule") or {}
+                period = (schedule.get("charging_schedule_period") or [{}])[0]
+                phases = int(period.get("number_phases") or 3)
+                limit = float(period.get("limit", 0.0))
+                if schedule.get("charging_rate_unit") == "W":
+                    limit = limit / (230.0 * phases)
+                return limit, phases
+        return None, 3
+
+    def _follow_limit(self, connector_id: int = 1) -> None:
+        if self.car is not None:
+            limit, phases = self.effective_limit(connector_id)
+            self.car.set_limit(self.car.max_current_a if limit is None else limit, phases, self.clock())
+
+    def car_power_w(self) -> float:
+        """What the plugged-in car draws now, W (0 without a car)."""
+        return self.car.power_w(self.clock()) if self.car is not None else 0.0
 
     @on(Action.clear_charging_profile)
     async def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,  # noqa: A002
@@ -288,6 +345,7 @@ class SimulatedChargePoint(ChargePoint):
                     and (stack_level is None or entry["profile"].get("stack_level") == stack_level)]
         for pid in matching:
             del self.charging_profiles[pid]
+        self._follow_limit()
         return call_result.ClearChargingProfile(status="Accepted" if matching else "Unknown")
 
     @on(Action.get_composite_schedule)
@@ -295,8 +353,13 @@ class SimulatedChargePoint(ChargePoint):
         await self._note("GetCompositeSchedule", {"connector_id": connector_id, "duration": duration})
         if connector_id > self.connectors:
             return call_result.GetCompositeSchedule(status="Rejected")
-        schedule = {"chargingRateUnit": charging_rate_unit or "W", "duration": duration,
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7400.0}]}
+        limit_a, phases = self.effective_limit(connector_id)
+        unit = charging_rate_unit or "W"
+        if limit_a is None:
+            period = {"startPeriod": 0, "limit": 7400.0 if unit == "W" else 32.0}
+        else:
+            period = {"startPeriod": 0, "limit": round(limit_a * 230.0 * phases if unit == "W" else limit_a, 1), "numberPhases": phases}
+        schedule = {"chargingRateUnit": unit, "duration": duration, "chargingSchedulePeriod": [period]}
         return call_result.GetCompositeSchedule(status="Accepted", connector_id=connector_id, schedule_start=iso(self.clock()), charging_schedule=schedule)
 
     # ----------------------------------------------- local authorization list
