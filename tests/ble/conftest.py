@@ -1,4 +1,7 @@
-"""Shared helpers for the BLE tests: response parsing, a small real API, polling."""
+"""Shared helpers for the BLE tests: response parsing, a small real API.
+
+Waiting on a condition: `tests.conftest.wait_until` (sync) and `wait_until_async`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import asyncio
 import json
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -34,22 +36,6 @@ def parse_page(raw: bytes) -> Page:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return Page(raw, int(status), reason, headers, body)
-
-
-async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
-
-
-def wait_until_sync(predicate, timeout: float = 10.0, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 class BackgroundLoop:

@@ -21,7 +21,8 @@ from actors.ble.setup_code import read_setup_code, setup_code_path
 from actors.ble.window import window_path
 from supervisor.messages import GetTree, Lookup, LookupResult, Tree
 from supervisor.spec import ChildSpec, Heartbeat, SupervisorSpec
-from tests.ble.conftest import BackgroundLoop, SmallApi, parse_page, wait_until_sync
+from tests.ble.conftest import BackgroundLoop, SmallApi, parse_page
+from tests.conftest import wait_until
 from tests.ble.dbus_daemon import PrivateDbusDaemon
 from tests.ble.fake_bluez import Central, FakeBlueZ
 from tests.ble.fake_nm import FakeNetworkManager, Network
@@ -84,7 +85,7 @@ def test_no_bluez_reports_unavailable_and_retries_without_crash_looping(actor_sy
     try:
         settings = BleSettings(data_dir=str(tmp_path), api_port=1, dbus_address=daemon.address, retry_min_s=0.1, retry_max_s=0.4)
         root = start_tree(actor_system, settings)
-        wait_until_sync(lambda: ble_record(actor_system, root)["state"] == "unavailable")
+        wait_until(lambda: ble_record(actor_system, root)["state"] == "unavailable")
         first = ble_record(actor_system, root)
         assert first["info"]["reason"] == "BlueZ (org.bluez) is not running"
         records = []
@@ -93,7 +94,7 @@ def test_no_bluez_reports_unavailable_and_retries_without_crash_looping(actor_sy
             records.append(ble_record(actor_system, root))
             return records[-1]["state"] == "unavailable" and records[-1]["info"].get("attempts", 0) >= 4
 
-        wait_until_sync(retried_enough)
+        wait_until(retried_enough)
         record = records[-1]
         assert record["restarts"] == 0 and record["pid"] == first["pid"]
         assert record["info"]["retry_in_s"] == 0.4  # the backoff grew to its cap
@@ -126,7 +127,7 @@ def test_actor_serves_the_tunnel_and_follows_the_window(world, actor_system, tmp
     settings = BleSettings(gateway_name="egw-actor", data_dir=str(tmp_path), api_port=api.port, dbus_address=daemon.address, window_minutes=10, wifi_backend="none")
     root = start_tree(actor_system, settings)
     loop.run(bluez.wait_for(lambda: bluez.applications and bluez.advertisements))  # first start, no Wi-Fi: the window is open
-    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("advertising") is True)
+    wait_until(lambda: ble_record(actor_system, root)["info"].get("advertising") is True)
     assert ble_record(actor_system, root)["state"] == "running"
     (advert,) = bluez.advertisements.values()
     assert advert.properties["LocalName"] == "egw-actor"
@@ -150,7 +151,7 @@ def test_actor_serves_the_tunnel_and_follows_the_window(world, actor_system, tmp
     assert status.window_open
     loop.run(bluez.wait_for(lambda: bluez.advertisements))
     loop.run(bluez.wait_for(lambda: not bluez.advertisements))  # closed again by its timer
-    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("window_open") is False)
+    wait_until(lambda: ble_record(actor_system, root)["info"].get("window_open") is False)
     assert ble_record(actor_system, root)["restarts"] == 0
 
 
@@ -170,8 +171,8 @@ def kill_ble_and_wait_for_its_restart(asys, root) -> BleStatus:
         record = ble_record(asys, root)
         return record["restarts"] == before["restarts"] + 1 and record["pid"] not in (None, before["pid"])
 
-    wait_until_sync(back, timeout=20)
-    wait_until_sync(lambda: ble_status(asys, root).state == "running")
+    wait_until(back, timeout=20)
+    wait_until(lambda: ble_status(asys, root).state == "running")
     return ble_status(asys, root)
 
 
@@ -181,7 +182,7 @@ def test_a_sigkilled_actor_resumes_an_open_window_and_never_reopens_a_closed_one
     (tmp_path / "api-token").write_text(api.token + "\n")
     settings = BleSettings(data_dir=str(tmp_path), api_port=api.port, dbus_address=daemon.address, window_minutes=10, wifi_backend="none", retry_min_s=0.2)
     root = start_tree(actor_system, settings)
-    wait_until_sync(lambda: ble_status(actor_system, root).advertising)
+    wait_until(lambda: ble_status(actor_system, root).advertising)
     code = read_setup_code(setup_code_path(tmp_path)).encode()
     remaining = ble_status(actor_system, root).window_remaining_s
 
@@ -212,7 +213,7 @@ def test_first_start_with_wifi_provisioned_keeps_the_window_closed(world, actor_
         nm.add_profile("egw-wifi", "home")  # set up by other means (an image with Wi-Fi configured)
         settings = BleSettings(data_dir=str(tmp_path), api_port=api.port, dbus_address=daemon.address, wifi_backend="networkmanager", wifi_dbus_address=daemon.address)
         root = start_tree(actor_system, settings)
-        wait_until_sync(lambda: ble_status(actor_system, root).state == "running")
+        wait_until(lambda: ble_status(actor_system, root).state == "running")
         status = ble_status(actor_system, root)
         assert not status.window_open and not status.advertising and bluez.advertisements == {}
         assert window_path(tmp_path).exists()  # decided once: a later start restores it
@@ -236,15 +237,15 @@ def test_bluez_restart_makes_the_actor_unavailable_then_registers_again(world, a
     settings = BleSettings(data_dir=str(tmp_path), api_port=api.port, dbus_address=daemon.address, retry_min_s=0.2, retry_max_s=0.2)
     root = start_tree(actor_system, settings)
     loop.run(bluez.wait_for(lambda: bluez.applications))
-    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("advertising") is True)
+    wait_until(lambda: ble_record(actor_system, root)["info"].get("advertising") is True)
     pid = ble_record(actor_system, root)["pid"]
     loop.run(bluez.stop())  # bluetoothd goes away: our registration is gone with it
-    wait_until_sync(lambda: ble_record(actor_system, root)["info"].get("reason") == "BlueZ (org.bluez) went away")
+    wait_until(lambda: ble_record(actor_system, root)["info"].get("reason") == "BlueZ (org.bluez) went away")
     restarted = FakeBlueZ(daemon.address)
     loop.run(restarted.start())
     try:
         loop.run(restarted.wait_for(lambda: restarted.applications and restarted.advertisements))
-        wait_until_sync(lambda: ble_record(actor_system, root)["state"] == "running")
+        wait_until(lambda: ble_record(actor_system, root)["state"] == "running")
         record = ble_record(actor_system, root)
         assert record["restarts"] == 0 and record["pid"] == pid
     finally:

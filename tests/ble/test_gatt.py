@@ -11,7 +11,8 @@ from actors.ble.dispatch import HttpDispatcher
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID, BleServer, BleUnavailableError
 from actors.ble.setup_code import SetupCodeGuard
 from actors.ble.tunnel import BLE_ENDPOINTS, Limits, Tunnel
-from tests.ble.conftest import parse_page, wait_until
+from tests.ble.conftest import parse_page
+from tests.conftest import wait_until_async
 from tests.ble.fake_bluez import Central
 
 CODE = "ABCD-EFGH-JKMN"
@@ -174,7 +175,7 @@ async def test_bluez_going_away_is_noticed_and_reported(dbus_daemon, fake_bluez,
     await server.start()
     await fake_bluez.wait_for(lambda: fake_bluez.applications)
     await fake_bluez.stop()
-    await wait_until(lambda: lost)
+    await wait_until_async(lambda: lost, timeout=10)
     assert lost == ["BlueZ (org.bluez) went away"] and not server.running and not server.advertising
     # it can come back once BlueZ is there again
     from tests.ble.fake_bluez import FakeBlueZ
@@ -223,7 +224,7 @@ async def test_a_slow_api_never_blocks_the_gatt_server_and_the_queue_is_bounded(
     # one request in progress, two queued: each write returns at once although the API hangs
     for i in range(3):
         await asyncio.wait_for(central.write(REQUEST_UUID, b"GET /api/%d EGWTTP/1.1\r\n\r\n" % i), 2)
-    await wait_until(lambda: dispatcher.started == 1)
+    await wait_until_async(lambda: dispatcher.started == 1, timeout=10)
     await central.write(REQUEST_UUID, b"GET /api/3 EGWTTP/1.1\r\n\r\n")
     busy = parse_page(await asyncio.wait_for(central.notifications.get(), 5))
     assert busy.status == 503 and busy.headers["location"] == "/api/3"

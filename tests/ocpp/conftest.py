@@ -4,7 +4,6 @@ and charge points built on the `ocpp` package's client side talking to it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -17,12 +16,6 @@ from simulators.charger.connection import connect
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 from storage.db import connect as db_connect
-from tests.conftest import wait_until_async
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> object:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    return await wait_until_async(predicate, timeout, interval)
 
 
 class Central:

@@ -20,7 +20,7 @@ from simulators.charger.connection import basic_auth_header
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 from tests.api.conftest import TOKEN, MemoryBackend
-from tests.ocpp.conftest import wait_until
+from tests.conftest import wait_until_async
 from tests.ocpp.test_listener import handshake_status
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -87,7 +87,7 @@ async def test_add_rotate_block_remove_over_rest_decide_who_connects(strict_cent
     blocked = await api.post("/api/chargers/CP-7/block", headers=AUTH)
     assert blocked.status == 200 and (await blocked.json())["disconnected"] is True
     ws = cp._connection.ws
-    await wait_until(lambda: ws.closed, timeout=5)  # its open session ends at once
+    await wait_until_async(lambda: ws.closed, timeout=5)  # its open session ends at once
     assert ws.close_code == 1008
     assert await handshake_status(c.url("CP-7"), basic("CP-7", rotated)) == 403  # blocked: the key is right, the answer is no
     assert (await api.post("/api/chargers/CP-7/unblock", headers=AUTH)).status == 200

@@ -28,7 +28,7 @@ from actors.ocpp.messages import (
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 
-from .conftest import wait_until
+from tests.conftest import wait_until_async
 
 PROFILE = {
     "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Absolute",
@@ -41,14 +41,14 @@ async def test_remote_start_then_remote_stop(central):
     outcome = await central.backend.request("CP1", RemoteStartTransaction(id_tag="ALICE", connector_id=1))
     assert (outcome.outcome, outcome.payload) == ("result", {"status": "Accepted"})
     assert (await cp.wait_for("RemoteStartTransaction"))["id_tag"] == "ALICE"
-    active = await wait_until(lambda: tx_store.active_transactions(central.conn, "CP1"))
+    active = await wait_until_async(lambda: tx_store.active_transactions(central.conn, "CP1"))
     transaction_id = active[0]["transaction_id"]
     assert active[0]["id_tag"] == "ALICE"
-    await wait_until(lambda: transaction_id in cp.transactions.values())  # the charger has its reply too
+    await wait_until_async(lambda: transaction_id in cp.transactions.values())  # the charger has its reply too
 
     outcome = await central.backend.request("CP1", RemoteStopTransaction(transaction_id=transaction_id))
     assert outcome.payload == {"status": "Accepted"}
-    await wait_until(lambda: tx_store.get_transaction(central.conn, transaction_id)["status"] == "Finished")
+    await wait_until_async(lambda: tx_store.get_transaction(central.conn, transaction_id)["status"] == "Finished")
     assert tx_store.get_transaction(central.conn, transaction_id)["stop_reason"] == "Remote"
 
 
@@ -75,7 +75,7 @@ async def test_change_availability_trigger_message_and_charging_profiles(central
 
     outcome = await central.backend.request("CP1", TriggerMessage(requested_message="StatusNotification", connector_id=1))
     assert outcome.payload == {"status": "Accepted"}
-    await wait_until(lambda: charger_store.list_connectors(central.conn, "CP1"))
+    await wait_until_async(lambda: charger_store.list_connectors(central.conn, "CP1"))
     assert charger_store.list_connectors(central.conn, "CP1")[0]["status"] == "Available"
 
     outcome = await central.backend.request("CP1", SetChargingProfile(connector_id=1, cs_charging_profiles=PROFILE))

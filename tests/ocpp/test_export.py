@@ -234,9 +234,9 @@ async def test_bare_nan_in_a_frame_is_not_json_and_is_refused(central):
     cp.route_message = keep
     await cp._connection.send(f'[2,"nan-1","StopTransaction",{{"transactionId":{tid},"meterStop":NaN,"timestamp":"{iso(time.time())}"}}]')
     await cp._connection.send(f'[2,"inf-1","StopTransaction",{{"transactionId":{tid},"meterStop":1e400,"timestamp":"{iso(time.time())}"}}]')
-    from .conftest import wait_until
+    from tests.conftest import wait_until_async
 
-    await wait_until(lambda: len(replies) >= 2)
+    await wait_until_async(lambda: len(replies) >= 2)
     for raw in replies:
         frame = json.loads(raw)
         assert frame[0] == 4 and frame[2] == "FormationViolation", frame

@@ -19,7 +19,7 @@ from simulators.charger.connection import connect
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 
-from .conftest import wait_until
+from tests.conftest import wait_until_async
 
 
 def rest_accepts_transaction_id(transaction_id: int) -> bool:
@@ -50,7 +50,7 @@ async def test_stop_for_a_never_issued_id_moves_no_counter_and_later_ids_stay_sm
     assert tx_store.get_transaction(central.conn, transaction_id)["charge_point_id"] == "HONEST"
     outcome = await central.backend.request("HONEST", RemoteStopTransaction(transaction_id=transaction_id))
     assert outcome.payload == {"status": "Accepted"}
-    await wait_until(lambda: tx_store.get_transaction(central.conn, transaction_id)["status"] == "Finished")
+    await wait_until_async(lambda: tx_store.get_transaction(central.conn, transaction_id)["status"] == "Finished")
 
 
 async def test_a_counter_pushed_out_of_range_by_an_older_version_is_repaired(central):
@@ -85,7 +85,7 @@ async def test_meter_values_naming_another_chargers_session_do_not_reach_it(cent
     start = time.time() - 60
     victim_tx = await victim.start_transaction(1, "ALICE", meter_start=0, timestamp=start)
     await victim.meter(1, victim_tx, 500, 3000.0, timestamp=start + 10)
-    await wait_until(lambda: tx_store.get_transaction(central.conn, victim_tx)["last_meter_wh"] == 500)
+    await wait_until_async(lambda: tx_store.get_transaction(central.conn, victim_tx)["last_meter_wh"] == 500)
 
     await attacker.meter(1, victim_tx, 998_999, 50_000.0, timestamp=start + 20)
     assert (await attacker.heartbeat()).current_time  # the MeterValues was answered and processed before this
@@ -99,7 +99,7 @@ async def test_meter_values_naming_another_chargers_session_do_not_reach_it(cent
     assert not [e for e in tx_store.pending_exports(central.conn, "ATTACKER") if e["record"]["values"].get("transaction_id") == victim_tx]
 
     await victim.meter(1, victim_tx, 700, 3000.0, timestamp=start + 30)  # the owner carries on normally
-    await wait_until(lambda: tx_store.get_transaction(central.conn, victim_tx)["last_meter_wh"] == 700)
+    await wait_until_async(lambda: tx_store.get_transaction(central.conn, victim_tx)["last_meter_wh"] == 700)
 
 
 async def test_stop_naming_another_chargers_session_leaves_it_running(central):

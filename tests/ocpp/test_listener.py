@@ -11,7 +11,9 @@ import pytest
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 
-from .conftest import reconnect, wait_until
+from tests.conftest import wait_until_async
+
+from .conftest import reconnect
 from simulators.charger.connection import basic_auth_header, connect
 
 
@@ -74,7 +76,7 @@ async def test_oversized_and_binary_frames_close_only_that_connection(strict_cen
     with pytest.raises(ConnectionError):
         await big.recv()
     assert big.ws.close_code == 1009
-    [line] = await wait_until(lambda: [r for r in caplog.records if r.getMessage().startswith("frame larger than max_frame_bytes")])
+    [line] = await wait_until_async(lambda: [r for r in caplog.records if r.getMessage().startswith("frame larger than max_frame_bytes")])
     assert line.fields == {"charger": "BIG", "max_frame_bytes": 4096, "setting": "ocpp_max_frame_bytes"}  # says which limit to raise
     binary = await connect(c.url("BIG"), auth_key="k" * 16)
     await binary.ws.send_bytes(b'[2,"x","Heartbeat",{}]')
@@ -128,7 +130,7 @@ async def test_other_chargers_keep_working_while_one_is_replaced(central):
     await reconnect(central, a)
     assert (await b.heartbeat()).current_time
     assert (await a.heartbeat()).current_time
-    await wait_until(lambda: set(central.server.connections) == {"A", "B"})
+    await wait_until_async(lambda: set(central.server.connections) == {"A", "B"})
 
 
 def _self_signed(tmp_path):
@@ -188,10 +190,10 @@ async def test_peer_that_stops_answering_pings_is_dropped(tmp_path):
     try:
         async with aiohttp.ClientSession() as session:
             ws = await session.ws_connect(c.url("QUIET"), protocols=("ocpp1.6",), autoping=False)
-            await wait_until(lambda: "QUIET" in c.server.connections)
+            await wait_until_async(lambda: "QUIET" in c.server.connections)
             msg = await ws.receive(timeout=5)
             assert msg.type == aiohttp.WSMsgType.PING  # the gateway checks the peer is alive
-            await wait_until(lambda: "QUIET" not in c.server.connections, timeout=5)  # no pong: dropped
+            await wait_until_async(lambda: "QUIET" not in c.server.connections, timeout=5)  # no pong: dropped
             await ws.close()
     finally:
         await c.close()

@@ -9,7 +9,7 @@ from actors.ocpp import frames
 from storage import chargers as charger_store
 from storage import ocpp_transactions as tx_store
 
-from .conftest import wait_until
+from tests.conftest import wait_until_async
 
 
 class RecordingConnection:
@@ -114,7 +114,7 @@ async def test_live_updates_are_pushed_for_each_meter_sample(central):
     cp = await central.charger("CP1")
     tid = await cp.start_transaction(1, "T", meter_start=0)
     await cp.meter(1, tid, 250, 3000.0)
-    await wait_until(lambda: any(getattr(u, "energy_wh", None) == 250 for u in updates))
+    await wait_until_async(lambda: any(getattr(u, "energy_wh", None) == 250 for u in updates))
     live = [u for u in updates if getattr(u, "transaction_id", None) == tid][-1]
     assert live.power_w == 3000.0 and live.session_energy_wh == 250
 

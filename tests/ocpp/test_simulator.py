@@ -15,7 +15,7 @@ from simulators.charger.scenarios import Options, run_scenario
 from storage import ocpp_transactions as tx_store
 from tests.conftest import ROOT
 
-from .conftest import wait_until
+from tests.conftest import wait_until_async
 
 
 def options(central, cp_id: str, **kw) -> Options:
@@ -36,19 +36,19 @@ async def test_self_driven_scenarios_leave_finished_sessions(central, scenario):
 
 async def test_remote_scenario_follows_the_central_system(central):
     task = asyncio.create_task(run_scenario("remote", options(central, "SIM-R")))
-    await wait_until(lambda: central.backend.protocol("SIM-R").accepted and central.backend.protocol("SIM-R").connection_id)
+    await wait_until_async(lambda: central.backend.protocol("SIM-R").accepted and central.backend.protocol("SIM-R").connection_id)
     assert (await central.backend.request("SIM-R", RemoteStartTransaction(id_tag="EVE", connector_id=1))).payload == {"status": "Accepted"}
-    [active] = await wait_until(lambda: tx_store.active_transactions(central.conn, "SIM-R"))
-    await wait_until(lambda: tx_store.meter_values(central.conn, transaction_id=active["transaction_id"]))
+    [active] = await wait_until_async(lambda: tx_store.active_transactions(central.conn, "SIM-R"))
+    await wait_until_async(lambda: tx_store.meter_values(central.conn, transaction_id=active["transaction_id"]))
     assert (await central.backend.request("SIM-R", RemoteStopTransaction(active["transaction_id"]))).payload == {"status": "Accepted"}
     result = await task
     assert result.transaction_ids == [active["transaction_id"]]
-    await wait_until(lambda: tx_store.get_transaction(central.conn, active["transaction_id"])["status"] == "Finished")
+    await wait_until_async(lambda: tx_store.get_transaction(central.conn, active["transaction_id"])["status"] == "Finished")
 
 
 async def test_reservation_scenario_charges_on_the_reservation(central):
     task = asyncio.create_task(run_scenario("reservation", options(central, "SIM-RES")))
-    await wait_until(lambda: central.backend.protocol("SIM-RES").accepted and central.backend.protocol("SIM-RES").connection_id)
+    await wait_until_async(lambda: central.backend.protocol("SIM-RES").accepted and central.backend.protocol("SIM-RES").connection_id)
     outcome = await central.backend.request("SIM-RES", ReserveNow(connector_id=1, id_tag="BOB", expiry=time.time() + 600))
     result = await task
     tx = tx_store.get_transaction(central.conn, result.transaction_ids[0])
