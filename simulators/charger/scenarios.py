@@ -253,42 +253,49 @@ async def garbage(o: Options) -> ScenarioResult:
 async def car(o: Options) -> ScenarioResult:
     """A car plugged in for `samples` intervals: it charges at the limit the central system sets (SetChargingProfile),
     following a new one in a few seconds, and MeterValues report what it really draws; paused (SuspendedEVSE) below 6 A."""
-    from simulators.charger.car import Car
-
     s = Session(o)
     cp = await s.open()
-    cp.car = Car(max_current_a=o.car_max_a, phases=o.car_phases, soc_percent=SOC_AT_PLUG_IN, battery_wh=BATTERY_WH)
-    cp.reject_profiles = tuple(o.reject_profiles)
     r = ScenarioResult("car", s.charge_point_id)
     try:
         r.note(f"boot: {(await cp.boot(model='SimCar')).status}")
         await cp.status(1, "Available")
-        await cp.status(1, "Preparing")
-        tx = await cp.start_transaction(1, o.id_tag)
-        r.transaction_ids.append(tx)
-        cp._follow_limit()
-        r.note(f"car plugged in, transaction {tx}")
-        status = None
-        start = energy = float(cp.meter_wh)
-        for _ in range(o.samples):
-            now_status = "Charging" if cp.car_power_w() > 0 else "SuspendedEVSE"
-            if now_status != status:
-                await cp.status(1, now_status)
-                status = now_status
-            await asyncio.sleep(o.interval)
-            cp.car.advance(time.time())
-            energy = start + cp.car.energy_wh
-            power = cp.car_power_w()
-            amps = round(cp.car.current_a(time.time()), 1)
-            await cp.meter(1, tx, energy, power, soc_percent=round(cp.car.soc_percent, 1),
-                           current_a={f"L{n}": amps for n in range(1, cp.car.phases_used + 1)})
-        await cp.stop_transaction(tx, int(energy), reason="EVDisconnected", id_tag=o.id_tag)
-        await cp.status(1, "Finishing")
-        await cp.status(1, "Available")
-        r.note(f"transaction {tx} stopped at {int(energy)} Wh")
+        await plug_in_and_charge(cp, o, r)
     finally:
         await s.close()
     return r
+
+
+async def plug_in_and_charge(cp: SimulatedChargePoint, o: Options, r: ScenarioResult, stop: asyncio.Event | None = None) -> None:
+    """Plug a car (`o.car_max_a`, `o.car_phases`) into connector 1 of a booted charger with `o.reject_profiles`, charge
+    for `o.samples` intervals (or until `stop` is set), then stop the session and unplug."""
+    from simulators.charger.car import Car
+
+    cp.car = Car(max_current_a=o.car_max_a, phases=o.car_phases, soc_percent=SOC_AT_PLUG_IN, battery_wh=BATTERY_WH)
+    cp.reject_profiles = tuple(o.reject_profiles)
+    await cp.status(1, "Preparing")
+    tx = await cp.start_transaction(1, o.id_tag)
+    r.transaction_ids.append(tx)
+    cp._follow_limit()
+    r.note(f"car plugged in, transaction {tx}")
+    status = None
+    start = energy = float(cp.meter_wh)
+    for _ in range(o.samples):
+        if stop is not None and stop.is_set():
+            break
+        now_status = "Charging" if cp.car_power_w() > 0 else "SuspendedEVSE"
+        if now_status != status:
+            await cp.status(1, now_status)
+            status = now_status
+        await asyncio.sleep(o.interval)
+        cp.car.advance(cp.clock())
+        energy = start + cp.car.energy_wh
+        amps = round(cp.car.current_a(cp.clock()), 1)
+        await cp.meter(1, tx, energy, cp.car_power_w(), soc_percent=round(cp.car.soc_percent, 1),
+                       current_a={f"L{n}": amps for n in range(1, cp.car.phases_used + 1)})
+    await cp.stop_transaction(tx, int(energy), reason="EVDisconnected", id_tag=o.id_tag)
+    await cp.status(1, "Finishing")
+    await cp.status(1, "Available")
+    r.note(f"transaction {tx} stopped at {int(energy)} Wh")
 
 
 SCENARIOS: dict[str, Callable[[Options], Awaitable[ScenarioResult]]] = {
