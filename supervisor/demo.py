@@ -6,7 +6,9 @@ The demo configuration points the gateway at simulators on free loopback ports:
   Eastron SDM630 meter, each with a daily PV curve and integrating energy counters;
 * a local ingest endpoint that verifies the gateway's signed batches (the gateway's key
   is registered with it, as a fleet backend would do at provisioning);
-* one charge point that connects to the OCPP port and runs charging sessions in a loop.
+* one charge point that connects to the OCPP port and runs charging sessions in a loop;
+* a second one with a car plugged in, steered by the loadpoint `demo-garage` in pv mode
+  (the grid meter's import includes what the car draws, as at a real house connection).
 
 The simulators run in the launcher process, started after the actor system has forked
 its admin (no actor is ever forked from a threaded process).
@@ -26,6 +28,9 @@ from supervisor.logs import ActorLog
 
 DEMO_DEVICES = (("pv-roof", "sunspec"), ("pv-garage", "huawei_sun2000"), ("grid-meter", "eastron_sdm630"))
 DEMO_CHARGER = "DEMO-CP1"
+DEMO_CAR_CHARGER = "DEMO-CP2"
+DEMO_LOADPOINT = {"id": "demo-garage", "charger": DEMO_CAR_CHARGER, "grid_meter": "grid-meter", "pv": ["pv-roof", "pv-garage"],
+                  "phases": "switchable", "mode": "pv"}
 DEMO_DEFAULTS: dict[str, Any] = {
     "gateway_name": "egw-demo",
     "data_dir": "data/demo",
@@ -42,6 +47,7 @@ def demo_config(path: str | None = None, overrides: Mapping[str, Any] | None = N
         for device_id, profile in DEMO_DEVICES
     ]
     base["uploads"] = [{"name": "demo-ingest", "url": f"http://127.0.0.1:{free_port()}/v1/batches"}]
+    base["loadpoints"] = [dict(DEMO_LOADPOINT)]
     return load_config(path, overrides=overrides, base=base)
 
 
@@ -62,9 +68,17 @@ class DemoEnvironment:
         for chatty in ("ocpp", "pymodbus"):  # the simulators' libraries log every frame at INFO
             logging.getLogger(chatty).setLevel(logging.WARNING)
 
+        from simulators.charger.demo_site import CarAwareMeter, DemoCar
+
+        self.car = DemoCar(f"ws://127.0.0.1:{self.config.ocpp_port}/ocpp/{DEMO_CAR_CHARGER}")
+        steered_meters = {lp.get("grid_meter") for lp in self.config.loadpoints if lp.get("charger") == DEMO_CAR_CHARGER}
         for device in self.config.devices:
             if "profile" in device and device.get("host") == "127.0.0.1":
-                sim = InverterSimulator(device["profile"], port=int(device["port"]), units=(int(device.get("unit_id", 1)),)).start()
+                sim = InverterSimulator(device["profile"], port=int(device["port"]), units=(int(device.get("unit_id", 1)),))
+                if device["id"] in steered_meters:  # the meter at the house connection sees the demo car
+                    for unit in sim.units.values():
+                        unit.model = CarAwareMeter(unit.model, self.car.power_w, self.car.phases)
+                sim.start()
                 self.running.append(sim)
                 self.log.info("simulated device serving", device=device["id"], profile=device["profile"], port=device["port"])
         for upload in self.config.uploads:
@@ -93,6 +107,9 @@ class DemoEnvironment:
         thread.start()
         self.running.append(_Stopper(self._charger_stop, thread))
         self.log.info("simulated charger connecting", url=url)
+        if any(lp.get("charger") == DEMO_CAR_CHARGER for lp in self.config.loadpoints):
+            self.running.append(self.car.start())
+            self.log.info("simulated car plugged in", charger=DEMO_CAR_CHARGER, url=self.car.url)
 
     async def _charge_forever(self, url: str) -> None:
         from simulators.charger.scenarios import Options, run_scenario

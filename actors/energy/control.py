@@ -233,6 +233,7 @@ def step(config: LoadpointConfig, settings: ControlSettings, state: ControlState
         elif s.enabled and not enabled:
             s.stops += 1
         s.enabled, s.current_a = enabled, limit
+        reason = reason if reason.startswith("mode ") else f"mode {mode}: {reason}"
         timers = {"enable_wh": round(s.surplus_wh, 2), "enable_needed_wh": round(_enable_wh(config, settings, s.phases), 2),
                   "disable_wh": round(s.deficit_wh, 2), "disable_needed_wh": round(_disable_wh(config, settings, s.phases), 2),
                   "phase_wh": round(s.phase_wh, 2), "phase_switches_last_hour": len(s.switches),

@@ -45,8 +45,8 @@ def test_enable_waits_for_surplus_energy_so_a_big_surplus_enables_sooner():
     # 2000 W: (2000 − 1380) W × 10 s = 1.72 Wh a loop; 23 Wh (60 s of 1380 W) after 14 loops -> t = 140 s, straight to 8 A
     changes, _, decisions = run(ONE_PHASE, lambda t: 2000.0, 200)
     assert changes == [(0.0, 0.0, 1, False), (140.0, 8.0, 1, True)]
-    assert decisions[13].reason == "waiting for surplus: 2000 W, 22.4 of 23.0 Wh above 1380 W gathered"
-    assert decisions[14].reason == "enabled: surplus 2000 W on 1 phase: 8 A"
+    assert decisions[13].reason == "mode pv: waiting for surplus: 2000 W, 22.4 of 23.0 Wh above 1380 W gathered"
+    assert decisions[14].reason == "mode pv: enabled: surplus 2000 W on 1 phase: 8 A"
     # 5000 W: 10.06 Wh a loop, enough after 3 -> t = 30 s (an evcc timer waits 60 s either way); then +3 A a loop up to 16 A
     changes, _, _ = run(ONE_PHASE, lambda t: 5000.0, 80)
     assert changes == [(0.0, 0.0, 1, False), (30.0, 9.0, 1, True), (40.0, 12.0, 1, True), (50.0, 15.0, 1, True), (60.0, 16.0, 1, True)]
@@ -59,7 +59,7 @@ def test_decreases_are_immediate_and_a_shallow_short_dip_is_ridden_through():
     dip = lambda t: 900.0 if 200 <= t < 260 else 3000.0  # noqa: E731
     changes, s, decisions = run(ONE_PHASE, dip, 120, state=s, start=200.0)
     assert changes == [(200.0, 6.0, 1, True), (260.0, 9.0, 1, True), (270.0, 12.0, 1, True), (280.0, 13.0, 1, True)]
-    assert decisions[5].reason == "surplus 900 W on 1 phase: 6 A (at the minimum; 8.0 of 69.0 Wh grid energy before pausing)"
+    assert decisions[5].reason == "mode pv: surplus 900 W on 1 phase: 6 A (at the minimum; 8.0 of 69.0 Wh grid energy before pausing)"
     assert s.starts == 1 and s.stops == 0
 
 
@@ -68,7 +68,7 @@ def test_disable_after_the_grid_energy_at_minimum_current_reaches_its_bound():
     # 500 W surplus: (1380 − 500) W × 10 s = 2.44 Wh of grid energy a loop; 69 Wh (180 s of 1380 W) after 29 loops -> paused at 290 s
     changes, s, decisions = run(ONE_PHASE, lambda t: 500.0, 400, state=s, start=200.0)
     assert changes == [(200.0, 6.0, 1, True), (480.0, 0.0, 1, False)]
-    assert decisions[28].reason == "surplus 500 W below the minimum 1380 W for 69.0 Wh of grid energy: paused"
+    assert decisions[28].reason == "mode pv: surplus 500 W below the minimum 1380 W for 69.0 Wh of grid energy: paused"
     assert s.stops == 1
     # no surplus at all: 3.83 Wh a loop, paused after 18 loops: a deep dip stops sooner than a shallow one
     _, s, _ = run(ONE_PHASE, lambda t: 3000.0, 200)
@@ -141,9 +141,9 @@ def test_off_minpv_unplugged_and_unknown_readings():
     _, d = step(ONE_PHASE, ControlSettings(), state, Inputs(now=10.0, mode="minpv", grid_w=2000.0, charge_w=2300.0))
     assert (d.limit_a, d.enabled) == (6.0, True)  # surplus 300 W: still the minimum in minpv
     _, d = step(ONE_PHASE, ControlSettings(), state, Inputs(now=10.0, mode="pv", grid_w=None, charge_w=2300.0))
-    assert (d.limit_a, d.reason) == (0.0, "surplus unknown (no recent readings of the meter): paused")
+    assert (d.limit_a, d.reason) == (0.0, "mode pv: surplus unknown (no recent readings of the meter): paused")
     _, d = step(ONE_PHASE, ControlSettings(), state, Inputs(now=10.0, mode="pv", plugged=False, grid_w=-5000.0))
-    assert (d.limit_a, d.reason) == (0.0, "no car plugged in")
+    assert (d.limit_a, d.reason) == (0.0, "mode pv: no car plugged in")
     # without a grid meter: PV minus the other measured loads
     pv_only = LoadpointConfig(id="lp", charger="CP1", pv=("roof",), loads=("house",), phases="1")
     _, d = step(pv_only, ControlSettings(), ControlState(phases=1), Inputs(now=0.0, pv_w=4000.0, loads_w=800.0, charge_w=0.0))
