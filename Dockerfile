@@ -18,6 +18,8 @@ COPY supervisor ./supervisor
 COPY actors ./actors
 COPY storage ./storage
 COPY simulators ./simulators
+# the fleet receiver: `egw ingest`, and the CLI imports every command it offers
+COPY fleet ./fleet
 RUN make install
 
 # state (database, device key, API token) survives container updates in this volume
