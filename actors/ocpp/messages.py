@@ -347,18 +347,23 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
+class UnknownActionError(ValueError):
+    """The action is not one the central system sends (a REST client asked for something else)."""
+
+
 def request_from_payload(action: str, payload: dict[str, Any]) -> CentralRequest:
     """Build a request from an OCPP-style camelCase payload (what the REST API receives).
 
     `ReserveNow.expiryDate` is an RFC 3339 string here (epoch seconds in the dataclass);
     the reservation id is not given: the charger actor assigns it. Raises ValueError
-    naming the action or field for anything that does not fit.
+    naming the action or field for anything that does not fit (UnknownActionError for the
+    action itself): this is the one place a REST body becomes an OCPP request.
     """
     from actors.ocpp.frames import parse_timestamp
 
     cls = REQUESTS.get(action)
     if cls is None:
-        raise ValueError(f"{action!r} is not a central-initiated OCPP 1.6 request this gateway sends")
+        raise UnknownActionError(f"command {action} is not supported: not a central-initiated OCPP 1.6 request this gateway sends")
     names = {f.name for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in payload.items():

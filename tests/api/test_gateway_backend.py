@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from actors.api.backend import BadInputError, ChargerError, ConflictError, NoAnswerError, NotFoundError, UnavailableError
-from actors.api.gateway import GatewayBackend, GatewaySettings, device_records
+from actors.api.gateway import GatewayBackend, GatewaySettings
+from actors.api.tree_view import device_records
 from actors.ocpp.messages import ChargerCommand, CommandOutcome, RemoteStartTransaction, ReserveNow
 from storage import chargers as charger_store
 from storage.db import connect
@@ -69,7 +70,7 @@ def backend(tmp_path, executor, port, **settings):
 
 
 def test_device_records_split_actors_that_poll_several_devices():
-    from actors.api.gateway import clean_tree
+    from actors.api.tree_view import clean_tree
 
     found = device_records(clean_tree(TREE))
     assert set(found) == {"inv1", "m1", "m2", "inv3"}
