@@ -40,10 +40,10 @@ import json
 import math
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 from storage.db import migrate, transaction
+from supervisor.procs import boot_id
 
 COMPONENT = "ocpp_transactions"
 
@@ -121,11 +121,8 @@ MIGRATIONS = [
 
 
 def read_boot_id() -> str:
-    """/proc/sys/kernel/random/boot_id: monotonic times compare only within one boot."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"
+    """This boot's id (`supervisor.procs.boot_id`): monotonic times compare only within one boot."""
+    return boot_id() or "unknown"
 
 
 BOOT_ID = read_boot_id()

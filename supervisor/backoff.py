@@ -28,3 +28,26 @@ def backoff_delay(failures: int, initial: float, cap: float, *, factor: float = 
     if jitter:
         base *= 1.0 + (rng or random).uniform(-jitter, jitter)
     return min(cap, max(0.0, base))
+
+
+class RetryBackoff:
+    """One retry loop's consecutive failures and the delay before its next attempt.
+
+    `backoff_delay(failures, initial, cap)` for each failure in a row; `reset()` after a
+    success. Device reconnects use it as it is, supervisor restarts through
+    `supervisor.policy.BackoffSchedule` (which also forgets failures after a healthy run).
+    """
+
+    def __init__(self, initial: float = 1.0, cap: float = 60.0, jitter: float = 0.2, rng: random.Random | None = None,
+                 *, factor: float = 2.0) -> None:
+        self.initial, self.cap, self.jitter, self.factor = initial, cap, jitter, factor
+        self.rng = rng or random.Random()
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = backoff_delay(self.failures, self.initial, self.cap, factor=self.factor, jitter=self.jitter, rng=self.rng)
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from supervisor.backoff import backoff_delay
+from supervisor.backoff import RetryBackoff
 from supervisor.spec import Backoff, Intensity
 
 
@@ -43,18 +43,18 @@ class BackoffSchedule:
 
     def __init__(self, backoff: Backoff, rng: random.Random | None = None) -> None:
         self.backoff = backoff
-        self.rng = rng or random.Random()
-        self.failures = 0
+        self.retries = RetryBackoff(backoff.min_delay, backoff.max_delay, backoff.jitter, rng, factor=backoff.factor)
         self.started_at: float | None = None
+
+    @property
+    def failures(self) -> int:
+        return self.retries.failures
 
     def started(self, now: float) -> None:
         self.started_at = now
 
     def next_delay(self, now: float) -> float:
         """The delay to wait before restarting after a failure observed at `now`."""
-        b = self.backoff
-        if self.started_at is not None and now - self.started_at >= b.reset_after:
-            self.failures = 0
-        delay = backoff_delay(self.failures, b.min_delay, b.max_delay, factor=b.factor, jitter=b.jitter, rng=self.rng)
-        self.failures += 1
-        return delay
+        if self.started_at is not None and now - self.started_at >= self.backoff.reset_after:
+            self.retries.reset()
+        return self.retries.next_delay()

@@ -145,3 +145,18 @@ def children_of(parent: int) -> list[int]:
             if fields is not None and fields[0] not in ("Z", "X", "x") and int(fields[1]) == parent:
                 found.append(int(entry))
     return found
+
+
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+
+
+def boot_id(path: str = BOOT_ID_PATH) -> str | None:
+    """This boot's id (a fresh UUID at every kernel boot), or None where the kernel does not say.
+
+    Monotonic clocks and saved deadlines only compare within one boot: this is how a stored
+    time stamp (a reading's, a provisioning window's) tells whether it is from this boot.
+    """
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None

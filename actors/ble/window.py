@@ -27,9 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from storage.files import create_private_file
+from supervisor.procs import BOOT_ID_PATH, boot_id
 
 WINDOW_FILE = "ble-window.json"
-BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,8 @@ def window_path(data_dir: str | os.PathLike[str]) -> Path:
 
 
 def read_boot_id(path: str = BOOT_ID_PATH) -> str | None:
-    """This boot's id (a fresh UUID at every kernel boot), or None where the kernel does not say."""
-    try:
-        return Path(path).read_text().strip() or None
-    except OSError:
-        return None
+    """This boot's id, or None (`supervisor.procs.boot_id`; a path of its own for tests)."""
+    return boot_id(path)
 
 
 class WindowStore:

@@ -25,7 +25,6 @@ Rules it implements:
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from collections.abc import Generator
@@ -38,7 +37,8 @@ from actors.device.profile import Point, Profile, load_profile
 from actors.device.quantities import QUANTITIES
 from actors.device.sunspec import SunSpecError, build_profile, discover
 from actors.harvest.messages import DeviceEvent, Gap, Reading
-from supervisor.backoff import backoff_delay
+from supervisor.backoff import RetryBackoff
+from supervisor.procs import boot_id as read_boot_id
 
 # One run_due() sends no further request after this many seconds, so a handler never
 # blocks much longer than one request timeout (the supervisor's heartbeat must get through).
@@ -64,11 +64,8 @@ class SystemClock:
 
 
 def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            return fh.read().strip()
-    except OSError:
-        return "unknown"
+    """This boot's id (`supervisor.procs.boot_id`), "unknown" where the kernel does not say."""
+    return read_boot_id() or "unknown"
 
 
 class PollSchedule:
@@ -94,23 +91,6 @@ class PollSchedule:
         skipped = max(0, current - self.next_slot)
         self.next_slot = current + 1
         return skipped, first
-
-
-class Backoff:
-    """Reconnect delays: initial * 2**n capped at `cap`, each scaled by 1 +/- jitter (<= cap)."""
-
-    def __init__(self, initial: float = 1.0, cap: float = 60.0, jitter: float = 0.2, rng: random.Random | None = None) -> None:
-        self.initial, self.cap, self.jitter = initial, cap, jitter
-        self.rng = rng or random.Random()
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        delay = backoff_delay(self.failures, self.initial, self.cap, jitter=self.jitter, rng=self.rng)
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 @dataclass(frozen=True)
@@ -399,7 +379,7 @@ class EndpointPoller:
         link: Link,
         clock: Clock | None = None,
         boot: str | None = None,
-        backoff: Backoff | None = None,
+        backoff: RetryBackoff | None = None,
         run_budget: float = RUN_BUDGET,
     ) -> None:
         self.clock = clock or SystemClock()
@@ -408,7 +388,7 @@ class EndpointPoller:
         boot = boot or boot_id()
         self.devices = [DevicePoller(s, self.clock, boot, now) for s in devices]
         first = devices[0]
-        self.backoff = backoff or Backoff(cap=float(first.get("backoff_cap", 60.0)))
+        self.backoff = backoff or RetryBackoff(cap=float(first.get("backoff_cap", 60.0)))
         self.connected = False
         self.reconnect_at = now  # connect on the first run
         self.run_budget = run_budget

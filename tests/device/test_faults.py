@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from actors.device.harvester import Backoff, EndpointPoller
+from supervisor.backoff import RetryBackoff as Backoff
+from actors.device.harvester import EndpointPoller
 from actors.device.link import ModbusLink
 from simulators.inverter import InverterSimulator
 from tests.conftest import wait_until

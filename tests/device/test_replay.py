@@ -14,7 +14,8 @@ from pathlib import Path
 
 from freezegun import freeze_time
 
-from actors.device.harvester import Backoff, EndpointPoller
+from supervisor.backoff import RetryBackoff as Backoff
+from actors.device.harvester import EndpointPoller
 from actors.device.link import DeviceError
 from actors.harvest.messages import DeviceEvent, Gap
 from tests.device.conftest import ScriptedLink

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from actors.device.harvester import Backoff, PollSchedule
+from supervisor.backoff import RetryBackoff as Backoff
+from actors.device.harvester import PollSchedule
 from actors.device.outbox import BatchOutbox, merge_gaps
 from actors.device.specs import DeviceConfigError, device_child_specs, devices_part, validate_device
 from actors.harvest.messages import DeviceEvent, Gap, Reading
