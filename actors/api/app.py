@@ -38,6 +38,7 @@ from actors.api.redact import redact
 from actors.api.routes import ROUTES, Route
 from actors.api.token import token_matches
 from actors.api.validation import parse_json_body, parse_params, parse_since
+from actors.web import api as web_page
 from supervisor.logs import ActorLog, RateLimitedLog
 
 log = ActorLog("api")
@@ -375,11 +376,13 @@ def build_app(backend: ApiBackend, *, token: str | None, version: str | None = N
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
     app[STATE_KEY] = ApiState(backend, token, version or gateway_version(), backend_timeout, max_body, command_timeout)
     handlers = {**_handlers(), **provisioning_handlers(), **charger_admin.handlers(), **loadpoints.handlers()}
+    handlers.update(web_page.handlers())  # the local web page (actors/web)
     missing = {r.operation for r in ROUTES} - set(handlers)
     if missing:
         raise RuntimeError(f"routes without handlers: {sorted(missing)}")
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _endpoint(route, handlers[route.operation]), name=route.operation)
+    web_page.setup(app)  # the local web page at /, and its sign-in cookie accepted where the bearer token is
     return app
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from actors.api import charger_admin, loadpoints, schemas
 from storage.chargers import CONNECTOR_STATUSES
+from actors.web import api as web_page
 from actors.api.route_spec import (  # noqa: F401 - Location, Param and Route are re-exported for the app and its tests
     Location, Param, Route, BAD_INPUT, CHARGER_ID, PERSONAL_READ_ERRORS, DEVICE_ID, LIMIT, NOT_FOUND, NO_BLE, UNAVAILABLE, WIFI_FAILED, WIFI_UNAVAILABLE, WRITE_ERRORS, charger_command, path_id,
 )
@@ -130,6 +131,7 @@ CORE_ROUTES: tuple[Route, ...] = (
 )
 
 ROUTES: tuple[Route, ...] = CORE_ROUTES + charger_admin.ROUTES + loadpoints.ROUTES
+ROUTES += web_page.ROUTES  # the local web page's sign-in and today's energy (actors/web/api.py)
 
 
 def route_for(method: str, path: str) -> Route | None:
