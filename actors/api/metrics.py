@@ -1,45 +1,44 @@
-"""Prometheus text exposition (format 0.0.4) of the gateway's state.
+"""`/metrics`: the gateway's state as Prometheus metrics, rendered by `prometheus_client`.
 
-Rendered on each scrape from what the handlers already have: the actor tree (restarts
+On each scrape the API gathers what its handlers already have -- the actor tree (restarts
 per actor), the devices' published counters (polls, errors, latency) and their latest
 readings (`egw_device_power_watts`, `egw_device_energy_watt_hours_total`, ... in base
-units, one family per quantity with the phase as a label), the outbox and
-transport state (sizes, uploads), the chargers' OCPP message counts, and the API's own
-request counters. Nothing is sampled in the background, so a scrape costs only the
-reads it makes and metrics never drift from what `/api/*` shows.
+units, one family per quantity with the phase as a label), the outbox and transport
+state (sizes, uploads), the chargers' OCPP message counts, and the API's own request
+counters -- and `render()` hands that one snapshot to a `GatewayCollector`, a custom
+collector yielding `GaugeMetricFamily`/`CounterMetricFamily`, in a `CollectorRegistry` of
+its own (never the library's global one, so nothing of the process's own or of another
+app leaks in), and `prometheus_client.generate_latest` writes the text format 0.0.4.
+Nothing is sampled in the background, so a scrape costs only the reads it makes and
+metrics never drift from what `/api/*` shows.
+
+Every counter ends in `_total`, as prometheus_client requires of a counter's samples.
+The library writes each sample's labels sorted by name (`{action="...",charger="..."}`)
+and values as floats (`100.0`, `1.234567e+06`): the same series and values as before,
+for any Prometheus parser, though no longer the same bytes for a `grep`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 Sample = tuple[dict[str, str], float]
 
 
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
-    """One metric family: HELP, TYPE and its samples, label values escaped."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+def family(name: str, kind: str, help_text: str, samples: Iterable[Sample], labelnames: Sequence[str] = ()) -> Metric:
+    """One metric family of `kind` ("gauge" or "counter"); every sample has exactly `labelnames`."""
+    made = CounterMetricFamily(name, help_text, labels=labelnames) if kind == "counter" else GaugeMetricFamily(name, help_text, labels=labelnames)
     for labels, value in samples:
-        label_text = ",".join(f'{key}="{escape_label(str(val))}"' for key, val in labels.items())
-        lines.append(f"{name}{{{label_text}}} {_format_value(value)}" if label_text else f"{name} {_format_value(value)}")
-    return lines
+        made.add_metric([str(labels[key]) for key in labelnames], value)
+    return made
 
 
 def _number(value: Any) -> float | None:
@@ -69,22 +68,20 @@ READING_FAMILIES: dict[str, tuple[str, str, str, dict[str, str], float]] = {
 }
 
 
-def reading_families(devices: Iterable[dict[str, Any]]) -> list[str]:
-    """The devices' latest readings, one family per metric name (phases share one family)."""
-    grouped: dict[str, tuple[str, str, list[Sample]]] = {}
-    for name, kind, help_text, _labels, _scale in READING_FAMILIES.values():
-        grouped.setdefault(name, (kind, help_text, []))
+def reading_families(devices: Iterable[dict[str, Any]]) -> Iterator[Metric]:
+    """The devices' latest readings, one family per metric name (phases share one family); families without a sample are left out."""
+    grouped: dict[str, tuple[str, str, list[str], list[Sample]]] = {}
+    for name, kind, help_text, labels, _scale in READING_FAMILIES.values():
+        grouped.setdefault(name, (kind, help_text, ["device", *labels], []))
     for device in devices:
         values = device.get("values") or {}
         for quantity, (name, _kind, _help, labels, scale) in READING_FAMILIES.items():
             value = _number(values.get(quantity))
             if value is not None and math.isfinite(value):  # a flagged non-finite reading is stored as null, never exported
-                grouped[name][2].append(({"device": str(device["id"]), **labels}, value * scale))
-    lines: list[str] = []
-    for name, (kind, help_text, samples) in grouped.items():
+                grouped[name][3].append(({"device": str(device["id"]), **labels}, value * scale))
+    for name, (kind, help_text, labelnames, samples) in grouped.items():
         if samples:
-            lines += family(name, kind, help_text, samples)
-    return lines
+            yield family(name, kind, help_text, samples, labelnames)
 
 
 def walk_tree(records: Iterable[dict[str, Any]], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -95,48 +92,88 @@ def walk_tree(records: Iterable[dict[str, Any]], prefix: str = "") -> Iterator[t
         yield from walk_tree(record.get("children") or (), path)
 
 
+@dataclass(frozen=True)
+class GatewayState:
+    """One scrape's snapshot of what the API's handlers gathered from the actors."""
+
+    tree: list[dict[str, Any]]
+    devices: list[dict[str, Any]]
+    outbox: dict[str, Any]
+    chargers: list[dict[str, Any]]
+    requests: Counter
+    uptime_s: float
+
+
+DOWN_STATES = ("restarting", "stopped", "failed", "starting")
+PER_DEVICE = [
+    ("egw_device_polls_total", "counter", "Polls of each device.", "polls"),
+    ("egw_device_poll_errors_total", "counter", "Failed polls of each device.", "errors"),
+    ("egw_device_gaps_total", "counter", "Gap records written for each device.", "gaps"),
+]
+OUTBOX_GAUGES = [
+    ("egw_outbox_pending_readings", "Readings committed but not yet acknowledged by a receiver.", "pending_readings"),
+    ("egw_outbox_bytes", "Bytes the outbox occupies.", "bytes"),
+    ("egw_outbox_budget_used_ratio", "Fraction of the outbox byte budget in use.", "budget_used"),
+    ("egw_outbox_gaps", "Gap records in the outbox.", "gaps"),
+]
+PER_TRANSPORT = [
+    ("egw_transport_uploaded_readings_total", "counter", "Readings acknowledged by each transport's receiver.", "uploaded_readings"),
+    ("egw_transport_uploaded_batches_total", "counter", "Batches acknowledged by each transport's receiver.", "uploaded_batches"),
+    ("egw_transport_upload_errors_total", "counter", "Failed upload attempts per transport.", "upload_errors"),
+    ("egw_transport_dead_letters", "gauge", "Batches parked after a permanent rejection.", "dead_letters"),
+    ("egw_transport_backoff_seconds", "gauge", "Current retry backoff per transport.", "backoff_s"),
+]
+
+
+class GatewayCollector(Collector):
+    """A custom collector over one `GatewayState`: every family, in a fixed order, from that state alone."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.state
+        yield family("egw_uptime_seconds", "gauge", "Seconds since the gateway started.", [({}, st.uptime_s)])
+        actors = list(walk_tree(st.tree))
+        yield family("egw_actor_restarts_total", "counter", "Restarts of each actor by its supervisor.",
+                     [({"actor": path}, float(rec.get("restarts") or 0)) for path, rec in actors], ["actor"])
+        yield family("egw_actor_up", "gauge", "1 when the actor is running, else 0.",
+                     [({"actor": path}, 0.0 if rec.get("state") in DOWN_STATES else 1.0) for path, rec in actors], ["actor"])
+        devices = st.devices
+        for name, kind, help_text, key in PER_DEVICE:
+            yield family(name, kind, help_text, [({"device": d["id"]}, v) for d in devices if (v := _number(d.get(key))) is not None], ["device"])
+        yield family("egw_device_poll_latency_seconds", "gauge", "Duration of each device's last poll.",
+                     [({"device": d["id"]}, v / 1000.0) for d in devices if (v := _number(d.get("poll_latency_ms"))) is not None], ["device"])
+        yield family("egw_device_online", "gauge", "1 when the device answered its last poll.",
+                     [({"device": d["id"]}, 1.0 if d.get("online") else 0.0) for d in devices], ["device"])
+        yield from reading_families(devices)
+        for name, help_text, key in OUTBOX_GAUGES:
+            value = _number(st.outbox.get(key))
+            yield family(name, "gauge", help_text, [({}, value)] if value is not None else [])
+        transports = st.outbox.get("transports") or []
+        for name, kind, help_text, key in PER_TRANSPORT:
+            yield family(name, kind, help_text, [({"transport": t["name"]}, v) for t in transports if (v := _number(t.get(key))) is not None], ["transport"])
+        yield family("egw_ocpp_messages_total", "counter", "OCPP messages handled per charger and action.",
+                     [({"charger": c["id"], "action": action}, v) for c in st.chargers
+                      for action, count in sorted((c.get("messages") or {}).items()) if (v := _number(count)) is not None], ["charger", "action"])
+        yield family("egw_charger_connected", "gauge", "1 while the charger's websocket is connected.",
+                     [({"charger": c["id"]}, 1.0 if c.get("connected") else 0.0) for c in st.chargers], ["charger"])
+        yield family("egw_api_requests_total", "counter", "HTTP requests answered by the API, by route and status.",
+                     [({"method": m, "route": r, "status": s}, float(n)) for (m, r, s), n in sorted(st.requests.items())], ["method", "route", "status"])
+
+
+def registry_for(state: GatewayState) -> CollectorRegistry:
+    """A registry of its own holding only the gateway's collector (no process or platform metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(state))
+    return registry
+
+
 def render(*, tree: list[dict[str, Any]], devices: list[dict[str, Any]], outbox: dict[str, Any],
            chargers: list[dict[str, Any]], requests: Counter, uptime_s: float) -> str:
-    """The whole exposition as one text body."""
-    lines: list[str] = []
-    lines += family("egw_uptime_seconds", "gauge", "Seconds since the gateway started.", [({}, uptime_s)])
-    lines += family("egw_actor_restarts_total", "counter", "Restarts of each actor by its supervisor.",
-                    [({"actor": path}, float(rec.get("restarts") or 0)) for path, rec in walk_tree(tree)])
-    lines += family("egw_actor_up", "gauge", "1 when the actor is running, else 0.",
-                    [({"actor": path}, 1.0 if rec.get("state") not in ("restarting", "stopped", "failed", "starting") else 0.0) for path, rec in walk_tree(tree)])
-    per_device = [
-        ("egw_device_polls_total", "counter", "Polls of each device.", "polls"),
-        ("egw_device_poll_errors_total", "counter", "Failed polls of each device.", "errors"),
-        ("egw_device_gaps_total", "counter", "Gap records written for each device.", "gaps"),
-    ]
-    for name, kind, help_text, key in per_device:
-        lines += family(name, kind, help_text, [({"device": d["id"]}, v) for d in devices if (v := _number(d.get(key))) is not None])
-    lines += family("egw_device_poll_latency_seconds", "gauge", "Duration of each device's last poll.",
-                    [({"device": d["id"]}, v / 1000.0) for d in devices if (v := _number(d.get("poll_latency_ms"))) is not None])
-    lines += family("egw_device_online", "gauge", "1 when the device answered its last poll.", [({"device": d["id"]}, 1.0 if d.get("online") else 0.0) for d in devices])
-    lines += reading_families(devices)
-    outbox_gauges = [
-        ("egw_outbox_pending_readings", "Readings committed but not yet acknowledged by a receiver.", "pending_readings"),
-        ("egw_outbox_bytes", "Bytes the outbox occupies.", "bytes"),
-        ("egw_outbox_budget_used_ratio", "Fraction of the outbox byte budget in use.", "budget_used"),
-        ("egw_outbox_gaps", "Gap records in the outbox.", "gaps"),
-    ]
-    for name, help_text, key in outbox_gauges:
-        value = _number(outbox.get(key))
-        lines += family(name, "gauge", help_text, [({}, value)] if value is not None else [])
-    transports = outbox.get("transports") or []
-    per_transport = [
-        ("egw_transport_uploaded_readings_total", "counter", "Readings acknowledged by each transport's receiver.", "uploaded_readings"),
-        ("egw_transport_uploaded_batches_total", "counter", "Batches acknowledged by each transport's receiver.", "uploaded_batches"),
-        ("egw_transport_upload_errors_total", "counter", "Failed upload attempts per transport.", "upload_errors"),
-        ("egw_transport_dead_letters", "gauge", "Batches parked after a permanent rejection.", "dead_letters"),
-        ("egw_transport_backoff_seconds", "gauge", "Current retry backoff per transport.", "backoff_s"),
-    ]
-    for name, kind, help_text, key in per_transport:
-        lines += family(name, kind, help_text, [({"transport": t["name"]}, v) for t in transports if (v := _number(t.get(key))) is not None])
-    lines += family("egw_ocpp_messages_total", "counter", "OCPP messages handled per charger and action.",
-                    [({"charger": c["id"], "action": str(action)}, v) for c in chargers for action, count in sorted((c.get("messages") or {}).items()) if (v := _number(count)) is not None])
-    lines += family("egw_charger_connected", "gauge", "1 while the charger's websocket is connected.", [({"charger": c["id"]}, 1.0 if c.get("connected") else 0.0) for c in chargers])
-    lines += family("egw_api_requests_total", "counter", "HTTP requests answered by the API, by route and status.",
-                    [({"method": m, "route": r, "status": str(s)}, float(n)) for (m, r, s), n in sorted(requests.items())])
-    return "\n".join(lines) + "\n"
+    """The whole exposition (text format 0.0.4) of one snapshot, as one text body.
+
+    One registry per scrape: two scrapes at once never see each other's snapshot.
+    """
+    state = GatewayState(tree=tree, devices=devices, outbox=outbox, chargers=chargers, requests=requests, uptime_s=uptime_s)
+    return generate_latest(registry_for(state)).decode("utf-8")

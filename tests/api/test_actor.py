@@ -166,8 +166,8 @@ def test_api_actor_answers_from_the_tree_and_the_stores(gateway, simulator):
     assert stat_mode(token_path(data_dir)) == 0o600
 
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    assert 'egw_device_online{device="inv1"} 1' in metrics.splitlines()
-    assert 'egw_actor_restarts_total{actor="devices/inv1"} 0' in metrics.splitlines()
+    assert 'egw_device_online{device="inv1"} 1.0' in metrics.splitlines()
+    assert 'egw_actor_restarts_total{actor="devices/inv1"} 0.0' in metrics.splitlines()
 
 
 def stat_mode(path: Path) -> int:

@@ -154,14 +154,17 @@ async def test_metrics_in_prometheus_text(client):
     assert response.content_type == "text/plain"
     text = await response.text()
     lines = text.splitlines()
-    assert 'egw_device_polls_total{device="inv1"} 100' in lines
-    assert 'egw_device_poll_errors_total{device="inv1"} 2' in lines
-    assert 'egw_device_poll_latency_seconds{device="inv1"} 0.0125' in lines
-    assert 'egw_actor_restarts_total{actor="devices"} 1' in lines
-    assert 'egw_outbox_pending_readings 1200' in lines
-    assert 'egw_transport_uploaded_readings_total{transport="ingest"} 41' in lines
-    assert 'egw_ocpp_messages_total{charger="CP-1",action="MeterValues"} 40' in lines
-    assert 'egw_api_requests_total{method="GET",route="/api/devices",status="200"} 1' in lines
+    from prometheus_client.parser import text_string_to_metric_families  # labels are written sorted, values as floats
+
+    samples = {(s.name, *sorted(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["egw_device_polls_total", ("device", "inv1")] == 100
+    assert samples["egw_device_poll_errors_total", ("device", "inv1")] == 2
+    assert samples["egw_device_poll_latency_seconds", ("device", "inv1")] == 0.0125
+    assert samples["egw_actor_restarts_total", ("actor", "devices")] == 1
+    assert samples["egw_outbox_pending_readings",] == 1200
+    assert samples["egw_transport_uploaded_readings_total", ("transport", "ingest")] == 41
+    assert samples["egw_ocpp_messages_total", ("action", "MeterValues"), ("charger", "CP-1")] == 40
+    assert samples["egw_api_requests_total", ("method", "GET"), ("route", "/api/devices"), ("status", "200")] == 1
     for line in lines:  # every sample line is "name{labels} value"
         if not line.startswith("#"):
             name_labels, value = line.rsplit(" ", 1)

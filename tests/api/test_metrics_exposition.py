@@ -1,10 +1,12 @@
-"""`/metrics` as Prometheus reads it: the devices' readings in base units, in valid text format 0.0.4."""
+"""`/metrics` as Prometheus reads it: the devices' readings in base units, in valid text format 0.0.4 (written by prometheus_client)."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections import Counter
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from actors.api import metrics
 
@@ -88,3 +90,27 @@ def test_non_finite_readings_are_never_exported():
     families = parse_exposition(metrics.render(tree=[], devices=devices, outbox={}, chargers=[], requests=Counter(), uptime_s=0))
     assert "egw_device_power_watts" not in families and "egw_device_energy_watt_hours_total" not in families
     assert families["egw_device_grid_frequency_hertz"] == ("gauge", [({"device": "inv"}, 49.9)])
+
+
+def test_prometheus_client_reads_back_what_a_user_looks_at():
+    """Parsed by prometheus_client's own parser: the figures an operator graphs or alerts on."""
+    families = {f.name: f for f in text_string_to_metric_families(render())}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("egw_device_power_watts", (("device", "pv-roof"),))] == 4321.5
+    assert samples[("egw_device_energy_watt_hours_total", (("device", "pv-roof"),))] == 1234567  # exact, not rounded by the 1.234567e+06 notation
+    assert samples[("egw_device_battery_state_of_charge_ratio", (("device", "pv-roof"),))] == 0.87
+    assert samples[("egw_device_meter_export_watt_hours_total", (("device", "grid-meter"),))] == 7000
+    assert samples[("egw_device_online", (("device", 'odd"name'),))] == 0  # the label value round-trips unescaped
+    assert samples[("egw_actor_restarts_total", (("actor", "devices"),))] == 1
+    assert samples[("egw_actor_up", (("actor", "devices/pv-roof"),))] == 1
+    assert samples[("egw_outbox_pending_readings", ())] == 12
+    assert samples[("egw_transport_uploaded_readings_total", (("transport", "fleet"),))] == 41
+    assert samples[("egw_ocpp_messages_total", (("action", "MeterValues"), ("charger", "CP-1")))] == 4
+    assert samples[("egw_api_requests_total", (("method", "GET"), ("route", "/metrics"), ("status", "200")))] == 3
+    assert samples[("egw_uptime_seconds", ())] == 12.5
+    # counters are counters (the parser drops the _total suffix from the family name, as OpenMetrics does), gauges gauges
+    assert families["egw_device_polls"].type == "counter" and families["egw_device_polls"].documentation == "Polls of each device."
+    assert families["egw_outbox_bytes"].type == "gauge"
+    # only the gateway's own families: the collector has a registry of its own, not the library's global one
+    assert all(name.startswith("egw_") for name in families), sorted(families)
+
