@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor.redaction import REDACTED
+
 ENV_PREFIX = "EGW_"
 # A schema-valid StopTransaction with 12 h of transactionData is ~174 KB: never below 1 MiB.
 # Above 8 MiB one frame would outgrow what a connection may hold while its actor starts.
@@ -126,7 +128,7 @@ class GatewayConfig:
         shown = {}
         for setting in SETTINGS:
             value = self.values[setting.key]
-            shown[setting.key] = "***" if setting.secret and value else value
+            shown[setting.key] = REDACTED if setting.secret and value else value
         return shown
 
     def with_values(self, **changes: Any) -> GatewayConfig:

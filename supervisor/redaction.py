@@ -1,6 +1,8 @@
-"""Showing a URL without its secrets: for logs, status reads and `/api/config`.
+"""Keeping secrets out of everything the gateway shows or logs: the one place for it.
 
-An upload URL may carry a password (`https://user:pass@host/`) or a key in its query
+* by key: a setting or field whose name says secret (password, psk, token, key, ...) or
+  that its owner lists (`secret_keys`) shows "***" when set (`redact`, `is_secret_key`);
+* by shape: an upload URL may carry a password (`https://user:pass@host/`) or a key in its query
 (`?api_key=...`). Wherever the gateway shows or logs a URL, the password and every query
 value are replaced by "***"; the scheme, host, port, path and the query's names stay, so
 an installer can still see where data goes and which parameters are set.
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Collection
+from typing import Any
 
 REDACTED = "***"
 
@@ -34,3 +38,33 @@ def redact_url(url: str) -> str:
 def redact_urls_in(text: str) -> str:
     """Every URL inside free text (an error message, a log field) redacted."""
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
+
+
+_SECRET_KEY = re.compile(
+    r"(pass(word|phrase|wd)?|secret|token|private|psk|credential|cookie|authori[sz]ation|auth_?key|api_?key|signing_?key|^key$|_key$)",
+    re.IGNORECASE,
+)
+_NOT_SECRET = re.compile(r"(public_?key|key_?id|key_?path|keyfile_?path)$", re.IGNORECASE)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a field named `key` holds a secret (`psk`, `auth_key`, `api_token`; not `public_key`)."""
+    return bool(_SECRET_KEY.search(key)) and not _NOT_SECRET.search(key)
+
+
+def redact(value: Any, secret_keys: Collection[str] = ()) -> Any:
+    """A deep, JSON-able copy of `value` with every secret replaced by "***".
+
+    Keys that look like secrets (`is_secret_key`) or are named in `secret_keys` are masked
+    when set; URLs inside strings lose their passwords and query values (`redact_urls_in`).
+    """
+    if isinstance(value, dict):
+        return {str(k): (REDACTED if (str(k) in secret_keys or is_secret_key(str(k))) and v not in (None, "") else redact(v, secret_keys))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, secret_keys) for v in value]
+    if isinstance(value, str):
+        return redact_urls_in(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)

@@ -34,7 +34,7 @@ from actors.api.commands import CommandLedger
 from actors.api.jsontext import json_text
 from actors.api.openapi import build_document
 from actors.api.provisioning import handlers as provisioning_handlers
-from actors.api.redact import redact
+from supervisor.redaction import redact
 from actors.api.routes import ROUTES, Route
 from actors.api.token import token_matches
 from actors.api.validation import parse_json_body, parse_params, parse_since

@@ -15,6 +15,7 @@ from actors.api.backend import NotFoundError, UnavailableError
 from actors.api.hardware import hardware_report, is_absent_hardware
 from actors.api.tree_view import OK_STATES, RESTARTING_STATES, device_records, device_view, find, walk, count
 from supervisor.procs import boot_id
+from supervisor.redaction import redact
 
 
 class GatewayReads:
@@ -111,8 +112,4 @@ class GatewayReads:
         return await self._blocking(stores.identity_view, Path(self.settings.data_dir), self.settings.gateway_name)
 
     async def config(self) -> dict[str, Any]:
-        shown = dict(self.settings.config)
-        for key in self.settings.secret_keys:
-            if shown.get(key):
-                shown[key] = "***"
-        return shown
+        return redact(self.settings.config, self.settings.secret_keys)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.api.backend import NotFoundError
-from actors.api.redact import redact
+from supervisor.redaction import redact
 
 from storage.db import DB_FILE, database_path  # noqa: F401 - the API's names for them
 

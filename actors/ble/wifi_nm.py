@@ -16,6 +16,7 @@ from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from actors.ble.wifi import WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
+from supervisor.redaction import REDACTED
 
 NM = "org.freedesktop.NetworkManager"
 NM_PATH = "/org/freedesktop/NetworkManager"
@@ -112,7 +113,7 @@ class NetworkManagerWifi:
         if reply.message_type == MessageType.ERROR:
             text = str(reply.body[0]) if reply.body else ""
             if secret:
-                text = text.replace(secret, "***")  # NetworkManager never echoes it, but be certain
+                text = text.replace(secret, REDACTED)  # NetworkManager never echoes it, but be certain
             if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"):
                 raise WifiUnavailableError("NetworkManager is not running")
             raise WifiError(f"NetworkManager: {text or reply.error_name}"[:200])

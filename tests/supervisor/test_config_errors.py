@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import load_config
+from supervisor.config import SETTINGS, load_config
 from tests.conftest import EGW
 
 
@@ -172,7 +172,7 @@ def test_a_misspelled_environment_variable_is_named_with_the_closest_setting(tmp
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
         "egw: warning: EGW_API_PROT: not a setting, ignored; did you mean EGW_API_PORT?",
-        "egw: warning: EGW_COMPLETELY_ELSE: not a setting, ignored; see `egw config --table` for the 43 settings",
+        "egw: warning: EGW_COMPLETELY_ELSE: not a setting, ignored; see `egw config --table` " f"for the {len(SETTINGS)} settings",
         "egw: warning: EGW_OCPP_UNKNOWN_CHARGER: not a setting, ignored; did you mean EGW_OCPP_UNKNOWN_CHARGERS?",
     ]
 
