@@ -1,6 +1,6 @@
 """`egw status`: the state of a running gateway, from its REST API, as readable tables.
 
-    egw status                 health, actor tree, devices, outbox and chargers
+    egw status                 health, actor tree, devices, outbox, chargers and loadpoints (when configured)
     egw status --json          the same data as one JSON object, for scripts
     egw status --url http://gateway.local:8080
 
@@ -55,7 +55,11 @@ def fetch(url: str, timeout: float) -> Any:
 
 
 def collect(base: str, timeout: float) -> dict[str, Any]:
-    return {name: fetch(base + path, timeout) for name, path in SECTIONS}
+    data = {name: fetch(base + path, timeout) for name, path in SECTIONS}
+    loadpoints = fetch(base + "/api/loadpoints", timeout)  # only a site with [[loadpoints]] gets the section
+    if loadpoints.get("loadpoints") or "error" in loadpoints and (loadpoints["error"] or {}).get("error") != "not_found":
+        data["loadpoints"] = loadpoints
+    return data
 
 
 # ------------------------------------------------------------------ tables
@@ -121,6 +125,11 @@ def render(data: dict[str, Any]) -> str:
         ("Chargers", "chargers", ["id", "connected", "vendor", "model", "connectors", "last seen"],
          lambda d: ([c["id"], c.get("connected"), c.get("vendor"), c.get("model"), " ".join(f"{k['id']}:{k['status']}" for k in c.get("connectors", [])), c.get("last_seen")] for c in d["chargers"])),
     )
+    if "loadpoints" in data:
+        sections += (("Loadpoints", "loadpoints", ["id", "charger", "mode", "limit A", "phases", "surplus W", "accepted", "reason"],
+                      lambda d: ([lp["id"], f"{lp['charger']}/{lp['connector']}", lp.get("mode"), (lp.get("decision") or {}).get("limit_a"),
+                                  (lp.get("decision") or {}).get("phases"), (lp.get("decision") or {}).get("surplus_w"), lp.get("accepted"),
+                                  (lp.get("decision") or {}).get("reason") or lp.get("state")] for lp in d["loadpoints"])),)
     for title, key, headers, rows in sections:
         out.append("")
         out.append(title)

@@ -103,3 +103,22 @@ def test_pv_is_refused_where_no_surplus_can_be_measured_and_bad_bodies_change_no
     status, body = request(server, "PUT", "/api/loadpoints/nope/mode", {"mode": "off"})
     assert status == 404
     assert not backend.db_path.exists() or store.modes(connect(backend.db_path)) == {}
+
+
+def test_egw_status_shows_the_loadpoints(served):
+    import argparse
+    import io
+
+    from actors.api import cli
+
+    server, _ = served
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    out = io.StringIO()
+    cli.run(parser.parse_args(["--url", server.url]), stdout=out, stderr=io.StringIO())
+    lines = out.getvalue().splitlines()
+    at = lines.index("Loadpoints")
+    assert lines[at + 1].split()[:4] == ["ID", "CHARGER", "MODE", "LIMIT"]
+    garage = next(line for line in lines[at:] if line.startswith("garage "))
+    assert "CP-1/1" in garage and " pv " in garage and "surplus 1900 W on 1 phase: 8 A" in garage
+    assert any(line.startswith("street ") and "not running" in line for line in lines[at:])
