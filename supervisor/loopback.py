@@ -4,6 +4,21 @@ Every thespian socket (admin, each actor, the logger) accepts pickled objects, s
 anyone who can connect can run code in the gateway. Thespian binds them to all
 interfaces; this module makes them bind to 127.0.0.1 only. It must run before the
 actor system starts: forked actor processes inherit the patched class.
+
+The thespian 4.0.1 behaviour worked around: `IPActorAddress.__init__`
+(thespian/system/transport/IPBase.py) ends with
+`self.bindname = ('', sa[1]) if external else sa`, and every listening socket's address
+is made with `external` set: each actor's and the logger's in `TCPTransport.__init__`
+(thespian/system/transport/TCPTransport.py, `templateAddr`, then
+`self.socket.bind(*templateAddr.addressDetails.bindArgs)`), the admin's in
+`TCPTransport.getAdminAddr`. `''` is INADDR_ANY. The supported setting,
+`THESPIAN_BASE_IPADDR`, only chooses the advertised address (`baseaddr`, hence
+`sockname`), never the bind name, and no capability names a bind address (thespian reads
+'Admin Port', 'Convention Address.IPv4', 'Outbound Only', 'Admin Routing', 'Process
+Startup Method', 'Thespian Watch Supported' and the like). So the variable is set (the
+advertised address) and the private class is patched (the bind name).
+`tests/supervisor/test_thespian_workarounds.py` shows thespian alone binding to all
+interfaces, and fails when the patch does not confine a running system to loopback.
 """
 
 from __future__ import annotations

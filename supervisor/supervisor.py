@@ -80,7 +80,13 @@ _REPORT_DELAY = timedelta(seconds=1.0)
 START_BATCH = 8
 """Children created per step; between steps the supervisor handles its mailbox (Ping included)."""
 UNDELIVERED_EVENTS = 64  # tree events the root keeps while no observer is running (oldest dropped)
-_STEP_PAUSE = timedelta(seconds=0.002)  # > 0: a zero wakeup would be delivered before sockets are read
+# > 0, as every timer in the gateway: thespian 4.0.1's TCPTransport._runWithExpiry
+# (thespian/system/transport/TCPTransport.py) returns before reading any socket or queued
+# message once the earliest wakeup has expired, and wakeupTransportBase._run_subtransport
+# then delivers the wakeups; a timer re-armed due at once starves the mailbox (no Ping
+# answered, no ChildActorExited read). Thespian has no setting for it.
+# tests/supervisor/test_thespian_workarounds.py shows it and checks this floor.
+_STEP_PAUSE = timedelta(seconds=0.002)
 EXIT_GRACE = 1.0
 """Seconds an exiting supervisor waits, once its children are gone, before it ends its own process."""
 UNUSABLE_STATES = ("restarting", "stopping", "stopped", "hung", "failed")

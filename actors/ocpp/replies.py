@@ -25,6 +25,17 @@ sides fall back to `FrameIn`/`FrameOut` for the rest of the connection: the fram
 numbers keep the charger actor's input in order across the switch, and frames lost with
 a dead actor are repeated by the charger, as before.
 
+The thespian 4.0.1 behaviour worked around (thespian/system/transport/TCPTransport.py):
+each `send` is a `TransmitIntent` that connects, transmits and then waits for the
+receiver's ack (`_XMITStepWaitForAck`; the receiver answers `ackMsg` once it has read the
+whole message), and every pass of `TCPTransport._runWithExpiry` builds a new
+`selectors.DefaultSelector()` and registers every socket it has (thespian's own comment
+there: "creates selector on each loop, perhaps this could be optimized"), so a pass
+costs time in proportion to the number of charger actors. No capability or option
+changes either; the supported part used here is `ThespianWatch` (an actor's extra file
+descriptors in that same select). `tests/supervisor/test_thespian_workarounds.py` fails
+when a charger's answers reach the listener as thespian messages instead of on the link.
+
 Records: a 4-byte big-endian length, then
   actor -> loop:  b"F" or b"H" (hello) + b"<connection_id> <len(charge_point_id)> " + charge_point_id + text
   loop -> actor:  b"<connection_id> <seq> " + text                               (all UTF-8)
