@@ -58,10 +58,11 @@ def _as_postgres() -> list[str]:
 class PostgresServer:
     """A private PostgreSQL cluster (initdb, trust auth on 127.0.0.1), one database per test."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, settings: tuple[str, ...] = ()) -> None:
         self.postgres = need_program("postgres", "postgresql", also_look_in=PG_GLOB)
         self.initdb = str(Path(self.postgres).with_name("initdb"))
         self.durable = durable
+        self.extra_settings = [arg for setting in settings for arg in ("-c", setting)]
         self.dir = _private_dir("egw-pg-", "postgres")
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -78,6 +79,7 @@ class PostgresServer:
         settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}", "-c", "max_connections=200"]
         if not self.durable:  # tests: a crash of the machine is not what they are about
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        settings += self.extra_settings
         self.log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([*_as_postgres(), self.postgres, "-D", str(data), "-p", str(self.port), *settings], stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
         wait_until(self._accepts, timeout=30, interval=0.05, what=f"PostgreSQL on port {self.port}")
