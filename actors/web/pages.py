@@ -59,7 +59,7 @@ def _profiles() -> list[str]:
 
 def _section(name: str) -> str:
     if name == "devices":
-        options = "".join(f'<option value="{html.escape(p)}">{html.escape(p)}</option>' for p in _profiles())
+        options = "".join(f'<option value="{html.escape(p)}"{" selected" if p == "sunspec" else ""}>{html.escape(p)}</option>' for p in _profiles())
         return DEVICES.replace("{{profiles}}", options)
     return {"overview": OVERVIEW, "chargers": CHARGERS, "uploads": UPLOADS, "system": SYSTEM}[name]
 
@@ -115,7 +115,7 @@ OVERVIEW = """
 
 DEVICES = """
 <section aria-label="Devices"><h2>Inverters and meters</h2>
-  <div class="scroll"><table id="devices"><thead><tr><th>Device</th><th>State</th><th>Last reading</th><th>Values</th><th>Errors</th><th>Gaps</th><th></th></tr></thead>
+  <div class="scroll"><table id="devices" class="cards"><thead><tr><th>Device</th><th>State</th><th>Last reading</th><th>Values</th><th>Errors</th><th>Gaps</th><th></th></tr></thead>
   <tbody><tr><td colspan="7" class="muted">loading…</td></tr></tbody></table></div>
 </section>
 <section aria-label="Add a device"><h2>Add a device</h2>
@@ -142,7 +142,7 @@ CHARGERS = """
 
 UPLOADS = """
 <section aria-label="Outbox"><h2>Outbox</h2><dl class="today" id="outbox"><dt>loading…</dt><dd></dd></dl></section>
-<section aria-label="Transports"><h2>Transports</h2><div class="scroll"><table id="transports"><thead><tr><th>Transport</th><th>State</th>
+<section aria-label="Transports"><h2>Transports</h2><div class="scroll"><table id="transports" class="cards"><thead><tr><th>Transport</th><th>State</th>
   <th>Last success</th><th>Pending</th><th>Last error</th></tr></thead><tbody></tbody></table></div></section>
 <section aria-label="Dead letters"><h2>Dead letters</h2><div id="dead-letters"><p class="muted">loading…</p></div>
   <p id="resend-result" role="status" class="result"></p></section>

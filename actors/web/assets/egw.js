@@ -256,8 +256,8 @@
         el("td", { class: "state-" + d.state }, d.state),
         el("td", {}, age(d.last_poll)),
         el("td", {}, keyValues(d.values || {})),
-        el("td", { class: d.errors ? "bad" : "" }, String(d.errors || 0), d.last_error ? el("br") : null, d.last_error ? el("span", { class: "sub" }, d.last_error) : null),
-        el("td", { class: d.gaps ? "warn" : "" }, String(d.gaps || 0)),
+        el("td", { class: d.errors ? "bad" : "" }, (d.errors || 0) + " errors", d.last_error ? el("br") : null, d.last_error ? el("span", { class: "sub" }, d.last_error) : null),
+        el("td", { class: d.gaps ? "warn" : "" }, (d.gaps || 0) + " gaps"),
         el("td", {}, el("button", { type: "button", class: "secondary", "data-remove": d.id, onclick: (e) => remove(d.id, e.target) },
           removing.has(d.id) ? "Confirm remove" : "Remove"))));
       fill($("#devices tbody"), rows.length ? rows : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "no devices"))]);
