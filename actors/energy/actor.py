@@ -26,7 +26,9 @@ Config (from the child spec): {"db_path", "loadpoints": [LoadpointConfig fields]
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -50,6 +52,7 @@ TICK = "tick"
 LOOKUP_REFRESH = 30.0  # charger actors restart with new addresses (and without our subscription)
 READING_MAX_AGE = 30.0  # a device reading older than this (wall seconds) is unknown, not truth
 POWER_MAX_AGE = 120.0  # a charger's power older than this is unknown
+POWER_HISTORY = 64  # the charger's recent power samples, to pair the meter's reading with the car's power at that time
 COMMAND_TIMEOUT = 60.0  # a command without an outcome by then is given up (the charger actor may have restarted)
 EXHAUSTED_RETRY = 300.0  # after every variant was rejected, try again this much later
 
@@ -76,9 +79,11 @@ class Runtime:
 class EnergyActor(SupervisedActor):
     def on_start(self, config: dict[str, Any]) -> None:
         self.conn = connect(config["db_path"])
-        store.init(self.conn)
-        charger_store.init(self.conn)
-        tx_store.init(self.conn)
+        for init in (store.init, charger_store.init, tx_store.init):
+            try:
+                init(self.conn)
+            except sqlite3.OperationalError:  # the OCPP listener migrated the same tables at the same moment: now they exist
+                init(self.conn)
         self.settings = ControlSettings(**config.get("settings", {}))
         self.loadpoints = [LoadpointConfig(**{**d, "pv": tuple(d.get("pv", ())), "loads": tuple(d.get("loads", ()))}) for d in config["loadpoints"]]
         modes = store.modes(self.conn)
@@ -94,6 +99,7 @@ class EnergyActor(SupervisedActor):
         self.looked_up: dict[str, float] = {}
         self.stack_levels: dict[str, int] = {}
         self.power: dict[tuple[str, int], tuple[float, float, int]] = {}  # (cp, connector) -> (W, monotonic, transaction id)
+        self.power_history: dict[tuple[str, int], deque[tuple[float, float]]] = {}  # (cp, connector) -> (charger's wall time, W), recent
         self._ids = itertools.count(1)
         self.pending: dict[str, tuple[str, str, Any]] = {}  # request id -> (kind, loadpoint or charger, extra)
         self.live = LivePublisher(self)
@@ -161,13 +167,16 @@ class EnergyActor(SupervisedActor):
 
     def receiveMsg_LiveUpdate(self, msg: LiveUpdate, sender: Any) -> None:  # noqa: N802
         if msg.power_w is not None:
-            self.power[(msg.charge_point_id, msg.connector_id)] = (float(msg.power_w), time.monotonic(), msg.transaction_id)
+            key = (msg.charge_point_id, msg.connector_id)
+            self.power[key] = (float(msg.power_w), time.monotonic(), msg.transaction_id)
+            self.power_history.setdefault(key, deque(maxlen=POWER_HISTORY)).append((float(msg.timestamp), float(msg.power_w)))
 
     def receiveMsg_ConnectorStatus(self, msg: ConnectorStatus, sender: Any) -> None:  # noqa: N802
         for lp in self.loadpoints:  # a car plugged in or left: decide now, not at the next tick
             if lp.charger == msg.charge_point_id and lp.connector == msg.connector_id:
                 if msg.status not in PLUGGED_STATUSES:
                     self.power.pop((lp.charger, lp.connector), None)
+                    self.power_history.pop((lp.charger, lp.connector), None)
                 self._decide(lp)
                 self._publish()
 
@@ -262,11 +271,27 @@ class EnergyActor(SupervisedActor):
         pv = [self._reading(d, "pv_power_w", "ac_power_w") for d in lp.pv]
         loads = [self._reading(d, "ac_power_w", "meter_power_w") for d in lp.loads]
         phase_currents = tuple(self._reading(lp.grid_meter, f"current_l{n}_a") for n in (1, 2, 3))
-        return Inputs(now=now, mode=rt.mode, plugged=plugged, grid_w=self._reading(lp.grid_meter, "meter_power_w", "ac_power_w"),
-                      charge_w=charger.get("power_w") if plugged else 0.0,
+        grid_w = self._reading(lp.grid_meter, "meter_power_w", "ac_power_w")
+        own_w = charger.get("power_w")
+        if grid_w is not None and own_w is not None:
+            own_w = self._power_at(lp, (self.values.get(lp.grid_meter) or {}).get("at"), own_w)
+        return Inputs(now=now, mode=rt.mode, plugged=plugged, grid_w=grid_w, charge_w=own_w if plugged else 0.0,
                       pv_w=sum(pv) if pv and None not in pv else None, loads_w=sum(loads) if loads and None not in loads else None,
                       battery_w=self._reading(lp.battery, "battery_power_w", "ac_power_w"), battery_soc=self._reading(lp.battery, "battery_soc_pct"),
                       phase_currents=phase_currents if None not in phase_currents else None)
+
+    def _power_at(self, lp: LoadpointConfig, at: float | None, latest: float) -> float:
+        """The car's power when the meter was read: surplus = −grid + own power only holds for readings of one moment.
+
+        The device actor publishes at most every few seconds; pairing its reading with the
+        car's power of now would count a limit change twice (once in the stale grid power,
+        once in the fresh car power).
+        """
+        history = self.power_history.get((lp.charger, lp.connector))
+        if at is None or not history:
+            return latest
+        before = [w for t, w in history if t <= at]
+        return before[-1] if before else history[0][1]
 
     def _decide(self, lp: LoadpointConfig) -> None:
         rt = self.runtime[lp.id]
@@ -305,6 +330,8 @@ class EnergyActor(SupervisedActor):
             rt.sent = {"action": "SetChargingProfile", "variant": rt.variant, "limit_a": decision.limit_a, "phases": decision.phases,
                        "stack_level": profile["stackLevel"], "unit": profile["chargingSchedule"]["chargingRateUnit"], "at": time.time(), "answer": None}
         request_id = self._command(lp.charger, kind, lp.id, request, limit)
+        self.log.info("limit sent to the charger", loadpoint=lp.id, charger=lp.charger, action=rt.sent["action"], limit_a=limit,
+                      phases=decision.phases, variant=rt.sent.get("variant"), reason=decision.reason)
         if request_id is not None:
             rt.in_flight = (request_id, time.monotonic(), key)
 
@@ -371,7 +398,8 @@ def device_values(records: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(info, dict) or not isinstance(info.get("values"), dict):
             return
         last = info.get("last_poll")
-        found[device_id] = {"values": info["values"], "age": now - last if isinstance(last, (int, float)) else None}
+        stamped = isinstance(last, (int, float)) and not isinstance(last, bool)
+        found[device_id] = {"values": info["values"], "age": now - last if stamped else None, "at": float(last) if stamped else None}
 
     for record in records or ():
         if not isinstance(record, dict) or record.get("name") != "devices":
