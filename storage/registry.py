@@ -14,6 +14,11 @@ adding it again over the API brings it back. Transport settings changed with
 `PUT /api/transports/{name}` are kept the same way and applied by
 
     values["uploads"] = effective_uploads(values)       # before harvest_child_specs(values)
+
+The schema is migrations (`storage.db.migrate`); the rows are read and written through
+sqlite-utils (`Table.upsert`, `.count_where`, `.rows`, `.get`) on the gateway's own
+connection, inside its `transaction()` (sqlite-utils nests a savepoint there, it never
+commits on its own). Inspect them with `sqlite-utils rows egw.db api_devices` (docs/database.md).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.db import NotFoundError, Table
 
 from storage.db import connect, database_path, migrate, transaction
 
@@ -58,19 +66,40 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _table(conn: sqlite3.Connection, name: str) -> Table:
+    """One of this component's tables through sqlite-utils, on the gateway's connection as it is (no pragmas, no plugins)."""
+    return Database(conn, recursive_triggers=False, execute_plugins=False).table(name)
+
+
+def _stamp(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+def _check_room(devices: Table, device_id: str) -> None:
+    if devices.count_where("id != ?", [device_id]) >= MAX_DEVICES:
+        raise RegistryFullError(f"at most {MAX_DEVICES} devices can be changed over the API")
+
+
+def _rows(path: Path, name: str) -> list[dict[str, Any]]:
+    """Every row of one of this component's tables, read-only; none while the database or the table does not exist yet."""
+    if not path.exists():
+        return []
+    conn = connect(path, readonly=True)
+    try:
+        table = _table(conn, name)
+        return list(table.rows) if table.exists() else []
+    finally:
+        conn.close()
+
+
 def record_added(path: str | Path, settings: Mapping[str, Any], now: float | None = None) -> None:
     """Persist a device added over the API (replacing an earlier removal of the same id)."""
     conn = _open(Path(path))
     try:
         with transaction(conn):
-            count = conn.execute("SELECT count(*) FROM api_devices WHERE id != ?", (settings["id"],)).fetchone()[0]
-            if count >= MAX_DEVICES:
-                raise RegistryFullError(f"at most {MAX_DEVICES} devices can be changed over the API")
-            conn.execute(
-                "INSERT INTO api_devices (id, settings, removed, changed) VALUES (?, ?, 0, ?)"
-                " ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, removed = 0, changed = excluded.changed",
-                (settings["id"], json.dumps(dict(settings), sort_keys=True), time.time() if now is None else now),
-            )
+            devices = _table(conn, "api_devices")
+            _check_room(devices, settings["id"])
+            devices.upsert({"id": settings["id"], "settings": json.dumps(dict(settings), sort_keys=True), "removed": 0, "changed": _stamp(now)}, pk="id")
     finally:
         conn.close()
 
@@ -80,32 +109,16 @@ def record_removed(path: str | Path, device_id: str, now: float | None = None) -
     conn = _open(Path(path))
     try:
         with transaction(conn):
-            count = conn.execute("SELECT count(*) FROM api_devices WHERE id != ?", (device_id,)).fetchone()[0]
-            if count >= MAX_DEVICES:
-                raise RegistryFullError(f"at most {MAX_DEVICES} devices can be changed over the API")
-            conn.execute(
-                "INSERT INTO api_devices (id, settings, removed, changed) VALUES (?, NULL, 1, ?)"
-                " ON CONFLICT(id) DO UPDATE SET settings = NULL, removed = 1, changed = excluded.changed",
-                (device_id, time.time() if now is None else now),
-            )
+            devices = _table(conn, "api_devices")
+            _check_room(devices, device_id)
+            devices.upsert({"id": device_id, "settings": None, "removed": 1, "changed": _stamp(now)}, pk="id")
     finally:
         conn.close()
 
 
 def changes(path: str | Path) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """(added id -> settings, removed ids), read-only; empty when nothing was ever changed."""
-    path = Path(path)
-    if not path.exists():
-        return {}, set()
-    conn = connect(path, readonly=True)
-    try:
-        rows = conn.execute("SELECT id, settings, removed FROM api_devices").fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return {}, set()
-        raise
-    finally:
-        conn.close()
+    rows = _rows(Path(path), "api_devices")
     added = {row["id"]: json.loads(row["settings"]) for row in rows if not row["removed"] and row["settings"]}
     removed = {row["id"] for row in rows if row["removed"]}
     return added, removed
@@ -130,31 +143,19 @@ def record_transport(path: str | Path, name: str, changes_: Mapping[str, Any], n
     conn = _open(Path(path))
     try:
         with transaction(conn):
-            row = conn.execute("SELECT settings FROM api_transports WHERE name = ?", (name,)).fetchone()
-            merged = {**(json.loads(row["settings"]) if row else {}), **dict(changes_)}
-            conn.execute(
-                "INSERT INTO api_transports (name, settings, changed) VALUES (?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET settings = excluded.settings, changed = excluded.changed",
-                (name, json.dumps(merged, sort_keys=True), time.time() if now is None else now),
-            )
+            transports = _table(conn, "api_transports")
+            try:
+                earlier = json.loads(transports.get(name)["settings"])
+            except NotFoundError:
+                earlier = {}
+            transports.upsert({"name": name, "settings": json.dumps({**earlier, **dict(changes_)}, sort_keys=True), "changed": _stamp(now)}, pk="name")
     finally:
         conn.close()
 
 
 def transport_changes(path: str | Path) -> dict[str, dict[str, Any]]:
-    path = Path(path)
-    if not path.exists():
-        return {}
-    conn = connect(path, readonly=True)
-    try:
-        rows = conn.execute("SELECT name, settings FROM api_transports").fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return {}
-        raise
-    finally:
-        conn.close()
-    return {row["name"]: json.loads(row["settings"]) for row in rows}
+    """Transport name -> the settings changed over the API, read-only; empty when nothing was ever changed."""
+    return {row["name"]: json.loads(row["settings"]) for row in _rows(Path(path), "api_transports")}
 
 
 def apply_transport_changes(uploads: list[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
