@@ -157,8 +157,8 @@ class MqttLink:
         with self._cond:
             was, self.connected = self.connected, False
             self._cond.notify_all()
-        self.last_error = f"disconnected from the broker: {reason}"
-        if was:
+        if was:  # a refused connection also ends here: keep the refusal's reason, it says more
+            self.last_error = f"disconnected from the broker: {reason}"
             self._log("warning", "disconnected from broker; rows stay in the outbox", reason=str(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -130,16 +130,16 @@ class PostgresServer:
 class Mosquitto:
     """A private mosquitto broker on a free port; `stop()` and `start()` again keep the port."""
 
-    def __init__(self) -> None:
+    def __init__(self, listener_conf: str = "allow_anonymous true\n", scheme: str = "mqtt") -> None:
         self.binary = need_program("mosquitto", "mosquitto", also_look_in="/usr/sbin")
         self.dir = _private_dir("egw-mqtt-", None)
-        os.chmod(self.dir, 0o755)  # mosquitto drops root privileges before it reads nothing else here
+        os.chmod(self.dir, 0o755)  # run as root, mosquitto reads its files as user mosquitto
         self.port = free_port()
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nmax_inflight_messages 20\n")
+        self.conf.write_text(f"persistence false\nlog_dest stderr\nmax_inflight_messages 20\nlistener {self.port} 127.0.0.1\n{listener_conf}")
         os.chmod(self.conf, 0o644)
         self.proc: subprocess.Popen | None = None
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> Mosquitto:
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -333,12 +333,14 @@ class Gateway:
         wait_until(done, timeout=timeout, interval=0.0, what=f"{self.name} drained")
 
     def close(self) -> None:
-        self.on_thread(self.uploader.close)
-        self.thread.shutdown()
+        if not getattr(self, "closed", False):
+            self.closed = True
+            self.on_thread(self.uploader.close)
+            self.thread.shutdown()
 
 
-def make_gateway(root: Path, name: str, url: str, *, kind: str = "mqtt", **settings: Any) -> Gateway:
-    """A gateway whose uploader talks to `url` (a broker for mqtt, /v1/batches for http)."""
+def make_gateway(root: Path, name: str, url: str, *, kind: str = "mqtt", connect: bool = True, **settings: Any) -> Gateway:
+    """A gateway whose uploader talks to `url` (a broker for mqtt, /v1/batches for http); `connect`: wait until connected."""
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     signer = load_or_create_signer(folder)
@@ -353,7 +355,7 @@ def make_gateway(root: Path, name: str, url: str, *, kind: str = "mqtt", **setti
         return outbox, Uploader(outbox, signer, name, config, clock=clock)
 
     outbox, uploader = thread.submit(build).result(30)
-    if kind == "mqtt":
+    if kind == "mqtt" and connect:
         wait_until(lambda: uploader.link.connected, timeout=15, what=f"{name} connected to the broker")
     return Gateway(name, folder, thread, outbox, uploader, clock, signer)
 
