@@ -8,6 +8,7 @@ document and the route-table tests cover them too:
     POST   /api/session                                 sign in: the token as the bearer header answers the session cookies
     DELETE /api/session                                 sign out: the cookies are cleared
     GET    /api/energy/today                            today's energy per counter, and which device is the grid meter
+    GET    /api/warnings                                the latest warnings: supervision events, device gaps, the API's log (warnings_view.py)
 
 Everything the page shows comes from the REST endpoints; these add only what no other
 endpoint answers (today's energy, the sign-in). The HTML and its two assets are not API
@@ -31,7 +32,7 @@ from aiohttp import web
 from actors.api import schemas
 from actors.api.backend import ApiError
 from actors.api.route_spec import TOKEN_REQUIRED, UNAVAILABLE, Route
-from actors.web import pages
+from actors.web import pages, warnings_view as warnings
 from actors.web.session import SESSION_TTL, clear_session_cookies, csrf_token, issue_session, set_session_cookies
 
 _time = {"type": ["string", "null"], "format": "date-time"}
@@ -62,7 +63,7 @@ EnergyToday = {
         "counters": {"type": "array", "items": {"$ref": "#/components/schemas/EnergyCounter"}},
     },
 }
-COMPONENTS: dict[str, dict[str, Any]] = {"Session": Session, "EnergyCounter": EnergyCounter, "EnergyToday": EnergyToday}
+COMPONENTS: dict[str, dict[str, Any]] = {"Session": Session, "EnergyCounter": EnergyCounter, "EnergyToday": EnergyToday, **warnings.COMPONENTS}
 schemas.COMPONENTS.update(COMPONENTS)
 
 ROUTES: tuple[Route, ...] = (
@@ -75,6 +76,7 @@ ROUTES: tuple[Route, ...] = (
           responses={200: ("signed out", "Session"), 401: TOKEN_REQUIRED[1], 403: ("a cookie-authenticated write without the CSRF header", "Error")}),
     Route("GET", "/api/energy/today", "energy_today", "Today's energy: PV produced, grid imported and exported since local midnight", "devices",
           responses={200: ("today's energy", "EnergyToday"), 503: UNAVAILABLE[1]}),
+    warnings.ROUTE,
 )
 
 PV_QUANTITIES = ("pv_power_w", "ac_power_w", "energy_total_wh")
@@ -147,6 +149,7 @@ def _iso(epoch: float) -> str:
 
 
 _BASELINES: weakref.WeakKeyDictionary[Any, DayBaselines] = weakref.WeakKeyDictionary()
+_APPS: weakref.WeakKeyDictionary[Any, weakref.ref[web.Application]] = weakref.WeakKeyDictionary()  # ApiState -> its app (for the live hub)
 
 
 def baselines(state: Any) -> DayBaselines:
@@ -178,7 +181,14 @@ def handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
     async def energy_today(s: ApiState, p: dict, b: None) -> web.StreamResponse:
         return json_response(baselines(s).today(await s.call("devices", s.backend.devices())))
 
-    return {"session": session, "sign_in": sign_in, "sign_out": sign_out, "energy_today": energy_today}
+    async def warnings_list(s: ApiState, p: dict, b: None) -> web.StreamResponse:
+        from actors.live.routes import HUB_KEY
+
+        app = _APPS[s]() if s in _APPS else None
+        hub = app.get(HUB_KEY) if app is not None else None
+        return json_response({"warnings": warnings.collect(hub, p["limit"]), "since": warnings.since()})
+
+    return {"session": session, "sign_in": sign_in, "sign_out": sign_out, "energy_today": energy_today, "warnings": warnings_list}
 
 
 def setup(app: web.Application) -> None:
@@ -190,6 +200,8 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(pages.pages_middleware)
     app.middlewares.append(session_middleware)
     state = app[STATE_KEY]
+    _APPS[state] = weakref.ref(app)
+    warnings.install()
 
     async def sample_counters(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:

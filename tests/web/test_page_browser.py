@@ -269,3 +269,27 @@ def test_every_page_loads_everything_from_the_gateway(page, gateway):
     origins = {urllib.parse.urlsplit(url)._replace(path="", query="", fragment="").geturl() for url in requested if not url.startswith("data:")}
     assert origins == {gateway.url, f"ws://127.0.0.1:{gateway.port}"}, origins  # the page itself, its REST calls and the live feed
     assert any(urllib.parse.urlsplit(url).path == "/assets/egw.js" for url in requested)
+
+
+def _actor(records: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+    for record in records:
+        if record["path"] == path:
+            return record
+        found = _actor(record.get("children", []), path)
+        if found is not None:
+            return found
+    return None
+
+
+def test_the_system_page_shows_an_actor_killed_and_restarted(page, gateway):
+    """Runs last: it kills a device actor of the module's gateway (its supervisor restarts it alone)."""
+    open_section(page, gateway, "/system")  # signed out: the tree and the warnings are status, like /api/actors
+    item = '[data-actor="devices/pv-roof"]'
+    wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, item), "pv-roof in the tree")
+    before = _actor(gateway.get("/api/actors")["actors"], "devices/pv-roof")
+    assert before is not None and before["pid"]
+    os.kill(before["pid"], signal.SIGKILL)
+    wait_for(page, lambda d: f"restarts {before['restarts'] + 1}" in text(d, item), "the restart in the tree")
+    wait_for(page, lambda d: "devices/pv-roof exited" in text(d, "#warnings"), "the exit among the warnings")
+    assert "devices/pv-roof restarted" in text(page, "#warnings")
+    screenshot(page, "system")

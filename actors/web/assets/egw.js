@@ -111,10 +111,10 @@
   // most six HTTP/1.1 connections to a host). It opens with the session cookie; without a
   // sign-in the page polls the REST endpoints instead.
   const live = { socket: null, topics: new Set(), handlers: [], open: false };
-  function liveSubscribe(topic, resumeFrom) {
+  function liveSubscribe(topic) {
     if (live.topics.has(topic)) return;
     live.topics.add(topic);
-    if (live.open) live.socket.send(JSON.stringify(resumeFrom ? { op: "subscribe", topic, resume_from: resumeFrom } : { op: "subscribe", topic }));
+    if (live.open) live.socket.send(JSON.stringify({ op: "subscribe", topic }));
   }
   function liveStart(onEvent) {
     if (!signedIn || !("WebSocket" in window)) { $("#live-state").textContent = "updates every 2 s · sign in for the live feed"; return false; }
@@ -125,7 +125,7 @@
       socket.onopen = () => {
         live.open = true;
         $("#live-state").textContent = "live";
-        for (const topic of live.topics) socket.send(JSON.stringify(topic === "gateway" ? { op: "subscribe", topic, resume_from: 1 } : { op: "subscribe", topic }));
+        for (const topic of live.topics) socket.send(JSON.stringify({ op: "subscribe", topic }));
       };
       socket.onmessage = (msg) => {
         let m;
@@ -391,25 +391,22 @@
   function energyBytes(n) { return n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(1) + " KiB" : (n || 0) + " B"; }
 
   // ------------------------------------------------------------------ system
-  const WARNING_KINDS = new Set(["child_exited", "child_hung", "child_failed", "escalated", "restarted", "outbox_state"]);
   async function system() {
-    const warnings = [];
     const branch = (records) => el("ul", { class: "tree" }, records.map((r) => el("li", { "data-actor": r.path },
       el("strong", {}, r.name), " ", el("span", { class: "state-" + r.state }, r.state), " · ", r.kind, r.pid ? " · pid " + r.pid : "",
       " · restarts " + (r.restarts || 0), r.last_error ? el("div", { class: "sub bad" }, "last error: " + r.last_error) : null,
       r.children && r.children.length ? branch(r.children) : null)));
     const refresh = async () => {
-      const res = await api("GET", "/api/actors");
-      fill($("#tree"), res.ok ? branch(res.data.actors) : el("p", { class: "bad" }, problem(res)));
+      const [tree, warnings] = await Promise.all([api("GET", "/api/actors"), api("GET", "/api/warnings?limit=50")]);
+      fill($("#tree"), tree.ok ? branch(tree.data.actors) : el("p", { class: "bad" }, problem(tree)));
+      if (!warnings.ok) { fill($("#warnings"), el("p", { class: "bad" }, problem(warnings))); return; }
+      const list = warnings.data.warnings;
+      fill($("#warnings"), list.length ? el("ul", {}, list.map((w) => el("li", { class: w.kind === "error" ? "bad" : "warn", "data-warning": w.kind },
+        (w.time ? new Date(w.time).toLocaleString() + " · " : "") + w.message)))
+        : el("p", { class: "muted" }, "none since " + new Date(warnings.data.since).toLocaleString()));
     };
-    const showWarnings = () => fill($("#warnings"), warnings.length ? el("ul", {}, warnings.slice(0, 50).map((w) => el("li", { class: "warn" },
-      new Date(w.time * 1000).toLocaleString() + " · " + w.kind.replace(/_/g, " ") + " · " + Object.entries(w.data).filter(([, v]) => v !== null).map(([k, v]) => k + " " + v).join(", "))))
-      : el("p", { class: "muted" }, signedIn ? "none since the API started" : "sign in to see the gateway's warnings (the live feed needs the token)"));
     liveSubscribe("gateway");
-    liveStart((m) => {
-      if (m.topic === "gateway" && WARNING_KINDS.has(m.kind) && !(m.kind === "outbox_state" && m.data.state === "ok")) { warnings.unshift(m); showWarnings(); refresh(); }
-    });
-    showWarnings();
+    liveStart((m) => { if (m.topic === "gateway") refresh(); });  // signed in: at once; else within 5 s
     every(5000, refresh);
   }
 
