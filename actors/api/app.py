@@ -308,7 +308,17 @@ def _handlers() -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
         text = prometheus.render(tree=tree, devices=devices, outbox=outbox_state, chargers=chargers, requests=s.requests, uptime_s=float(health.get("uptime_s") or 0.0))
         return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"})
 
-    handlers = {name: fn for name, fn in locals().items() if callable(fn) and name != "charger_command"}
+    handlers = {  # every handler by its route's operation name (actors.api.routes)
+        "health": health, "actors": actors, "list_devices": list_devices, "get_device": get_device,
+        "add_device": add_device, "remove_device": remove_device, "outbox": outbox, "dead_letters": dead_letters,
+        "resend_dead_letters": resend_dead_letters, "update_transport": update_transport, "list_chargers": list_chargers,
+        "set_connector_override": set_connector_override, "clear_connector_override": clear_connector_override,
+        "get_charger": get_charger, "charger_command_status": charger_command_status,
+        "list_transactions": list_transactions, "get_transaction": get_transaction,
+        "set_payment_reference": set_payment_reference, "list_reservations": list_reservations,
+        "get_reservation": get_reservation, "crypto": crypto, "config": config, "uptime": uptime, "version": version,
+        "hello": hello, "openapi": openapi, "metrics": metrics,
+    }
     handlers.update({op: charger_command(op) for op in CHARGER_COMMANDS})
     return handlers
 

@@ -287,4 +287,10 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
         result = {**state, "status": status, "update_type": payload["updateType"], "entries": len(payload["localAuthorizationList"])}
         return json_response(result, status=200 if status == "Accepted" else 409)
 
-    return {name: fn for name, fn in locals().items() if name not in ("ApiState", "json_response")}
+    return {  # every handler by its route's operation name (actors.api.routes)
+        "list_charger_credentials": list_charger_credentials, "provision_charger": provision_charger,
+        "remove_charger": remove_charger, "charger_credentials": charger_credentials, "set_charger_key": set_charger_key,
+        "accept_charger": accept_charger, "block_charger": block_charger, "unblock_charger": unblock_charger,
+        "list_id_tags": list_id_tags, "get_id_tag": get_id_tag, "set_id_tag": set_id_tag, "remove_id_tag": remove_id_tag,
+        "charger_local_list_state": charger_local_list_state, "sync_local_list": sync_local_list,
+    }

@@ -168,4 +168,7 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
     async def ble_close_window(s: ApiState, p: dict, b: None) -> Any:
         return json_response(await s.call("ble", s.backend.ble_close_window()))
 
-    return {name: fn for name, fn in locals().items() if name not in ("ApiState", "json_response")}
+    return {  # every handler by its route's operation name (actors.api.routes)
+        "wifi_status": wifi_status, "wifi_scan": wifi_scan, "wifi_connect": wifi_connect, "wifi_forget": wifi_forget,
+        "ble_status": ble_status, "ble_open_window": ble_open_window, "ble_close_window": ble_close_window,
+    }
