@@ -3,7 +3,7 @@
 Fan-out latency: a simulated charger (this process) sends MeterValues over a real OCPP
 websocket to a server process that runs the real charger protocol (SQLite commit, WAL,
 synchronous=FULL), turns its live effect into a `LiveEvent` exactly as the charger
-actor is to (`actors.live.ocpp_events.live_events`) and publishes it to the hub, which
+actor is to (`actors.ocpp.live_events.live_events`) and publishes it to the hub, which
 fans it out over real websockets to N subscribers of the session's topic (also in this
 process). Latency is from sending the MeterValues frame to its arrival at each
 subscriber (CLOCK_MONOTONIC is shared by processes), p50/p99 over every
@@ -52,7 +52,7 @@ def _serve_feed(port: int, db_path: str, ready: multiprocessing.Event) -> None: 
     from aiohttp import web
 
     from actors.live.hub import Hub
-    from actors.live.ocpp_events import live_events
+    from actors.ocpp.live_events import live_events
     from actors.live.routes import add_live_routes
     from actors.live.tokens import LiveAuthorizer
     from actors.ocpp.policy import OcppPolicy

@@ -21,7 +21,7 @@ from typing import Any
 from actors.api.app import add_documented_routes, build_app, gateway_version
 from actors.api.gateway import GatewayBackend, GatewaySettings
 from actors.api.stores import database_path
-from actors.api.token import load_or_create_token
+from storage.api_token import load_or_create_token
 from actors.live.feed import ServesLiveFeed
 from actors.live.routes import LIVE_COMPONENTS, LIVE_OPENAPI_PATHS
 from supervisor.asyncbridge import AsyncioActor

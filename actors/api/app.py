@@ -31,7 +31,7 @@ from actors.api import charger_admin, loadpoints
 from actors.api import metrics as prometheus
 from actors.api.backend import ApiBackend, ApiError, ChargerError, NoAnswerError, NotFoundError, UnavailableError
 from actors.api.commands import CommandLedger
-from actors.api.jsontext import json_text
+from actors.live.jsontext import json_text
 from actors.api.openapi import build_document
 from actors.api.provisioning import handlers as provisioning_handlers
 from supervisor.redaction import redact

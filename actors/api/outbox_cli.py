@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _token(args: argparse.Namespace) -> str:
     if args.token:
         return args.token
-    from actors.api.token import read_token, token_path
+    from storage.api_token import read_token, token_path
     from supervisor.config import load_config
 
     config = load_config(args.config, overrides={"data_dir": args.data_dir, "api_port": args.api_port})

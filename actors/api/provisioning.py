@@ -14,7 +14,7 @@ path and the LAN path share one set of handlers, one validation and one token ch
 
 The pre-shared key is write-only: never logged, never returned, never put in an error
 message (the schema marks it `writeOnly`, and `actors.api.validation` then never
-quotes the value). `WifiService` turns a `actors.ble.wifi.WifiBackend` (NetworkManager
+quotes the value). `WifiService` turns a `actors.wifi.backend.WifiBackend` (NetworkManager
 over D-Bus, or the in-memory fake for demos) into the API's shapes and errors.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import asdict
 from typing import Any
 
 from actors.api.backend import BadInputError, UnavailableError, UpstreamError
-from actors.ble.wifi import FakeWifiBackend, WifiBackend, WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
+from actors.wifi.backend import FakeWifiBackend, WifiBackend, WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
 from supervisor.logs import ActorLog
 
 log = ActorLog("api")
@@ -71,7 +71,7 @@ def make_wifi_backend(kind: str, bus_address: str | None = None) -> WifiBackend:
     "fake" is an in-memory network stack for demos; "none" disables the endpoints.
     """
     if kind == "networkmanager":
-        from actors.ble.wifi_nm import NetworkManagerWifi
+        from actors.wifi.networkmanager import NetworkManagerWifi
 
         return NetworkManagerWifi(bus_address=bus_address or None)
     if kind == "fake":

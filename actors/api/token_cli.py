@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from actors.api.token import read_token, token_path
+from storage.api_token import read_token, token_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

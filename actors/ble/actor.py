@@ -91,7 +91,7 @@ def ble_children(config: Mapping[str, Any]) -> list[ChildSpec]:
 
 
 def read_api_token(data_dir: str) -> str | None:
-    from actors.api.token import read_token, token_path
+    from storage.api_token import read_token, token_path
 
     return read_token(token_path(data_dir))
 
@@ -104,7 +104,7 @@ async def wifi_provisioned(settings: BleSettings, timeout: float = 5.0) -> bool:
     """
     if settings.wifi_backend != "networkmanager":
         return False
-    from actors.ble.wifi_nm import NetworkManagerWifi
+    from actors.wifi.networkmanager import NetworkManagerWifi
 
     wifi = NetworkManagerWifi(settings.wifi_dbus_address)
     try:

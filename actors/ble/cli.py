@@ -58,7 +58,7 @@ def _code(values: dict[str, Any], stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _window(args: argparse.Namespace, values: dict[str, Any], stdout: TextIO, stderr: TextIO) -> int:
-    from actors.api.token import read_token, token_path
+    from storage.api_token import read_token, token_path
 
     base = args.url.rstrip("/") if args.url else f"http://127.0.0.1:{values['api_port']}"
     token = args.token or read_token(token_path(values["data_dir"]))

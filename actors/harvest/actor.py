@@ -37,7 +37,7 @@ from thespian.actors import WakeupMessage
 from actors.harvest.messages import BatchAck, CounterOffsets, CounterOffsetsRequest, ReadingBatch
 from actors.harvest.rejections import BatchRejected
 from actors.harvest.validation import BadBatchError, validate_batch
-from actors.live.device_events import batch_events
+from actors.harvest.live_events import batch_events
 from actors.live.publisher import LivePublisher
 from supervisor.actor import SupervisedActor
 from storage.outbox import DEFAULT_BUDGET_BYTES, DEFAULT_MIN_FREE_FRACTION, Outbox

@@ -55,7 +55,7 @@ def _settings(args: argparse.Namespace) -> tuple[str, str | None]:
     url = getattr(args, "url", None)
     if url and token:
         return url.rstrip("/"), token
-    from actors.api.token import read_token, token_path
+    from storage.api_token import read_token, token_path
     from supervisor.config import load_config
 
     config = load_config(getattr(args, "config", None), overrides={"api_port": getattr(args, "api_port", None), "data_dir": getattr(args, "data_dir", None)})

@@ -33,7 +33,7 @@ from typing import Any
 
 from actors.live.messages import LiveEvent
 from actors.live.topics import parse_topic
-from actors.api.jsontext import json_text
+from actors.live.jsontext import json_text
 
 HISTORY = 256
 QUEUE_SIZE = 256

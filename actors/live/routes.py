@@ -85,7 +85,7 @@ _SESSION = {"charger": {"type": "string"}, "connector": {"type": "integer"}, "tr
 _CHILD = {"child": {"type": "string"}}
 
 LIVE_EVENT_DATA: dict[str, dict[str, Any]] = {
-    # actors/live/ocpp_events.py (the charger actor)
+    # actors/ocpp/live_events.py (the charger actor)
     "meter_values": _data(["charger", "connector", "transaction_id", "energy_wh", "power_w", "session_energy_wh", "soc_percent", "current_a"],
                           **_SESSION, energy_wh=_NUM, power_w=_NUM, session_energy_wh=_NUM, soc_percent=_NUM, current_a=_NUM,
                           current_phases_a={"type": "object", "additionalProperties": {"type": "number"}}),
@@ -95,7 +95,7 @@ LIVE_EVENT_DATA: dict[str, dict[str, Any]] = {
     "started": _data(["charger", "connector", "transaction_id", "id_tag", "meter_start_wh"], **_SESSION, id_tag={"type": "string"}, meter_start_wh={"type": "number"}),
     "stopped": _data(["charger", "connector", "transaction_id", "meter_stop_wh", "energy_wh", "reason"], **_SESSION, meter_stop_wh={"type": "number"},
                      energy_wh=_NUM, reason=_STR),
-    # actors/live/device_events.py (the harvest actor, after each committed batch)
+    # actors/harvest/live_events.py (the harvest actor, after each committed batch)
     "reading": _data(["values", "flags", "outbox_seq"], values={"type": "object"}, flags={"type": "array", "items": {"type": "string"}}, outbox_seq=_INT),
     "gap": _data(["start", "end", "reason", "missed_polls"], start=_NUM, end=_NUM, reason=_STR, missed_polls=_INT),
     "device_event": _data(["kind", "detail"], kind={"type": "string"}, detail={"type": "object"}),

@@ -32,7 +32,7 @@ from thespian.actors import ThespianWatch, WakeupMessage, WatchMessage
 
 from actors.harvest.messages import BatchAck
 from actors.harvest.rejections import BatchRejected
-from actors.live.ocpp_events import live_events
+from actors.ocpp.live_events import live_events
 from actors.live.publisher import LivePublisher
 from actors.ocpp.export import ExportForwarder
 from actors.ocpp.messages import (

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from actors.live.ocpp_events import transaction_started, transaction_stopped
+from actors.ocpp.live_events import transaction_started, transaction_stopped
 from actors.ocpp.frames import FrameError, format_timestamp, parse_timestamp
 from actors.ocpp.messages import ConnectorStatus, LiveUpdate
 from storage import chargers as charger_store

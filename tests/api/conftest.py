@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from actors.api.app import build_app
 from actors.api.provisioning import WifiService, ble_view
 from actors.ble.messages import BleStatus
-from actors.ble.wifi import FakeWifiBackend, WifiNetwork
+from actors.wifi.backend import FakeWifiBackend, WifiNetwork
 from actors.api.backend import (
     ConflictError,
     NotFoundError,

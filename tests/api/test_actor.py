@@ -21,7 +21,7 @@ from actors.api.actor import api_child_spec
 from actors.device.specs import devices_part
 from actors.harvest.specs import harvest_child_specs
 from storage.registry import apply_changes, apply_transport_changes
-from actors.api.token import read_token, token_path
+from storage.api_token import read_token, token_path
 from storage import chargers as charger_store
 from storage import ocpp_transactions
 from storage.db import connect

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import pytest
 
 from actors.api.actor import api_child_spec
-from actors.api.token import load_or_create_token
+from storage.api_token import load_or_create_token
 from actors.ocpp.specs import ocpp_child_specs
 from simulators.charger.connection import connect
 from simulators.charger.scenarios import Options, Session

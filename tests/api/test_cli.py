@@ -8,7 +8,7 @@ import stat
 import subprocess
 
 from actors.api import cli, token_cli
-from actors.api.token import load_or_create_token, token_path
+from storage.api_token import load_or_create_token, token_path
 from tests.conftest import EGW, free_port
 
 

@@ -14,8 +14,8 @@ from actors.api.app import build_app
 from actors.api.gateway import GatewayBackend, GatewaySettings
 from actors.api.provisioning import make_wifi_backend
 from actors.ble.messages import BleStatus, CloseProvisioningWindow, GetBleStatus, OpenProvisioningWindow
-from actors.ble.wifi import FakeWifiBackend, WifiStatus
-from actors.ble.wifi_nm import NetworkManagerWifi
+from actors.wifi.backend import FakeWifiBackend, WifiStatus
+from actors.wifi.networkmanager import NetworkManagerWifi
 from supervisor.logs import JsonFormatter
 from tests.api.conftest import TOKEN, MemoryBackend
 from tests.api.test_gateway_backend import ScriptedPort, record

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.api.token import read_token, token_path
+from storage.api_token import read_token, token_path
 from simulators.inverter import InverterSimulator
 from tests.api.test_actor import http, http_ok
 from tests.conftest import EGW, wait_until

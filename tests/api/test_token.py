@@ -9,7 +9,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from actors.api.routes import ROUTES
-from actors.api.token import load_or_create_token, read_token, token_matches, token_path
+from actors.api.token import token_matches
+from storage.api_token import load_or_create_token, read_token, token_path
 from tests.api.conftest import TOKEN, MemoryBackend
 
 PROTECTED = [r for r in ROUTES if r.protected]

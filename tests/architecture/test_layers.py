@@ -43,3 +43,15 @@ def test_the_check_finds_an_import_hidden_in_a_function(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from actors.live.publisher import LivePublisher\n    import actors.api\n")
     assert imported_modules(module) == [(2, "actors.live.publisher"), (3, "actors.api")]
+
+
+def test_the_live_feed_imports_no_other_family():
+    """Sources publish plain LiveEvents through actors.live.publisher; the feed knows none of them."""
+    own = [leak for family in ("api", "ble", "device", "energy", "harvest", "ocpp", "web", "wifi") for leak in leaks("actors/live", f"actors.{family}")]
+    assert own == []
+
+
+def test_the_ble_actor_reaches_wifi_and_the_token_file_without_the_api():
+    ble_actor = [f"{line}: {module}" for line, module in imported_modules(ROOT / "actors/ble/actor.py") if module.startswith("actors.api")]
+    assert ble_actor == []
+    assert leaks("actors/wifi", "actors.ble") == [] and leaks("actors/wifi", "actors.api") == []

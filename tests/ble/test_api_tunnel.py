@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from actors.api.actor import api_children
-from actors.api.token import read_token, token_path
+from storage.api_token import read_token, token_path
 from actors.ble.actor import ble_children
 from actors.ble.server import REQUEST_UUID, RESPONSE_UUID
 from supervisor.messages import GetTree, Tree

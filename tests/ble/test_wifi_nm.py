@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from actors.ble.wifi import WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
-from actors.ble.wifi_nm import PROFILE_ID, NetworkManagerWifi
+from actors.wifi.backend import WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
+from actors.wifi.networkmanager import PROFILE_ID, NetworkManagerWifi
 from tests.ble.fake_nm import FakeNetworkManager, Network
 
 PSK = "Tr0ub4dor&3-horse"

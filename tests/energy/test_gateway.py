@@ -23,7 +23,7 @@ from supervisor.embedded import start_root
 from supervisor.spec import Heartbeat, SupervisorSpec
 from tests.api.test_charger_commands import LoopThread, http_ok, port_open
 from tests.conftest import free_port, wait_until
-from actors.api.token import load_or_create_token
+from storage.api_token import load_or_create_token
 
 CHARGER = "CP-SOLAR"
 

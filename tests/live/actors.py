@@ -19,7 +19,7 @@ from aiohttp import web
 from actors.harvest.messages import BatchAck, Reading, ReadingBatch
 from actors.live.feed import ServesLiveFeed
 from actors.live.messages import LiveEvent
-from actors.live.ocpp_events import live_events
+from actors.ocpp.live_events import live_events
 from actors.live.publisher import LivePublisher
 from actors.ocpp.charger import ChargerActor
 from actors.ocpp.protocol import Effects

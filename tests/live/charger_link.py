@@ -16,7 +16,7 @@ from typing import Any
 
 from actors.live.hub import Hub
 from actors.live.messages import LiveEvent
-from actors.live.ocpp_events import live_events, transaction_started, transaction_stopped
+from actors.ocpp.live_events import live_events, transaction_started, transaction_stopped
 from actors.ocpp.frames import parse_timestamp
 from actors.ocpp.policy import OcppPolicy
 from actors.ocpp.protocol import ChargerProtocol, Effects

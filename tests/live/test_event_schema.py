@@ -1,7 +1,7 @@
 """Every message the live feed sends matches the LiveMessage schema in the served OpenAPI document.
 
-Events are made by the builders the charger and harvest actors call (actors/live/ocpp_events.py,
-device_events.py) and the supervisor's gateway kinds, published on a real `Hub`, and read
+Events are made by the builders the charger and harvest actors call (actors/ocpp/live_events.py,
+harvest.live_events) and the supervisor's gateway kinds, published on a real `Hub`, and read
 back over the real routes (websocket and SSE) on a loopback port; control messages
 (subscribed, resync, lagged, error, unsubscribed) come from the hub and routes themselves.
 Each one is validated against the document the API actor serves, so a field a builder
@@ -17,10 +17,10 @@ from jsonschema import Draft202012Validator
 
 from actors.api.app import STATE_KEY, add_documented_routes, build_app
 from actors.harvest.messages import DeviceEvent, Gap, Reading, ReadingBatch
-from actors.live.device_events import batch_events
+from actors.harvest.live_events import batch_events
 from actors.live.feed import attach_live_feed
 from actors.live.messages import LiveEvent
-from actors.live.ocpp_events import live_events, transaction_started, transaction_stopped
+from actors.ocpp.live_events import live_events, transaction_started, transaction_stopped
 from actors.live.routes import LIVE_COMPONENTS, LIVE_EVENT_DATA, LIVE_OPENAPI_PATHS
 from actors.ocpp.handlers import MeterUpdate
 from actors.ocpp.messages import ConnectorStatus, LiveUpdate

@@ -17,7 +17,7 @@ import time
 import aiohttp
 import pytest
 
-from actors.api.token import read_token, token_path
+from storage.api_token import read_token, token_path
 from simulators.charger.chargepoint import SimulatedChargePoint
 from simulators.charger.connection import connect as ocpp_connect
 from tests.api.test_actor import http, http_ok

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.api.token import TOKEN_FILE, load_or_create_token
+from storage.api_token import TOKEN_FILE, load_or_create_token
 from storage.identity import KEY_FILE, load_or_create_signer
 from tests.conftest import wait_until
 from tests.supervisor.test_launcher import _config, _start

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from actors.api.token import read_token, token_path
+from storage.api_token import read_token, token_path
 from actors.web import pages
 from supervisor.embedded import free_port
 from tests.api.test_actor import http, http_ok

@@ -1,5 +1,9 @@
 """Committed reading batches as live events: what the harvest actor emits after each ack.
 
+The harvest family builds its own events (`LiveEvent` on `actors.live.topics`) and sends
+them with `actors.live.publisher.LivePublisher`, the one interface every source uses
+(the charger actor does the same); the live feed knows nothing of harvest messages.
+
 The harvest actor is the right source for `device/<id>`: it sees every reading of every
 device once, right after it is durable, with its outbox sequence number (`outbox_seq`,
 which also lets a client drop the duplicate of a batch a producer re-sent). Charger

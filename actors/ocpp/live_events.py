@@ -5,7 +5,9 @@ also sent at StopTransaction) and `ConnectorStatus` (a StatusNotification that c
 something). The charger actor is the right source for transaction and charger topics:
 it sees each MeterValues the moment it is committed, whereas the `charger:<id>` readings
 that pass through the outbox arrive in batches, later. (The harvest actor therefore
-skips `charger:` readings for the feed.)
+skips `charger:` readings for the feed.) Like the harvest family's events
+(`actors.harvest.live_events`) these are plain `LiveEvent`s on `actors.live.topics`,
+sent through `actors.live.publisher.LivePublisher`: the feed's one interface for sources.
 
     LiveUpdate       -> transaction/<id>  "meter_values" (energy_wh, power_w, session_energy_wh,
                         soc_percent and current_a, null when the charger does not sample them,

@@ -3,7 +3,7 @@
 A fresh gateway has no network; the installer's phone sends the Wi-Fi credentials
 over the BLE tunnel to the REST API's `/api/wifi` endpoints (`actors.api.provisioning`:
 route table, schema validation, token check), which drive a `WifiBackend`:
-`actors.ble.wifi_nm.NetworkManagerWifi` (NetworkManager over D-Bus) on a gateway,
+`actors.wifi.networkmanager.NetworkManagerWifi` (NetworkManager over D-Bus) on a gateway,
 `FakeWifiBackend` in tests and demos.
 
 The pre-shared key is write-only: backends never log it, never return it, never put

@@ -1,4 +1,4 @@
-"""JSON text for clients (REST answers, live-feed frames) from values that may hold NaN.
+"""JSON text for clients (live-feed frames, and REST answers: the API hosts the feed) from values that may hold NaN.
 
 Device values can be NaN or infinite (a float register full of garbage); JSON has no such
 numbers, so they are sent as null rather than as invalid JSON or an error.

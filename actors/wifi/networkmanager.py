@@ -15,7 +15,7 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from actors.ble.wifi import WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
+from actors.wifi.backend import WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
 from supervisor.redaction import REDACTED
 
 NM = "org.freedesktop.NetworkManager"

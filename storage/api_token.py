@@ -1,0 +1,54 @@
+"""The API token's file: created once on first start, read by the API and the command-line tools.
+
+Generated into the data dir as `api-token` with mode 0600, so only the gateway's user (and
+root) can read it; `egw token` prints it for the installer. Created with O_EXCL so two
+processes starting at once can never both write a token and disagree about which one is
+valid: the loser reads the winner's. The API checks requests against it
+(`actors.api.token`); the BLE actor and the CLIs only read it, through this module.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from storage.files import create_private_file, make_private, make_private_dir
+
+TOKEN_FILE = "api-token"
+_MIN_LENGTH = 32
+
+
+def token_path(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / TOKEN_FILE
+
+
+def load_or_create_token(data_dir: str | os.PathLike[str]) -> str:
+    """Return the gateway's API token, creating it (0600) if this is the first start.
+
+    A token file that is empty or too short (a half-written file from a power cut
+    before this code's fsync) is replaced rather than trusted.
+    """
+    path = token_path(data_dir)
+    make_private_dir(path.parent)
+    existing = read_token(path)
+    if existing is not None:
+        make_private(path)
+        return existing
+    token = secrets.token_urlsafe(32)
+    if create_private_file(path, (token + "\n").encode(), replace=path.exists()):
+        return token
+    winner = read_token(path)  # another process created it first: use theirs
+    if winner is not None:
+        return winner
+    create_private_file(path, (token + "\n").encode(), replace=True)
+    return token
+
+
+def read_token(path: str | os.PathLike[str]) -> str | None:
+    """The token stored at `path`, or None when missing or unusable."""
+    try:
+        text = Path(path).read_text().strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return text if len(text) >= _MIN_LENGTH else None
