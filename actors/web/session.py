@@ -38,6 +38,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from urllib.parse import urlsplit
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -107,12 +108,14 @@ def same_origin(request: web.Request) -> bool:
     """True unless the browser says the request comes from another origin than this gateway.
 
     A request without `Origin` (curl, an old browser on a same-origin GET) is not refused
-    for that alone: the CSRF header is the check that always applies to writes.
+    for that alone: the CSRF header is the check that always applies to writes. The host
+    and port are compared, not the scheme: behind a TLS proxy the page is https while the
+    gateway itself sees http.
     """
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return origin == f"{request.scheme}://{request.host}"
+    return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
 def request_session(request: web.Request, api_token: str | None) -> str | None:
