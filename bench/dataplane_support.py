@@ -311,7 +311,7 @@ def _sims_main(profiles: list[str]) -> int:
 
 def discover_blocks(device: dict) -> list[tuple[int, int, int]]:
     """The register blocks the gateway's poll loop reads for this device, found by its own discovery."""
-    from actors.device.harvester import EndpointPoller
+    from actors.device.poller import EndpointPoller
     from actors.device.link import ModbusLink
 
     settings = {"id": "probe", "profile": device["profile"], "host": "127.0.0.1", "port": device["port"],
@@ -482,7 +482,7 @@ def py_spy_wait(running: dict[int, tuple[Path, subprocess.Popen]], timeout: floa
 
 _LINE = re.compile(r":\d+\)$")
 def _frame(text: str) -> str:
-    """'poll (actors/device/harvester.py:218)' -> 'poll (actors/device/harvester.py)'."""
+    """'poll (actors/device/poller.py:218)' -> 'poll (actors/device/poller.py)'."""
     return _LINE.sub(")", text.strip())
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pymodbus.client import ModbusTcpClient
 
-from actors.device.harvester import EndpointPoller
+from actors.device.poller import EndpointPoller
 from actors.device.link import ModbusLink
 from simulators.inverter import InverterSimulator
 

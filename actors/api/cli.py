@@ -118,7 +118,7 @@ def render(data: dict[str, Any]) -> str:
         ("Devices", "devices", ["id", "profile", "state", "last poll", "polls", "errors", "gaps", "values"],
          lambda d: ([x["id"], x.get("profile"), x.get("state"), x.get("last_poll"), x.get("polls"), x.get("errors"), x.get("gaps"), _value_summary(x.get("values") or {})] for x in d["devices"])),
         ("Outbox", "outbox", ["pending", "acked", "bytes", "oldest pending", "gaps", "budget used"],
-         lambda d: [[d.get("pending_readings"), d.get("acknowledged_readings"), d.get("bytes"), d.get("oldest_pending"), d.get("gaps"),
+         lambda d: [[d.get("pending_items"), d.get("acknowledged_items"), d.get("bytes"), d.get("oldest_pending"), d.get("gaps"),
                      None if d.get("budget_used") is None else f"{100 * d['budget_used']:.1f} %"]]),
         ("Transports", "outbox", ["name", "state", "last success", "backoff s", "dead letters", "last error"],
          lambda d: ([t["name"], t.get("state"), t.get("last_success"), t.get("backoff_s"), t.get("dead_letters"), t.get("last_error")] for t in d.get("transports", []))),

@@ -111,7 +111,7 @@ PER_DEVICE = [
     ("egw_device_gaps_total", "counter", "Gap records written for each device.", "gaps"),
 ]
 OUTBOX_GAUGES = [
-    ("egw_outbox_pending_readings", "Readings committed but not yet acknowledged by a receiver.", "pending_readings"),
+    ("egw_outbox_pending_items", "Items (readings, gaps, events, charging sessions) committed but not yet acknowledged by a receiver.", "pending_items"),
     ("egw_outbox_bytes", "Bytes the outbox occupies.", "bytes"),
     ("egw_outbox_budget_used_ratio", "Fraction of the outbox byte budget in use.", "budget_used"),
     ("egw_outbox_gaps", "Gap records in the outbox.", "gaps"),

@@ -130,8 +130,8 @@ Outbox = {
     "required": ["available", "transports"],
     "properties": {
         "available": {"type": "boolean", "description": "false while no outbox store exists (counts are then null)"},
-        "pending_readings": NullableCount,
-        "acknowledged_readings": NullableCount,
+        "pending_items": {**NullableCount, "description": "items committed and not yet acknowledged by a receiver: readings, gaps, device events and charging sessions"},
+        "acknowledged_items": {**NullableCount, "description": "items acknowledged by every receiver and still in the outbox"},
         "bytes": NullableCount,
         "oldest_pending": NullableDateTime,
         "gaps": NullableCount,

@@ -73,7 +73,7 @@ def outbox_view(path: Path, uploads: list[Mapping[str, Any]]) -> dict[str, Any]:
                 raise
     if status is None:
         return {
-            "available": False, "pending_readings": None, "acknowledged_readings": None, "bytes": None, "oldest_pending": None,
+            "available": False, "pending_items": None, "acknowledged_items": None, "bytes": None, "oldest_pending": None,
             "gaps": None, "budget_bytes": None, "budget_used": None,
             "transports": [_transport_view(name, None, configured[name]) for name in sorted(configured)],
         }
@@ -82,8 +82,8 @@ def outbox_view(path: Path, uploads: list[Mapping[str, Any]]) -> dict[str, Any]:
     names = sorted(set(configured) | set(stored))
     return {
         "available": True,
-        "pending_readings": int(status.get("items") or 0),
-        "acknowledged_readings": int(status.get("items_acked") or 0),
+        "pending_items": int(status.get("items") or 0),
+        "acknowledged_items": int(status.get("items_acked") or 0),
         "bytes": int(status.get("bytes") or 0),
         "oldest_pending": iso(status.get("oldest_wall")),
         "gaps": int(kinds.get("gap", 0)),

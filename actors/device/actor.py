@@ -2,7 +2,7 @@
 
 Config: one device's settings dict (see `actors.device.specs`), or {"devices": [...]} for
 several unit ids sharing one endpoint. The actor is a thin shell around
-`harvester.EndpointPoller` (scheduling, backoff, decoding, gaps) and `outbox.BatchOutbox`
+`poller.EndpointPoller` (scheduling, backoff, decoding, gaps) and `unacked.UnackedBatches`
 (bounded unacknowledged batches): it arms a timer for the next deadline, ships one
 `ReadingBatch` per poll round, and publishes each device's state for status queries
 (`values`, `serial`, `model`, `last_poll`, `errors`, `gaps`, `last_error`, `profile`,
@@ -22,9 +22,9 @@ from typing import Any
 
 from thespian.actors import WakeupMessage
 
-from actors.device.harvester import DeviceState, EndpointPoller, PollOutcome
+from actors.device.poller import DeviceState, EndpointPoller, PollOutcome
 from actors.device.link import ModbusLink
-from actors.device.outbox import BatchOutbox
+from actors.device.unacked import UnackedBatches
 from actors.device.specs import group_devices
 from actors.harvest.messages import BatchAck, CounterOffsets, CounterOffsetsRequest
 from actors.harvest.rejections import BatchRejected
@@ -55,9 +55,9 @@ HARVEST_PATH = "harvest"
 class DeviceActor(SupervisedActor):
     """One Modbus endpoint (one or more unit ids), polled on absolute deadlines."""
 
-    # Seams for tests: the link factory and the outbox bounds.
+    # Seams for tests: the link factory and the bounds of the unacknowledged batches.
     link_factory = ModbusLink
-    outbox_limit = 8
+    unacked_limit = 8
     resend_after = 5.0
     ship_every_s: float | None = None  # None: SHIP_EVERY
 
@@ -69,7 +69,7 @@ class DeviceActor(SupervisedActor):
         self.settings = groups[0]
         self.poller = EndpointPoller(self.settings, self.link_factory(self.settings[0]))
         intervals = {str(d["id"]): float(d.get("poll_interval", 10.0)) for d in self.settings}
-        self.outbox = BatchOutbox(self.name, self.outbox_limit, self.resend_after, intervals=intervals)
+        self.unacked = UnackedBatches(self.name, self.unacked_limit, self.resend_after, intervals=intervals)
         self.min_interval = min(intervals.values())
         self.ship_every = self.ship_every_s if self.ship_every_s is not None else SHIP_EVERY
         self.unshipped: list[PollOutcome] = []
@@ -151,11 +151,11 @@ class DeviceActor(SupervisedActor):
 
     def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:  # noqa: N802
         if msg.producer == self.name:
-            self.outbox.ack(msg.batch_id)
+            self.unacked.ack(msg.batch_id)
 
     def receiveMsg_BatchRejected(self, msg: BatchRejected, sender: Any) -> None:  # noqa: N802
         """A malformed batch is a bug, not an outage: give it up at once, visibly, with the reason."""
-        if msg.producer == self.name and self.outbox.reject(msg.batch_id):
+        if msg.producer == self.name and self.unacked.reject(msg.batch_id):
             self.log.error("harvest rejected a batch; its readings are recorded as a gap", batch_id=msg.batch_id, reason=msg.reason)
 
     def _lookup_harvest(self) -> None:
@@ -172,10 +172,10 @@ class DeviceActor(SupervisedActor):
         events = [e for o in outcomes for e in o.events]
         if not (readings or gaps or events):
             return
-        dropped_before = self.outbox.dropped
-        self.outbox.add(readings, gaps, events)
-        if self.outbox.dropped != dropped_before:
-            self.log.warning("harvest not acknowledging: oldest batch given up, recorded as a gap", unacknowledged=len(self.outbox), dropped=self.outbox.dropped)
+        dropped_before = self.unacked.dropped
+        self.unacked.add(readings, gaps, events)
+        if self.unacked.dropped != dropped_before:
+            self.log.warning("harvest not acknowledging: oldest batch given up, recorded as a gap", unacknowledged=len(self.unacked), dropped=self.unacked.dropped)
         if self.harvest is not None:
             self._send_waiting()  # the new batch, after any older one the current harvest has not seen
         for event in events:
@@ -183,15 +183,15 @@ class DeviceActor(SupervisedActor):
 
     def _resend(self) -> None:
         """Batches waiting too long: ask for the harvest's current address, then send them again."""
-        if self.outbox.due(time.monotonic()):
+        if self.unacked.due(time.monotonic()):
             self._lookup_harvest()
 
     def _send_waiting(self) -> None:
         """Send, oldest first, what was never sent, waited too long, or went to an old harvest address."""
         now = time.monotonic()
-        for batch in self.outbox.due(now, to=self.harvest):
+        for batch in self.unacked.due(now, to=self.harvest):
             self.send(self.harvest, batch)
-            self.outbox.sent(batch.batch_id, now, self.harvest)
+            self.unacked.sent(batch.batch_id, now, self.harvest)
 
     # ------------------------------------------------------------------ status
     def _publish(self) -> None:
@@ -206,7 +206,7 @@ class DeviceActor(SupervisedActor):
             return
         online = sum(s.online for s in states)
         word = "online" if online == len(states) else "offline" if online == 0 else "degraded"
-        self.publish(word, connection=self.connection, unacknowledged=len(self.outbox), devices={s.device_id: {"state": self._state_word(s), **self._info(s)} for s in states})
+        self.publish(word, connection=self.connection, unacknowledged=len(self.unacked), devices={s.device_id: {"state": self._state_word(s), **self._info(s)} for s in states})
 
     @staticmethod
     def _state_word(state: DeviceState) -> str:
@@ -228,8 +228,8 @@ class DeviceActor(SupervisedActor):
             "last_error": state.last_error,
             "profile": state.profile,
             "connection": self.connection,
-            "unacknowledged": len(self.outbox),
-            "batches_given_up": self.outbox.dropped,
+            "unacknowledged": len(self.unacked),
+            "batches_given_up": self.unacked.dropped,
             "failing_blocks": dict(state.failing_blocks),
             "reason": f"registers refused: {', '.join(sorted(state.failing_blocks))}" if state.failing_blocks else None,
         }

@@ -37,7 +37,7 @@ def new_incarnation() -> str:
     return f"{time.time_ns():020d}-{os.getpid()}"
 
 
-class BatchOutbox:
+class UnackedBatches:
     def __init__(self, producer: str, limit: int = 8, resend_after: float = 5.0, *, intervals: dict[str, float] | None = None,
                  incarnation: str | None = None) -> None:
         if limit < 1:

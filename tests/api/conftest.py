@@ -110,7 +110,7 @@ class MemoryBackend:
 
     async def outbox_status(self) -> dict[str, Any]:
         await self._enter()
-        return {"available": True, "pending_readings": 1200, "acknowledged_readings": 41, "bytes": 65536, "oldest_pending": "2026-11-21T09:00:00Z",
+        return {"available": True, "pending_items": 1200, "acknowledged_items": 41, "bytes": 65536, "oldest_pending": "2026-11-21T09:00:00Z",
                 "gaps": 1, "budget_bytes": 512 * 2**20, "budget_used": 65536 / (512 * 2**20), "transports": list(copy.deepcopy(self.transports).values())}
 
     async def dead_letters(self) -> list[dict[str, Any]]:

@@ -137,7 +137,7 @@ def test_api_actor_answers_from_the_tree_and_the_stores(gateway, simulator):
     assert device["values"]["grid_frequency_hz"] == pytest.approx(50.0, abs=0.06)
     assert http(port, "/api/devices/inv1")[2]["serial"] == device["serial"]
 
-    outbox = wait_until(lambda: (o := http(port, "/api/outbox")[2])["available"] and (o["pending_readings"] or 0) > 0 and o, timeout=10, what="readings in the outbox")
+    outbox = wait_until(lambda: (o := http(port, "/api/outbox")[2])["available"] and (o["pending_items"] or 0) > 0 and o, timeout=10, what="readings in the outbox")
     assert outbox["oldest_pending"] is not None and outbox["bytes"] > 0
 
     status, _, chargers = http(port, "/api/chargers")

@@ -77,7 +77,7 @@ async def test_a_hanging_part_gives_503_not_a_hanging_request(client, backend):
 
 async def test_outbox(client):
     body = await get_ok(client, "/api/outbox")
-    assert body["pending_readings"] == 1200
+    assert body["pending_items"] == 1200
     assert body["transports"][0]["name"] == "ingest" and body["transports"][0]["acked_seq"] == {"inv1": 41}
 
 
@@ -161,7 +161,7 @@ async def test_metrics_in_prometheus_text(client):
     assert samples["egw_device_poll_errors_total", ("device", "inv1")] == 2
     assert samples["egw_device_poll_latency_seconds", ("device", "inv1")] == 0.0125
     assert samples["egw_actor_restarts_total", ("actor", "devices")] == 1
-    assert samples["egw_outbox_pending_readings",] == 1200
+    assert samples["egw_outbox_pending_items",] == 1200
     assert samples["egw_transport_uploaded_readings_total", ("transport", "ingest")] == 41
     assert samples["egw_ocpp_messages_total", ("action", "MeterValues"), ("charger", "CP-1")] == 40
     assert samples["egw_api_requests_total", ("method", "GET"), ("route", "/api/devices"), ("status", "200")] == 1

@@ -112,7 +112,7 @@ async def test_empty_stores_read_as_empty_not_as_errors(tmp_path, executor):
     assert await gateway.chargers() == []
     assert await gateway.transactions(charger=None, id_tag=None, since=None, limit=10) == []
     outbox = await gateway.outbox_status()
-    assert outbox["available"] is False and outbox["pending_readings"] is None
+    assert outbox["available"] is False and outbox["pending_items"] is None
     crypto = await gateway.crypto()
     assert crypto["available"] is False and crypto["serial"] is None
 

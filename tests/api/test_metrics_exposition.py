@@ -58,7 +58,7 @@ DEVICES = [
 
 def render() -> str:
     tree = [{"name": "devices", "path": "devices", "state": "running", "restarts": 1, "children": [{"name": "pv-roof", "path": "devices/pv-roof", "state": "online", "restarts": 0}]}]
-    outbox = {"pending_readings": 12, "bytes": 4096, "transports": [{"name": "fleet", "uploaded_readings": 41, "upload_errors": 0, "dead_letters": 0, "backoff_s": 0}]}
+    outbox = {"pending_items": 12, "bytes": 4096, "transports": [{"name": "fleet", "uploaded_readings": 41, "upload_errors": 0, "dead_letters": 0, "backoff_s": 0}]}
     chargers = [{"id": "CP-1", "connected": True, "messages": {"MeterValues": 4}}]
     return metrics.render(tree=tree, devices=DEVICES, outbox=outbox, chargers=chargers, requests=Counter({("GET", "/metrics", 200): 3}), uptime_s=12.5)
 
@@ -103,7 +103,7 @@ def test_prometheus_client_reads_back_what_a_user_looks_at():
     assert samples[("egw_device_online", (("device", 'odd"name'),))] == 0  # the label value round-trips unescaped
     assert samples[("egw_actor_restarts_total", (("actor", "devices"),))] == 1
     assert samples[("egw_actor_up", (("actor", "devices/pv-roof"),))] == 1
-    assert samples[("egw_outbox_pending_readings", ())] == 12
+    assert samples[("egw_outbox_pending_items", ())] == 12
     assert samples[("egw_transport_uploaded_readings_total", (("transport", "fleet"),))] == 41
     assert samples[("egw_ocpp_messages_total", (("action", "MeterValues"), ("charger", "CP-1")))] == 4
     assert samples[("egw_api_requests_total", (("method", "GET"), ("route", "/metrics"), ("status", "200")))] == 3

@@ -57,7 +57,7 @@ def test_a_running_gateway_answers_about_its_devices_and_the_cli_reads_it(runnin
     wait_until(lambda: expected <= set(actor_pids(port)), timeout=15, what="the whole tree")
     device = wait_until(lambda: (d := http(port, "/api/devices/inv1")[2]).get("online") and d.get("values") and d, timeout=15, what="inv1 polled")
     assert device["serial"] == next(iter(sim.units.values())).serial
-    outbox = wait_until(lambda: (o := http(port, "/api/outbox")[2])["available"] and o["pending_readings"] and o, timeout=15, what="readings committed")
+    outbox = wait_until(lambda: (o := http(port, "/api/outbox")[2])["available"] and o["pending_items"] and o, timeout=15, what="readings committed")
     assert outbox["bytes"] > 0
 
     status = subprocess.run([*EGW, "status"], env=env, capture_output=True, text=True, timeout=30)

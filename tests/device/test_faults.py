@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from supervisor.backoff import RetryBackoff as Backoff
-from actors.device.harvester import EndpointPoller
+from actors.device.poller import EndpointPoller
 from actors.device.link import ModbusLink
 from simulators.inverter import InverterSimulator
 from tests.conftest import wait_until

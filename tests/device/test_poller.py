@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from actors.device.decode import poll_plan
 from supervisor.backoff import RetryBackoff as Backoff
-from actors.device.harvester import CounterRange, CounterWatch, EndpointPoller, counter_range
+from actors.device.poller import CounterRange, CounterWatch, EndpointPoller, counter_range
 from actors.device.link import NoResponseError
 from actors.device.profile import Point, load_profile
 from actors.harvest.messages import Gap

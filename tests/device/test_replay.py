@@ -15,7 +15,7 @@ from pathlib import Path
 from freezegun import freeze_time
 
 from supervisor.backoff import RetryBackoff as Backoff
-from actors.device.harvester import EndpointPoller
+from actors.device.poller import EndpointPoller
 from actors.device.link import DeviceError
 from actors.harvest.messages import DeviceEvent, Gap
 from tests.device.conftest import ScriptedLink

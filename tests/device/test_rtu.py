@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors.device.harvester import EndpointPoller
+from actors.device.poller import EndpointPoller
 from actors.device.link import ModbusLink
 from actors.device.specs import device_child_specs
 from simulators.inverter import InverterSimulator

@@ -88,7 +88,7 @@ def test_simulator_module_rejects_an_unknown_profile():
 
 
 def test_demo_site_devices_are_valid_and_answer():
-    from actors.device.harvester import EndpointPoller
+    from actors.device.poller import EndpointPoller
     from actors.device.link import ModbusLink
     from actors.device.specs import device_child_specs
     from simulators.inverter.demo import start_demo_site

@@ -6,7 +6,7 @@ import pytest
 
 from actors.device.codec import lsb
 from actors.device.quantities import unit_factor
-from actors.device.harvester import EndpointPoller
+from actors.device.poller import EndpointPoller
 from actors.device.link import ModbusLink
 from actors.device.profile import profile_names
 from simulators.inverter import InverterSimulator

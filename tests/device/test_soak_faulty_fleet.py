@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.device.harvester import GAP_CHUNK_S
+from actors.device.poller import GAP_CHUNK_S
 from bench.dataplane_support import simulator_hosts, stop_all
 from simulators.inverter import InverterSimulator
 from tests.api.test_actor import http, http_ok

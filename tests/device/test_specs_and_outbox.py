@@ -7,8 +7,8 @@ import random
 import pytest
 
 from supervisor.backoff import RetryBackoff as Backoff
-from actors.device.harvester import PollSchedule
-from actors.device.outbox import BatchOutbox, merge_gaps
+from actors.device.poller import PollSchedule
+from actors.device.unacked import UnackedBatches, merge_gaps
 from actors.device.specs import DeviceConfigError, device_child_specs, devices_part, validate_device
 from actors.harvest.messages import DeviceEvent, Gap, Reading
 
@@ -88,7 +88,7 @@ def _reading(t: float) -> Reading:
 
 
 def test_outbox_resends_until_acked_and_records_what_it_gives_up():
-    box = BatchOutbox("inv1", limit=2, resend_after=5.0)
+    box = UnackedBatches("inv1", limit=2, resend_after=5.0)
     first = box.add([_reading(1.0), _reading(2.0)], [], [])
     box.sent(first.batch_id, now=0.0)
     assert box.due(4.9) == [] and box.due(5.0) == [first]
@@ -106,7 +106,7 @@ def test_outbox_resends_until_acked_and_records_what_it_gives_up():
 
 
 def test_a_batch_the_harvest_rejects_is_given_up_at_once_and_shows_as_a_gap():
-    box = BatchOutbox("inv1", limit=8, resend_after=5.0)
+    box = UnackedBatches("inv1", limit=8, resend_after=5.0)
     bad = box.add([_reading(1.0), _reading(2.0)], [], [])
     box.sent(bad.batch_id, now=0.0)
     assert box.reject(bad.batch_id) and not box.reject(bad.batch_id)
@@ -132,7 +132,7 @@ def test_reconcile_touches_only_the_endpoints_that_change():
 
 
 def test_batches_name_the_earlier_ones_they_must_not_overtake():
-    box = BatchOutbox("inv1", limit=8, incarnation="life-1")
+    box = UnackedBatches("inv1", limit=8, incarnation="life-1")
     first = box.add([_reading(1.0)], [], [])
     second = box.add([_reading(2.0)], [], [])
     assert (first.after, second.after) == ((), (first.batch_id,))
@@ -142,7 +142,7 @@ def test_batches_name_the_earlier_ones_they_must_not_overtake():
 
 
 def test_a_given_up_batch_keeps_its_counter_events_and_back_to_back_losses_stay_few_gaps():
-    box = BatchOutbox("inv1", limit=1, intervals={"inv1": 1.0})
+    box = UnackedBatches("inv1", limit=1, intervals={"inv1": 1.0})
     reset = DeviceEvent("inv1", 1.0, "counter_reset", {"quantity": "energy_total_wh"})
     box.add([_reading(1.0)], [], [reset])
     for t in range(2, 200):

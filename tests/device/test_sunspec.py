@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.device.decode import poll_plan
-from actors.device.harvester import EndpointPoller
+from actors.device.poller import EndpointPoller
 from actors.device.link import DeviceError, ModbusLink
 from actors.device.sunspec import SUNS, SunSpecError, build_profile, discover, image_layout, model_points
 from simulators.inverter import InverterSimulator

@@ -327,7 +327,7 @@ def test_a_full_disk_degrades_the_gateway_without_a_crash_and_leaves_a_gap_once_
         polls = http(port, "/api/devices/inv1")[2]["polls"]
         device = wait_until(lambda: (d := http(port, "/api/devices/inv1")[2])["batches_given_up"] and d, timeout=90,
                             what="more polls than the device actor keeps unacknowledged: the oldest given up")
-        assert device["polls"] > polls and device["online"] and device["unacknowledged_batches"] == DeviceActor.outbox_limit  # polling went on
+        assert device["polls"] > polls and device["online"] and device["unacknowledged_batches"] == DeviceActor.unacked_limit  # polling went on
         assert proc.poll() is None and actor_pid(port, "harvest") == harvest_pid  # no crash, no restart, no escalation
         stuck = committed(db)["inv1"]
         filler.unlink()

@@ -367,8 +367,8 @@
       const [outbox, dead] = await Promise.all([api("GET", "/api/outbox"), api("GET", "/api/outbox/dead-letters")]);
       if (!outbox.ok) { fill($("#outbox"), el("dt", { class: "bad" }, problem(outbox))); return; }
       const o = outbox.data;
-      const facts = [["Backlog", o.pending_readings + " readings · " + energyBytes(o.bytes)], ["Oldest unsent", o.oldest_pending ? when(o.oldest_pending) + " (" + age(o.oldest_pending) + ")" : "nothing waiting"],
-        ["Uploaded", o.acknowledged_readings + " readings acknowledged"], ["Gaps", String(o.gaps)], ["Budget", Math.round((o.budget_used || 0) * 100) + " % of " + energyBytes(o.budget_bytes)],
+      const facts = [["Backlog", o.pending_items + " items · " + energyBytes(o.bytes)], ["Oldest unsent", o.oldest_pending ? when(o.oldest_pending) + " (" + age(o.oldest_pending) + ")" : "nothing waiting"],
+        ["Uploaded", o.acknowledged_items + " items acknowledged"], ["Gaps", String(o.gaps)], ["Budget", Math.round((o.budget_used || 0) * 100) + " % of " + energyBytes(o.budget_bytes)],
         ["Dead letters", String(o.dead_letters)]];
       if (o.disk_full) facts.push(["Disk", "full: readings are being dropped"]);
       fill($("#outbox"), facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
