@@ -168,6 +168,8 @@ class FleetStore:
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == RETRIES - 1:
                     raise DatabaseUnavailableError("database: too many lock conflicts, try again") from None
+            except asyncpg.DataError as exc:  # a value PostgreSQL cannot hold (e.g. \u0000 in a text or JSON string)
+                raise BatchRefusedError(400, "malformed", f"the database refused a value of the batch: {exc}", batch.gateway) from None
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
                 raise DatabaseUnavailableError(f"database: {type(exc).__name__}: {exc}") from None
         raise DatabaseUnavailableError("unreachable")

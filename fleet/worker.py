@@ -201,6 +201,10 @@ class Worker:
             self.metrics.inc("egw_ingest_batches_total", via=via, outcome="unavailable")
             self.log.error("database unavailable; batch not stored, the gateway sends it again", via=via, error=str(exc)[:300])
             return 503, {"batch": digest, "status": 503, "error": "receiver database unavailable, try again", "retry_after": 1}
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the batch unanswered (nor its MQTT slot taken)
+            self.metrics.inc("egw_ingest_batches_total", via=via, outcome="error")
+            self.log.exception("batch handling failed; not stored, the gateway sends it again", via=via, error=f"{type(exc).__name__}: {exc}"[:300], batch=digest[:16])
+            return 500, {"batch": digest, "status": 500, "error": f"receiver error ({type(exc).__name__}); the batch was not stored, try again"}
         self.metrics.inc("egw_ingest_batches_total", via=via, outcome="stored")
         self.metrics.inc("egw_ingest_items_stored_total", outcome.stored)
         self.metrics.inc("egw_ingest_duplicates_total", outcome.duplicates)
@@ -333,8 +337,10 @@ class Worker:
             self.log.warning("message on an unexpected topic ignored", topic=topic[:200])
             client.ack(message.mid, message.qos)
             return
-        _status, ack = await self.handle(message.payload, "mqtt", topic_gateway=gateway)
-        info = client.publish(f"{prefix}{gateway}/acks", json.dumps(ack, separators=(",", ":")), qos=1)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            self.metrics.inc("egw_ingest_acks_published_total")
-        client.ack(message.mid, message.qos)  # only now may the broker forget the batch
+        try:
+            _status, ack = await self.handle(message.payload, "mqtt", topic_gateway=gateway)
+            info = client.publish(f"{prefix}{gateway}/acks", json.dumps(ack, separators=(",", ":")), qos=1)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                self.metrics.inc("egw_ingest_acks_published_total")
+        finally:
+            client.ack(message.mid, message.qos)  # only now may the broker forget the batch (its slot is free again)

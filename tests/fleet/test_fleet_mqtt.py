@@ -222,6 +222,7 @@ def test_forged_and_reordered_batches_are_refused_with_the_reason(fleet_db, dsn,
         "other's topic": (send("gw-a", build_signed_batch(other, "gw-b", None, [_item("inv", 1)]).jws), 409, "published on the topic of gateway 'gw-a'"),
         "claims another gateway": (send("gw-b", build_signed_batch(other, "gw-a", None, [_item("inv", 1)]).jws), 409, "registered for gateway 'gw-b', the batch claims 'gw-a'"),
         "items backwards": (send("gw-a", build_signed_batch(owner, "gw-a", None, [_item("inv", 2), _item("inv", 1)]).jws), 400, "does not follow"),
+        "a NUL in a value": (send("gw-a", build_signed_batch(owner, "gw-a", None, [OutboxItem(1, "inv", 1, 1, "reading", 1.0, '{"note":"a\\u0000b"}', 20)]).jws), 400, "the database refused a value of the batch"),
     }
     for what, (ack, status, reason) in refusals.items():
         assert (ack["status"], reason in ack["error"]) == (status, True), (what, ack)
@@ -236,7 +237,7 @@ def test_forged_and_reordered_batches_are_refused_with_the_reason(fleet_db, dsn,
     rows = server.query(name, "SELECT gateway, count(*) AS n FROM fleet_items GROUP BY gateway")
     assert [(r["gateway"], r["n"]) for r in rows] == [("gw-a", 15)]
     status = {g["gateway"]: g for g in asyncio.run(_status(dsn))["gateways"]}
-    assert status["gw-a"]["refused"] == 3 and status["gw-a"]["last_refusal"].startswith("out_of_order: out of order")
+    assert status["gw-a"]["refused"] == 4 and status["gw-a"]["last_refusal"].startswith("out_of_order: out of order")
     assert status["gw-a"]["chain_breaks"] == 0 and status["gw-b"]["refused"] == 1
     probe.close()
 
