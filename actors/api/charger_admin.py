@@ -43,6 +43,7 @@ from actors.api import charger_admin_schemas, schemas
 from actors.api.backend import BadInputError, ConflictError, NotFoundError, NotSupportedError
 from actors.api.route_spec import CHARGER_ID, WRITE_ERRORS, Param, Route
 from storage import chargers as charger_store
+from storage import local_auth_list
 
 schemas.COMPONENTS.update(charger_admin_schemas.COMPONENTS)
 
@@ -173,8 +174,8 @@ def local_list_state(conn: sqlite3.Connection, charge_point_id: str) -> dict[str
 
     if charger_store.get_charger(conn, charge_point_id) is None:
         raise NotFoundError(f"no charger {charge_point_id!r}", field="path.id")
-    version = charger_store.local_list_version(conn)
-    synced = charger_store.charger_local_list(conn, charge_point_id)
+    version = local_auth_list.local_list_version(conn)
+    synced = local_auth_list.charger_local_list(conn, charge_point_id)
     charger_version = synced["version"] if synced else None
     return {"charger": charge_point_id, "list_version": version, "charger_version": charger_version,
             "synced_at": iso(synced["synced"]) if synced else None, "in_sync": charger_version == version}
@@ -186,7 +187,7 @@ def local_list_payload(conn: sqlite3.Connection, charge_point_id: str, full: boo
 
     if charger_store.get_charger(conn, charge_point_id) is None:
         raise NotFoundError(f"no charger {charge_point_id!r}", field="path.id")
-    return charger_store.local_list_update(conn, charge_point_id, format_timestamp, full=full)
+    return local_auth_list.local_list_update(conn, charge_point_id, format_timestamp, full=full)
 
 
 # --------------------------------------------------------------------- handlers
@@ -237,12 +238,12 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
 
     async def list_id_tags(s: ApiState, p: dict, b: None) -> Any:
         def read(conn: sqlite3.Connection) -> dict[str, Any]:
-            return {"list_version": charger_store.local_list_version(conn), "id_tags": [id_tag_view(e) for e in charger_store.list_authorizations(conn)]}
+            return {"list_version": local_auth_list.local_list_version(conn), "id_tags": [id_tag_view(e) for e in local_auth_list.list_authorizations(conn)]}
 
         return json_response(await in_store(database(s), read))
 
     async def get_id_tag(s: ApiState, p: dict, b: None) -> Any:
-        entry = await in_store(database(s), charger_store.get_authorization, p["idTag"])
+        entry = await in_store(database(s), local_auth_list.get_authorization, p["idTag"])
         if entry is None:
             raise NotFoundError(f"idTag {p['idTag']!r} is not on the local list", field="path.idTag")
         return json_response(id_tag_view(entry))
@@ -251,18 +252,18 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
         expiry = _expiry(body)
 
         def store(conn: sqlite3.Connection) -> dict[str, Any]:
-            version = charger_store.set_authorization(conn, p["idTag"], body.get("status", "Accepted"), expiry=expiry,
+            version = local_auth_list.set_authorization(conn, p["idTag"], body.get("status", "Accepted"), expiry=expiry,
                                                       parent_id_tag=body.get("parent_id_tag"), now=time.time())
             return {"id_tag": p["idTag"], "status": "set", "list_version": version,
-                    "entry": id_tag_view(charger_store.get_authorization(conn, p["idTag"]))}  # type: ignore[arg-type]
+                    "entry": id_tag_view(local_auth_list.get_authorization(conn, p["idTag"]))}  # type: ignore[arg-type]
 
         return json_response(await in_store(database(s), store))
 
     async def remove_id_tag(s: ApiState, p: dict, b: None) -> Any:
         def remove(conn: sqlite3.Connection) -> dict[str, Any]:
-            if not charger_store.remove_authorization(conn, p["idTag"]):
+            if not local_auth_list.remove_authorization(conn, p["idTag"]):
                 raise NotFoundError(f"idTag {p['idTag']!r} is not on the local list", field="path.idTag")
-            return {"id_tag": p["idTag"], "status": "removed", "list_version": charger_store.local_list_version(conn), "entry": None}
+            return {"id_tag": p["idTag"], "status": "removed", "list_version": local_auth_list.local_list_version(conn), "entry": None}
 
         return json_response(await in_store(database(s), remove))
 
@@ -277,12 +278,12 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
         answer = await s.call(f"charger {charger_id}", s.backend.charger_command(charger_id, "SendLocalList", payload), s.command_timeout)
         status = str(answer.get("status", ""))
         if status == "VersionMismatch" and payload["updateType"] == "Differential":
-            await in_store(path, charger_store.forget_local_list_sync, charger_id)
+            await in_store(path, local_auth_list.forget_local_list_sync, charger_id)
             payload = await in_store(path, local_list_payload, charger_id, True)
             answer = await s.call(f"charger {charger_id}", s.backend.charger_command(charger_id, "SendLocalList", payload), s.command_timeout)
             status = str(answer.get("status", ""))
         if status == "Accepted":
-            await in_store(path, charger_store.record_local_list_sync, charger_id, payload["listVersion"], time.time())
+            await in_store(path, local_auth_list.record_local_list_sync, charger_id, payload["listVersion"], time.time())
         state = await in_store(path, local_list_state, charger_id)
         result = {**state, "status": status, "update_type": payload["updateType"], "entries": len(payload["localAuthorizationList"])}
         return json_response(result, status=200 if status == "Accepted" else 409)

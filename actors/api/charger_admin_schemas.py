@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.chargers import CHARGE_POINT_ID_PATTERN, LIST_STATUSES, REGISTRATION_STATUSES
+from storage.chargers import CHARGE_POINT_ID_PATTERN, REGISTRATION_STATUSES
+from storage.local_auth_list import LIST_STATUSES
 
 #: A profile 1 AuthorizationKey: printable ASCII (it travels in an HTTP Basic header).
 KEY_PATTERN = r"^[!-~]{16,64}$"

@@ -17,6 +17,7 @@ from actors.ocpp.live_events import transaction_started, transaction_stopped
 from actors.ocpp.frames import FrameError, format_timestamp, parse_timestamp
 from actors.ocpp.messages import ConnectorStatus, LiveUpdate
 from storage import chargers as charger_store
+from storage import local_auth_list
 from storage import ocpp_transactions as tx_store
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def id_tag_info(p: ChargerProtocol, id_tag: str, now: float, transaction_id: int
     `unknown_id_tags = "accept"` a tag means nothing, and an operator who wants one tag
     one car puts the tag on the list.
     """
-    entry = charger_store.get_authorization(p.conn, id_tag)
+    entry = local_auth_list.get_authorization(p.conn, id_tag)
     if entry is None:
         return {"status": "Accepted" if p.policy.unknown_id_tags == "accept" else "Invalid"}
     status = entry["status"]

@@ -83,7 +83,7 @@ async def store_client(tmp_path):
     from aiohttp.test_utils import TestClient, TestServer
 
     from actors.api.app import build_app
-    from storage import chargers as charger_store
+    from storage import chargers as charger_store, local_auth_list
     from storage.db import connect
 
     backend = MemoryBackend()
@@ -92,7 +92,7 @@ async def store_client(tmp_path):
     try:
         charger_store.init(conn)
         charger_store.add_charger(conn, "CP-1", registration_status="Accepted")
-        charger_store.set_authorization(conn, ID_TAG)
+        local_auth_list.set_authorization(conn, ID_TAG)
     finally:
         conn.close()
     app = build_app(backend, token=TOKEN, version="0.1.0-test", backend_timeout=0.5, command_timeout=1.0)

@@ -18,6 +18,7 @@ from actors.ocpp.auth import Authenticator, FailureLimiter
 from actors.ocpp.messages import request_from_payload
 from simulators.charger.connection import basic_auth_header
 from storage import chargers as charger_store
+from storage import local_auth_list
 from storage import ocpp_transactions as tx_store
 from tests.api.conftest import TOKEN, MemoryBackend
 from tests.conftest import wait_until_async
@@ -257,7 +258,7 @@ async def test_local_list_sync_sends_full_then_differential_and_records_what_the
     assert (await api.put("/api/id-tags/F", json={}, headers=AUTH)).status == 200
     refused = await api.post("/api/chargers/CP-S/local-list/sync", headers=AUTH)
     assert refused.status == 409 and (await refused.json())["status"] == "NotSupported"
-    assert charger_store.charger_local_list(central.conn, "CP-S")["version"] == 6  # what it last accepted
+    assert local_auth_list.charger_local_list(central.conn, "CP-S")["version"] == 6  # what it last accepted
 
 
 def test_list_version_moves_only_on_changes_and_survives_an_old_database(tmp_path):
@@ -272,13 +273,13 @@ def test_list_version_moves_only_on_changes_and_survives_an_old_database(tmp_pat
                  ("OLDCP", charger_store.hash_auth_key(REAL_KEY)))
     charger_store.init(conn)
     tx_store.init(conn)
-    assert charger_store.local_list_version(conn) == 1
-    assert charger_store.get_authorization(conn, "LEGACY")["status"] == "Accepted"
+    assert local_auth_list.local_list_version(conn) == 1
+    assert local_auth_list.get_authorization(conn, "LEGACY")["status"] == "Accepted"
     old = charger_store.get_charger(conn, "OLDCP")
     assert old["confirmed"] and old["key_set"] and not old["blocked"]  # nothing is locked out by the upgrade
     assert Authenticator(conn, "reject").check("OLDCP", basic("OLDCP", REAL_KEY)["Authorization"]).allowed
-    assert charger_store.set_authorization(conn, "LEGACY", "Accepted", now=time.time()) == 1  # unchanged: no new version
-    assert charger_store.set_authorization(conn, "LEGACY", "Blocked") == 2
-    assert not charger_store.remove_authorization(conn, "NEVER")
-    assert charger_store.local_list_version(conn) == 2
+    assert local_auth_list.set_authorization(conn, "LEGACY", "Accepted", now=time.time()) == 1  # unchanged: no new version
+    assert local_auth_list.set_authorization(conn, "LEGACY", "Blocked") == 2
+    assert not local_auth_list.remove_authorization(conn, "NEVER")
+    assert local_auth_list.local_list_version(conn) == 2
     conn.close()
