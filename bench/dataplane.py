@@ -43,6 +43,10 @@ Environment:
     BENCH_DATAPLANE_PROFILE_DEVICES  device actors profiled (a sample; they all run the same loop), default 8
     BENCH_DATAPLANE_KEEP=1    keep the temp dirs (configs, logs, databases, strace logs)
     BENCH_DATAPLANE_COMMIT    the commit to print when the tree measured is not a git checkout (git archive)
+
+Why one module: a benchmark script read top to bottom: start the gateway and the plain loop,
+measure the same figures for both, print them side by side; its helpers that run in other
+processes are already in bench/dataplane_support.py.
 """
 
 from __future__ import annotations

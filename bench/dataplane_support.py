@@ -11,6 +11,10 @@ so that their CPU and memory stay out of the figures they are compared with:
         the baseline: one process polling every device's register blocks with
         synchronous pymodbus clients once a second and committing the readings of that
         second in one transaction into SQLite (WAL, synchronous=FULL); runs until SIGTERM.
+
+Why one module: the programs and /proc, strace and py-spy helpers bench.dataplane runs in
+child processes, kept out of the measured processes' imports; they are one benchmark's
+tooling, not a library.
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ The local authorization list and what each charger last took of it live beside t
 Every function takes an open connection from `storage.db.connect()`; writers wrap their
 statements in one `transaction()` so a crash never leaves half an update. Transactions,
 meter values and reservations live in `storage.ocpp_transactions`.
+
+Why one module: the registry's tables (chargers, connectors, status history, keys and their
+candidates) are written together in one transaction by most calls (a boot, a status, an
+admission); the local authorization list, which stands apart, has its own module
+(storage/local_auth_list.py).
 """
 
 from __future__ import annotations

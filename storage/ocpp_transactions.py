@@ -32,6 +32,10 @@ Why the details look the way they do:
   as null and named in the record's `flags`.
 * A group the harvest actor refuses is replaced, in one transaction, by one gap row in
   its place, so the loss reaches the upload as a gap record instead of vanishing.
+
+Why one module: sessions, their meter values, reservations and the export queue change
+together in one SQLite transaction (a StopTransaction closes the session, stores its samples
+and queues its export), so their statements live in one module.
 """
 
 from __future__ import annotations

@@ -31,6 +31,11 @@ OTP's supervisor, without trusting any single notification:
   `GetTree` (the REST API's actor tree) and `Lookup` (current addresses) at once.
 
 docs/supervision.md describes the policy next to OTP's.
+
+Why one module: it is one actor, OTP's supervisor: child state, strategies, intensity,
+containment, heartbeats and /proc reconciliation act on the same children in the same
+message handlers; the pure parts (spec, policy, backoff, procs) are already modules of their
+own.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ and benchmarks serve it over an in-memory backend. Design rules, and why:
 * Bodies are limited to `max_body` bytes, read once, before any parsing.
 * The token is checked before the body is even read, so an unauthenticated client
   cannot make the gateway parse anything.
+
+Why one module: every handler is a few lines over the backend, and they share the request
+state, the error mapping and the route table's registration; split, each piece would import
+all the others.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ the handlers validate request bodies and parameters against the very same object
 the document can never promise a check the server does not make (or the reverse).
 Response schemas leave `additionalProperties` open so the gateway can add fields
 without breaking clients; request schemas are closed so a typo is a 400 that names it.
+
+Why one module: it is data, one JSON Schema per request and response type, read top to
+bottom like the API reference; the schemas refer to each other by name, so one namespace
+keeps every `$ref` checkable in one place.
 """
 
 from __future__ import annotations

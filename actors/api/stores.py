@@ -12,6 +12,10 @@ to RFC 3339.
 
 These functions block (SQLite I/O); the API actor runs them in a small thread pool so
 the event loop keeps serving.
+
+Why one module: each view is a short read of one table shaped as the API documents it, and
+they share the read-only connection handling and the missing-table rule; a module per view
+would repeat both.
 """
 
 from __future__ import annotations

@@ -35,6 +35,10 @@ token: the tunnel adds it to a write it has let through, on the loopback hop.
 This module is pure protocol (no BLE, no network): `RequestAssembler` turns writes
 into requests or precise errors, `Tunnel` applies the rules and the cache and hands
 requests to a `Dispatcher` (see `actors.ble.dispatch`).
+
+Why one module: the request assembler, the paged response cache and the tunnel that joins
+them implement one wire protocol (PROTOCOL.md) whose limits and error pages they share;
+apart, the protocol would be spread over three files.
 """
 
 from __future__ import annotations

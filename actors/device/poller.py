@@ -20,6 +20,10 @@ Rules it implements:
 * A cumulative counter that goes down is a reset (or a wrap near the type's maximum):
   reported as an event, never as negative production. A wrap is unwrapped (the value goes
   on rising by the register's span); a reset reading is flagged `reset:<quantity>`.
+
+Why one module: schedule, counter watch, gap tracker and the endpoint poller are the one
+poll loop's state machine, driven by one injected clock and replayed as one in the tests;
+they are small classes that only make sense together.
 """
 
 from __future__ import annotations

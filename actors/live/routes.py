@@ -20,6 +20,10 @@ SSE: `GET /api/live/sse?topic=T[&resume_from=N]` streams one topic; each event's
 `<epoch>:<seq>`, so a reconnecting EventSource resumes exactly via `Last-Event-ID`.
 A lagging SSE client is sent a `lagged` event and disconnected (it reconnects and
 resumes). Refusals are 401/403 JSON, a bad topic 400, a full feed 503.
+
+Why one module: the websocket and SSE routes are two framings of one subscription protocol
+(resume, resync, lag) over the same hub, and must stay identical in what they send; one
+module keeps them side by side.
 """
 
 from __future__ import annotations

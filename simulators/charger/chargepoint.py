@@ -21,6 +21,10 @@ Charger-initiated messages are plain coroutines (`boot`, `status`, `authorize`,
 their original timestamps, like a real charger's offline queue, and `replay()` sends
 them in order once connected again, mapping the transaction ids the gateway assigns
 to the sessions that started offline.
+
+Why one module: it answers every central-system action of OCPP 1.6, one short handler each,
+over one charger state (connectors, reservations, profiles, local list), like a real charge
+point's firmware.
 """
 
 from __future__ import annotations
