@@ -13,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
-from storage.files import create_private_file, make_private, make_private_dir
+from storage.files import load_or_create_secret
 
 TOKEN_FILE = "api-token"
 _MIN_LENGTH = 32
@@ -29,20 +29,7 @@ def load_or_create_token(data_dir: str | os.PathLike[str]) -> str:
     A token file that is empty or too short (a half-written file from a power cut
     before this code's fsync) is replaced rather than trusted.
     """
-    path = token_path(data_dir)
-    make_private_dir(path.parent)
-    existing = read_token(path)
-    if existing is not None:
-        make_private(path)
-        return existing
-    token = secrets.token_urlsafe(32)
-    if create_private_file(path, (token + "\n").encode(), replace=path.exists()):
-        return token
-    winner = read_token(path)  # another process created it first: use theirs
-    if winner is not None:
-        return winner
-    create_private_file(path, (token + "\n").encode(), replace=True)
-    return token
+    return load_or_create_secret(token_path(data_dir), read_token, lambda: secrets.token_urlsafe(32))
 
 
 def read_token(path: str | os.PathLike[str]) -> str | None:

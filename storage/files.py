@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 PRIVATE_FILE = 0o600
@@ -69,6 +70,31 @@ def create_private_file(path: str | os.PathLike[str], data: bytes, *, replace: b
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def load_or_create_secret(path: Path, read: Callable[[Path], str | None], new: Callable[[], str],
+                          render: Callable[[str], str] = str) -> str:
+    """The secret stored at `path` (as `read` accepts it), or a `new()` one written there (0600).
+
+    For the secrets a gateway makes once and keeps (the API token, the BLE setup code):
+    the file is created with a link, so two processes starting at once agree on one value
+    (the loser reads the winner's); only a file `read` refuses (empty or cut short by a
+    power cut) is replaced, never a usable one that may already be printed on a label.
+    """
+    make_private_dir(path.parent)
+    existing = read(path)
+    if existing is not None:
+        make_private(path)
+        return existing
+    value = new()
+    data = (render(value) + "\n").encode()
+    if create_private_file(path, data, replace=path.exists()):
+        return value
+    winner = read(path)  # another process created it first: use theirs
+    if winner is not None:
+        return winner
+    create_private_file(path, data, replace=True)
+    return value
 
 
 def _sync_dir(path: Path) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.files import create_private_file, make_private, make_private_dir
+from storage.files import load_or_create_secret
 
 SETUP_CODE_FILE = "ble-setup-code"
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32 symbols: 5 bits each
@@ -74,20 +74,7 @@ def load_or_create_setup_code(data_dir: str | os.PathLike[str]) -> str:
     moment agree on one code; only an unusable file (empty after a power cut under an
     older version) is replaced, never a valid code that may already be on a label.
     """
-    path = setup_code_path(data_dir)
-    make_private_dir(path.parent)
-    existing = read_setup_code(path)
-    if existing is not None:
-        make_private(path)
-        return existing
-    code = generate_code()
-    if create_private_file(path, (format_code(code) + "\n").encode(), replace=path.exists()):
-        return code
-    winner = read_setup_code(path)
-    if winner is not None:
-        return winner
-    create_private_file(path, (format_code(code) + "\n").encode(), replace=True)
-    return code
+    return load_or_create_secret(setup_code_path(data_dir), read_setup_code, generate_code, format_code)
 
 
 @dataclass(frozen=True)
