@@ -276,3 +276,32 @@ def test_presence_is_retained_online_then_offline_and_the_last_will_says_offline
     wait_until(lambda: late.messages == [("egw/gw-gone/presence", b"offline", True)], timeout=10, what="retained offline")
     late.close()
     probe.close()
+
+
+def test_database_connection_cut_mid_batch_is_answered_503_and_the_batch_comes_again(fleet_db, dsn, broker, workers, gateways) -> None:
+    server, name = fleet_db
+    worker = workers(dsn, broker.url).ready()
+    gateway = gateways("gw-cut", broker.url, max_count=50)
+    register(dsn, gateway)
+    gateway.produce(STREAMS, 20)  # 100 items: 2 batches
+    assert gateway.step().outcome == "sent"
+
+    lock = HeldLock(dsn, "LOCK TABLE fleet_gateway_stats IN SHARE MODE")
+    stepping = threading.Thread(target=gateway.step)
+    stepping.start()
+    waiting = wait_until(
+        lambda: server.query(name, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'egw-ingest-%'"),
+        timeout=20,
+        what="the worker's transaction waiting mid-batch",
+    )
+    server.query(name, "SELECT pg_terminate_backend($1)", waiting[0]["pid"])  # the database drops the worker's connection
+    stepping.join(30)
+    lock.release()
+    failed = gateway.steps[-1]
+    assert failed.outcome == "retry" and "HTTP 503: receiver database unavailable, try again" in failed.error
+    assert gateway.pending() == 50  # the second batch's rows stay until a commit is acknowledged
+
+    gateway.drain()
+    assert _items(fleet_db) == (100, 100)
+    assert worker.metric("egw_ingest_batches_total", via="mqtt", outcome="unavailable") == 1
+    assert worker.get("/v1/status")["gateways"][0]["streams"]["meter"]["acked"] == 20
