@@ -60,7 +60,6 @@ def preimport_heavy_libraries() -> None:
 
     import aiohttp.web  # noqa: F401
     import bless  # noqa: F401
-    import dbus_fast.aio  # noqa: F401
     import dbus_next.aio  # noqa: F401
     import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401
     import ocpp.v16  # noqa: F401

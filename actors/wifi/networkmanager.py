@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbus_fast import BusType, Message, MessageType, Variant
-from dbus_fast.aio import MessageBus
+from dbus_next import BusType, Message, MessageType, Variant
+from dbus_next.aio import MessageBus
 
 from actors.wifi.backend import WifiError, WifiNetwork, WifiStatus, WifiUnavailableError
 from supervisor.redaction import REDACTED

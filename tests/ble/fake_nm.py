@@ -8,22 +8,29 @@ never returns secrets.
 
 from dataclasses import dataclass
 
-from dbus_fast import BusType, DBusError, Variant
-from dbus_fast.aio import MessageBus
-from dbus_fast.annotations import DBusBytes, DBusByte, DBusObjectPath, DBusSignature, DBusUInt32
-from dbus_fast.constants import PropertyAccess
-from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
-from typing import Annotated
+from dbus_next import BusType, DBusError, Variant
+from dbus_next.aio import MessageBus
+from dbus_next.constants import PropertyAccess
+from dbus_next.service import ServiceInterface, dbus_property
+from dbus_next.service import method as dbus_method
 
 NM_PATH = "/org/freedesktop/NetworkManager"
 DEVICE_PATH = "/org/freedesktop/NetworkManager/Devices/3"
 ETH_PATH = "/org/freedesktop/NetworkManager/Devices/1"
 IP4_PATH = "/org/freedesktop/NetworkManager/IP4Config/7"
 
-ObjectPaths = Annotated[list[str], DBusSignature("ao")]
-ConnectionSettings = Annotated[dict, DBusSignature("a{sa{sv}}")]
-PathPair = Annotated[list, DBusSignature("oo")]
-AddressData = Annotated[list, DBusSignature("aa{sv}")]
+# D-Bus signatures. dbus-next reads a signature from the value of an annotation, so this module
+# must not use `from __future__ import annotations` (the annotations would be these names instead);
+# names rather than string literals also keep ruff from reading "a{sv}" as a forward reference.
+DBusByte = "y"
+DBusUInt32 = "u"
+DBusBytes = "ay"
+DBusObjectPath = "o"
+ObjectPaths = "ao"
+Options = "a{sv}"
+ConnectionSettings = "a{sa{sv}}"
+PathPair = "oo"
+AddressData = "aa{sv}"
 
 
 @dataclass
@@ -77,7 +84,7 @@ class Wireless(ServiceInterface):
         self.active = "/"
 
     @dbus_method()
-    def RequestScan(self, options: Annotated[dict, DBusSignature("a{sv}")]):  # noqa: N802 (D-Bus API)
+    def RequestScan(self, options: Options):  # noqa: N802 (D-Bus API)
         self.nm.scans += 1
 
     @dbus_method()
