@@ -53,6 +53,7 @@ LOOKUP_REFRESH = 30.0  # charger actors restart with new addresses (and without 
 READING_MAX_AGE = 30.0  # a device reading older than this (wall seconds) is unknown, not truth
 POWER_MAX_AGE = 120.0  # a charger's power older than this is unknown
 POWER_HISTORY = 64  # the charger's recent power samples, to pair the meter's reading with the car's power at that time
+POWER_GRACE = 15.0  # after a start, hold a charging car's limit this long for its first power sample (then estimate from the limit)
 COMMAND_TIMEOUT = 60.0  # a command without an outcome by then is given up (the charger actor may have restarted)
 EXHAUSTED_RETRY = 300.0  # after every variant was rejected, try again this much later
 
@@ -102,8 +103,10 @@ class EnergyActor(SupervisedActor):
         self.power_history: dict[tuple[str, int], deque[tuple[float, float]]] = {}  # (cp, connector) -> (charger's wall time, W), recent
         self._ids = itertools.count(1)
         self.pending: dict[str, tuple[str, str, Any]] = {}  # request id -> (kind, loadpoint or charger, extra)
+        self.pending_since: dict[str, float] = {}  # request id -> monotonic time sent (answers lost with a charger actor are dropped)
         self.live = LivePublisher(self)
         self._tree_asked = 0.0
+        self.started = time.monotonic()
         self.wakeupAfter(timedelta(seconds=0.05), payload=TICK)
         self.log.info("energy manager started", loadpoints=[lp.id for lp in self.loadpoints], interval_s=self.settings.interval,
                       main_fuse_a=self.settings.main_fuse_a, modes={lp.id: self.runtime[lp.id].mode for lp in self.loadpoints})
@@ -123,7 +126,13 @@ class EnergyActor(SupervisedActor):
         for lp_id, (_, sent_at, _) in self._in_flight():
             if now - sent_at > COMMAND_TIMEOUT:
                 self._give_up(lp_id)
+        for request_id, sent_at in list(self.pending_since.items()):
+            if now - sent_at > COMMAND_TIMEOUT:  # its charger actor died with it: no outcome will ever come
+                self.pending.pop(request_id, None)
+                self.pending_since.pop(request_id, None)
         for cp in {lp.charger for lp in self.loadpoints}:
+            if cp in self.chargers and cp not in self.stack_levels:
+                self._ask_stack_level(cp)
             if cp not in self.chargers or now - self.looked_up.get(cp, 0.0) > LOOKUP_REFRESH:
                 self.looked_up[cp] = now
                 self.send(self.parent, Lookup(f"chargers/{cp}"))
@@ -160,7 +169,7 @@ class EnergyActor(SupervisedActor):
         if old != msg.address:  # a new charger actor: subscribe, learn its stack level, and tell it our limit again
             self.send(msg.address, Subscribe())
             self.stack_levels.pop(cp, None)
-            self._command(cp, "stack_level", cp, GetConfiguration(key=("ChargeProfileMaxStackLevel",)))
+            self._ask_stack_level(cp)
             for lp in self.loadpoints:
                 if lp.charger == cp:
                     self.runtime[lp.id].sent_key = None
@@ -180,21 +189,30 @@ class EnergyActor(SupervisedActor):
                 self._decide(lp)
                 self._publish()
 
+    def _ask_stack_level(self, cp: str) -> None:
+        """GetConfiguration ChargeProfileMaxStackLevel, unless that question is still open."""
+        if not any(kind == "stack_level" and subject == cp for kind, subject, _ in self.pending.values()):
+            self._command(cp, "stack_level", cp, GetConfiguration(key=("ChargeProfileMaxStackLevel",)))
+
     def _command(self, cp: str, kind: str, subject: str, request: Any, extra: Any = None) -> str | None:
         address = self.chargers.get(cp)
         if address is None:
             return None
         request_id = f"energy-{next(self._ids)}"
         self.pending[request_id] = (kind, subject, extra)
+        self.pending_since[request_id] = time.monotonic()
         self.send(address, ChargerCommand(request, request_id))
         return request_id
 
     def receiveMsg_CommandOutcome(self, msg: CommandOutcome, sender: Any) -> None:  # noqa: N802
         entry = self.pending.pop(msg.request_id, None)
+        self.pending_since.pop(msg.request_id, None)
         if entry is None:
             return
         kind, subject, extra = entry
         if kind == "stack_level":
+            if msg.outcome not in ("result", "error"):
+                return  # not asked yet (offline, its boot not accepted yet, no answer): asked again on the next loop
             self.stack_levels[subject] = stack_level(msg)
             for lp in self.loadpoints:
                 if lp.charger == subject:
@@ -272,15 +290,17 @@ class EnergyActor(SupervisedActor):
         loads = [self._reading(d, "ac_power_w", "meter_power_w") for d in lp.loads]
         phase_currents = tuple(self._reading(lp.grid_meter, f"current_l{n}_a") for n in (1, 2, 3))
         grid_w = self._reading(lp.grid_meter, "meter_power_w", "ac_power_w")
-        own_w = charger.get("power_w")
-        if grid_w is not None and own_w is not None:
-            own_w = self._power_at(lp, (self.values.get(lp.grid_meter) or {}).get("at"), own_w)
-        return Inputs(now=now, mode=rt.mode, plugged=plugged, grid_w=grid_w, charge_w=own_w if plugged else 0.0,
+        own_w, hold = charger.get("power_w"), False
+        if grid_w is not None and plugged:
+            own_w = self._power_at(lp, (self.values.get(lp.grid_meter) or {}).get("at"))
+            # the car's power at the meter's moment is unknown: just (re)started, or the meter lags behind our first sample
+            hold = own_w is None and (self.power_history.get((lp.charger, lp.connector)) or time.monotonic() - self.started < POWER_GRACE)
+        return Inputs(now=now, mode=rt.mode, plugged=plugged, grid_w=grid_w, charge_w=own_w if plugged else 0.0, hold=bool(hold),
                       pv_w=sum(pv) if pv and None not in pv else None, loads_w=sum(loads) if loads and None not in loads else None,
                       battery_w=self._reading(lp.battery, "battery_power_w", "ac_power_w"), battery_soc=self._reading(lp.battery, "battery_soc_pct"),
                       phase_currents=phase_currents if None not in phase_currents else None)
 
-    def _power_at(self, lp: LoadpointConfig, at: float | None, latest: float) -> float:
+    def _power_at(self, lp: LoadpointConfig, at: float | None) -> float | None:
         """The car's power when the meter was read: surplus = −grid + own power only holds for readings of one moment.
 
         The device actor publishes at most every few seconds; pairing its reading with the
@@ -289,14 +309,17 @@ class EnergyActor(SupervisedActor):
         """
         history = self.power_history.get((lp.charger, lp.connector))
         if at is None or not history:
-            return latest
+            return None
         before = [w for t, w in history if t <= at]
-        return before[-1] if before else history[0][1]
+        return before[-1] if before else None
 
     def _decide(self, lp: LoadpointConfig) -> None:
         rt = self.runtime[lp.id]
         now = time.monotonic()
+        was_connected = rt.charger.get("connected")
         rt.charger = self._charger_state(lp)
+        if rt.charger["connected"] and not was_connected:
+            rt.sent_key = None  # a charger that was away (rebooted, replaced) is told its limit again
         state, decision = step(lp, self.settings, rt.state, self._inputs(lp, rt, now))
         if decision.limit_a == 0.0 and rt.zero_refused and decision.managed:
             decision = Decision(lp.min_current, decision.phases, decision.enabled, decision.reason + f"; this charger model refuses 0 A, so it is held at the minimum {lp.min_current:g} A",

@@ -131,6 +131,7 @@ class Inputs:
     battery_w: float | None = None  # discharge positive, charge negative
     battery_soc: float | None = None
     phase_currents: tuple[float, ...] | None = None  # grid meter per phase, A (import positive)
+    hold: bool = False  # the car's power at the meter's moment is unknown (just restarted): keep a charging car's limit
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,11 @@ def step(config: LoadpointConfig, settings: ControlSettings, state: ControlState
         if mode == "minpv":
             return decide(config.min_current if (fuse is None or fuse >= config.min_current) else 0.0, True, "surplus unknown (no recent readings): minimum current")
         return decide(0.0, False, "surplus unknown (no recent readings of the meter): paused")
+
+    if inputs.hold and s.enabled:
+        limit = s.current_a if fuse is None or fuse >= s.current_a else _floor(fuse, settings.resolution_a)
+        if limit >= config.min_current:
+            return decide(limit, True, f"holding {limit:g} A until the meter and the car's power are known for one moment")
 
     # ------------------------------------------------------------- phases
     if config.phases == "switchable":

@@ -102,6 +102,10 @@ def test_the_meter_reading_is_paired_with_the_car_power_of_its_own_moment(tmp_pa
     conn.close()
     shell.start()
     now = time.time()
+    # just restarted, no power sample from the car yet: a charging car keeps its limit rather than a guess at the surplus
+    shell.meter(1180.0, now - 5)
+    decision = shell.actor.runtime["lp"].decision
+    assert (decision.limit_a, decision.reason) == (16.0, "mode pv: holding 16 A until the meter and the car's power are known for one moment")
     shell.car(3680.0, now - 10)  # 16 A until a cloud...
     shell.car(2300.0, now - 2)  # ...made it 10 A
     # the meter was read at now − 5: the car still drew 3680 W then; 3680 − 1180 = 2500 W of surplus, 10 A, not 2300 − 1180 = 1120 W
@@ -109,3 +113,23 @@ def test_the_meter_reading_is_paired_with_the_car_power_of_its_own_moment(tmp_pa
     decision = shell.actor.runtime["lp"].decision
     assert (decision.surplus_w, decision.limit_a) == (2500.0, 10.0)
     assert shell.actor.runtime["lp"].state.starts == 1  # resumed from the stored state: the same session
+
+
+def test_a_charger_not_yet_accepted_is_asked_its_stack_level_again_before_any_limit(tmp_path):
+    from datetime import timedelta
+
+    from thespian.actors import WakeupMessage
+
+    from actors.energy.actor import TICK
+    from supervisor.messages import LookupResult
+
+    shell = Shell(tmp_path, LOADPOINT)
+    shell.charger_plugged_in()
+    shell.meter(-3000.0, time.time())
+    shell.actor.receiveMsg_LookupResult(LookupResult("chargers/CP", "address-of-CP"), "root")
+    shell.answer(shell.last("GetConfiguration"), {}, outcome="not_accepted")  # its BootNotification was not answered yet
+    assert shell.requests("SetChargingProfile") == [] and len(shell.requests("GetConfiguration")) == 1
+    shell.actor.receiveMsg_WakeupMessage(WakeupMessage(timedelta(seconds=10), TICK), "self")
+    assert len(shell.requests("GetConfiguration")) == 2
+    shell.answer(shell.last("GetConfiguration"), {"configurationKey": [{"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "5"}]})
+    assert shell.last("SetChargingProfile").request.cs_charging_profiles["stackLevel"] == 5
