@@ -39,6 +39,19 @@ def api(port: int, method: str, path: str, body=None, token: str | None = None) 
         return exc.code, json.loads(exc.read())
 
 
+async def loadpoint_event(api_port: int, token: str, loadpoint: str) -> dict:
+    """The first event of topic loadpoint/<id> on the live feed's websocket."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"ws://127.0.0.1:{api_port}/api/live?token={token}") as ws:
+        await ws.send_json({"op": "subscribe", "topic": f"loadpoint/{loadpoint}"})
+        async for message in ws:
+            data = json.loads(message.data)
+            if data.get("type") == "event":
+                return data
+    raise AssertionError("the live feed closed without a loadpoint event")
+
+
 def test_a_limit_reaches_the_charger_and_a_mode_change_over_rest_takes_effect(multiproc_system, tmp_path):
     data_dir = tmp_path / "data"
     api_port, ocpp_port = free_port(), free_port()
@@ -91,6 +104,11 @@ def test_a_limit_reaches_the_charger_and_a_mode_change_over_rest_takes_effect(mu
                           timeout=15, what="the car's power reported back over MeterValues")
         assert view["accepted"] and view["mode_source"] == "rest" and store.modes(conn) == {"garage": "now"}
         conn.close()
+
+        # the live feed's loadpoint topic carries each decision as REST shows it
+        event = loop.run(loadpoint_event(api_port, token, "garage"), timeout=15)
+        assert event["topic"] == "loadpoint/garage" and event["kind"] == "loadpoint"
+        assert event["data"]["mode"] == "now" and event["data"]["decision"]["reason"].startswith("mode now: full power")
     finally:
         loop.loop.call_soon_threadsafe(stop.set)
         charging.result(20)
