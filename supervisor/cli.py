@@ -32,7 +32,7 @@ PLUGGED_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("devices", "actors.device.scan", "find Modbus devices on the network and their profiles"),
     ("outbox", "actors.api.outbox_cli", "list the batches a receiver refused for good, and send them again"),
     ("chargers", "actors.api.charger_cli", "add, key, accept, block and remove chargers; manage and sync the local idTag list"),
-    ("watch", "actors.live.cli", "print a live feed: transaction/<id>, charger/<id>, device/<id> or gateway"),
+    ("watch", "actors.live.cli", "print a live feed: transaction/<id>, charger/<id>, device/<id>, loadpoint/<id> or gateway"),
     ("sim", "simulators.cli", "run one simulator on its own: inverter, charger or ingest"),
     ("ingest", "fleet.cli", "the fleet receiver: serve workers (HTTP, MQTT) into PostgreSQL, register gateway keys, migrate, status"),
 )

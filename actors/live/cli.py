@@ -36,7 +36,7 @@ class WatchError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("topic", help="transaction/<id>, charger/<id>, device/<id> or gateway")
+    parser.add_argument("topic", help="transaction/<id>, charger/<id>, device/<id>, loadpoint/<id> or gateway")
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file (optional)")
     parser.add_argument("--data-dir", help="data directory holding the API token (env EGW_DATA_DIR)")
     parser.add_argument("--api-port", type=int, help="REST API port (env EGW_API_PORT)")
