@@ -4,5 +4,6 @@
     profiles.py  SetChargingProfile variants and the fallback order on Rejected
     config.py    `[[loadpoints]]` and the energy settings, validated
     actor.py     the actor shell: readings from the tree, limits to chargers, state to storage
+    readings.py  device values from the tree, a charger's stack level, live events (pure)
     specs.py     its place in the supervision tree (`supervisor.tree.PARTS`)
 """
