@@ -11,7 +11,9 @@ load, the car plugged in 09:00-17:00):
 * naive: 16 A on three phases while plugged in.
 
 Printed side by side: the share of the car's energy that came from PV, the car's grid
-import in pv mode, starts/stops, phase switches and the energy delivered by 17:00; then
+import ("car grid": its energy the PV did not cover; egw and evcc-defaults run in pv
+mode, "egw now" in now mode), starts/stops, phase switches and the energy delivered by
+17:00; then
 the issue's aims, each with its ratio and whether it holds: egw's PV share at least 5
 points above the reference on the cloudy day, at most half its starts/stops and phase
 switches, and in `now` mode the same energy as naive charging.
@@ -46,7 +48,7 @@ def run(days: list[str], resolution: float, interval: float) -> dict[str, dict[s
 
 
 def table(results: dict[str, dict[str, DayResult]]) -> str:
-    rows = [f"{'day':<7} {'controller':<14} {'PV share':>9} {'grid (pv)':>10} {'starts/stops':>13} {'phase sw':>9} {'by 17:00':>10}"]
+    rows = [f"{'day':<7} {'controller':<14} {'PV share':>9} {'car grid':>10} {'starts/stops':>13} {'phase sw':>9} {'by 17:00':>10}"]
     for day, by_name in results.items():
         for name, r in by_name.items():
             rows.append(f"{day:<7} {name:<14} {r.pv_share:>8.1f}% {r.car_grid_wh / 1000:>7.2f} kWh {r.starts:>6}/{r.stops:<6} {r.phase_switches:>9} "
