@@ -178,27 +178,33 @@ class FleetStore:
         gateway, runs = batch.gateway, batch.runs
         streams = sorted(runs)
         lowest = [runs[s][0][0] for s in streams]
-        known = {r["hash"]: r["gateway"] for r in await conn.fetch("SELECT hash, gateway FROM fleet_batches WHERE hash = $1 OR hash = $2", batch.digest, batch.prev)}
+        # One round trip: the batch and its prev (known?), the progress rows of the batch's streams
+        # created where new and locked (FOR UPDATE, in stream order) where they exist.
+        rows = await conn.fetch(
+            "WITH created AS (INSERT INTO fleet_progress (gateway, stream, contiguous, max_seen)"
+            "   SELECT $1, s, l - 1, l - 1 FROM unnest($2::text[], $3::bigint[]) AS t(s, l) ON CONFLICT (gateway, stream) DO NOTHING"
+            "   RETURNING stream, contiguous, max_seen),"
+            " locked AS (SELECT stream, contiguous, max_seen FROM fleet_progress WHERE gateway = $1 AND stream = ANY($2::text[]) ORDER BY stream FOR UPDATE)"
+            " SELECT 'c' AS what, stream AS name, contiguous, max_seen, NULL AS owner FROM created"
+            " UNION ALL SELECT 'l', stream, contiguous, max_seen, NULL FROM locked"
+            " UNION ALL SELECT 'b', hash, NULL, NULL, gateway FROM fleet_batches WHERE hash = $4 OR hash = $5",
+            gateway,
+            streams,
+            lowest,
+            batch.digest,
+            batch.prev,
+        )
+        known = {r["name"]: r["owner"] for r in rows if r["what"] == "b"}
+        created = {r["name"] for r in rows if r["what"] == "c"}
+        progress = {r["name"]: (r["contiguous"], r["max_seen"]) for r in rows if r["what"] != "b"}
+        missing = [s for s in streams if s not in progress]
+        if missing:  # created by another worker's transaction that committed while this statement ran
+            for r in await conn.fetch(
+                "SELECT stream, contiguous, max_seen FROM fleet_progress WHERE gateway = $1 AND stream = ANY($2::text[]) ORDER BY stream FOR UPDATE", gateway, missing
+            ):
+                progress[r["stream"]] = (r["contiguous"], r["max_seen"])
         seen = batch.digest in known
         prev_ok = batch.prev is None or known.get(batch.prev) == gateway
-        created = {
-            r["stream"]
-            for r in await conn.fetch(
-                "INSERT INTO fleet_progress (gateway, stream, contiguous, max_seen) SELECT $1, s, l - 1, l - 1 FROM unnest($2::text[], $3::bigint[]) AS t(s, l)"
-                " ON CONFLICT (gateway, stream) DO NOTHING RETURNING stream",
-                gateway,
-                streams,
-                lowest,
-            )
-        }
-        progress = {
-            r["stream"]: (r["contiguous"], r["max_seen"])
-            for r in await conn.fetch(
-                "SELECT stream, contiguous, max_seen FROM fleet_progress WHERE gateway = $1 AND stream = ANY($2::text[]) ORDER BY stream FOR UPDATE",
-                gateway,
-                streams,
-            )
-        }
         if not seen and not prev_ok:
             holes = [(s, progress[s][0] + 1, low) for s, low in zip(streams, lowest, strict=True) if s not in created and low > progress[s][0] + 1]
             if holes:
