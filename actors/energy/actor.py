@@ -81,11 +81,10 @@ class Runtime:
 class EnergyActor(SupervisedActor):
     def on_start(self, config: dict[str, Any]) -> None:
         self.conn = connect(config["db_path"])
-        for init in (store.init, charger_store.init, tx_store.init):
-            try:
-                init(self.conn)
-            except sqlite3.OperationalError:  # the OCPP listener migrated the same tables at the same moment: now they exist
-                init(self.conn)
+        try:  # only its own tables: the charger and transaction stores are the OCPP family's to migrate, and only read here
+            store.init(self.conn)
+        except sqlite3.OperationalError:  # the API migrated the same tables at the same moment (a mode set): now they exist
+            store.init(self.conn)
         self.settings = ControlSettings(**config.get("settings", {}))
         self.loadpoints = [LoadpointConfig(**{**d, "pv": tuple(d.get("pv", ())), "loads": tuple(d.get("loads", ()))}) for d in config["loadpoints"]]
         modes = store.modes(self.conn)
@@ -264,9 +263,12 @@ class EnergyActor(SupervisedActor):
         return f"{rt_get(self.runtime[lp.id].charger, 'vendor')}/{rt_get(self.runtime[lp.id].charger, 'model')}"
 
     def _charger_state(self, lp: LoadpointConfig) -> dict[str, Any]:
-        charger = charger_store.get_charger(self.conn, lp.charger) or {}
-        status = next((c["status"] for c in charger_store.list_connectors(self.conn, lp.charger) if c["connector_id"] == lp.connector), None)
-        tx = next((t for t in tx_store.active_transactions(self.conn, lp.charger) if t["connector_id"] == lp.connector), None)
+        try:
+            charger = charger_store.get_charger(self.conn, lp.charger) or {}
+            status = next((c["status"] for c in charger_store.list_connectors(self.conn, lp.charger) if c["connector_id"] == lp.connector), None)
+            tx = next((t for t in tx_store.active_transactions(self.conn, lp.charger) if t["connector_id"] == lp.connector), None)
+        except sqlite3.OperationalError:  # the OCPP listener has not created its tables yet: no charger known
+            charger, status, tx = {}, None, None
         power = self.power.get((lp.charger, lp.connector))
         fresh = power is not None and time.monotonic() - power[1] <= POWER_MAX_AGE
         return {"connected": bool(charger.get("connected")), "status": status, "transaction_id": tx["transaction_id"] if tx else None,

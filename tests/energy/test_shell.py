@@ -133,3 +133,13 @@ def test_a_charger_not_yet_accepted_is_asked_its_stack_level_again_before_any_li
     assert len(shell.requests("GetConfiguration")) == 2
     shell.answer(shell.last("GetConfiguration"), {"configurationKey": [{"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "5"}]})
     assert shell.last("SetChargingProfile").request.cs_charging_profiles["stackLevel"] == 5
+
+
+def test_before_the_ocpp_listener_created_its_tables_no_charger_is_known(tmp_path):
+    shell = Shell(tmp_path, {**LOADPOINT, "mode": "pv"})  # a fresh database: only the energy manager's own tables exist
+    shell.meter(-3000.0, time.time())
+    decision = shell.actor.runtime["lp"].decision
+    assert (decision.limit_a, decision.reason) == (0.0, "mode pv: no car plugged in")
+    conn = connect(tmp_path / "egw.db")
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'chargers'").fetchone() is None  # never migrated by this actor
+    conn.close()
