@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storage import chargers as store
+from storage import local_auth_list
 from storage import ocpp_transactions as txs
 from storage.db import connect
 
@@ -180,7 +181,7 @@ def test_reservations_and_authorization_list(db):
     txs.start_transaction(db, "CP1", connector_id=1, id_tag="T", meter_start=0, start_time=2.0, received=2.0, reservation_id=rid)
     assert txs.get_reservation(db, rid)["status"] == "Used"
     assert txs.create_reservation(db, "CP1", connector_id=1, id_tag="U", expiry=500.0, now=3.0) == rid + 1
-    store.set_authorization(db, "TAG1", "Blocked")
-    assert store.get_authorization(db, "TAG1")["status"] == "Blocked"
-    store.remove_authorization(db, "TAG1")
-    assert store.get_authorization(db, "TAG1") is None
+    local_auth_list.set_authorization(db, "TAG1", "Blocked")
+    assert local_auth_list.get_authorization(db, "TAG1")["status"] == "Blocked"
+    local_auth_list.remove_authorization(db, "TAG1")
+    assert local_auth_list.get_authorization(db, "TAG1") is None
