@@ -69,9 +69,25 @@ def known_path_parameters(operation) -> dict[str, object]:
     return {}
 
 
+BYTE_LIMITS = {("POST", "/api/wifi", "ssid"): 32}
+"""Rules JSON Schema cannot state, documented in the field's description instead: an 802.11
+SSID is at most 32 bytes as UTF-8, while `maxLength` counts characters."""
+
+
+def _over_a_byte_limit(case, response) -> bool:
+    """The 400 names a field with a documented byte limit, and the value sent does exceed it."""
+    try:
+        field = response.json().get("field")
+    except ValueError:
+        return False
+    limit = BYTE_LIMITS.get((case.method.upper(), case.path, field))
+    value = case.body.get(field) if isinstance(case.body, dict) else None
+    return limit is not None and isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) > limit
+
+
 def valid_input_is_not_refused(ctx, response, case) -> None:
     """A request the document calls valid is not answered 400: that would be the server checking a rule the document does not show."""
-    if case.meta is not None and case.meta.generation.mode.is_positive and response.status_code == 400:
+    if case.meta is not None and case.meta.generation.mode.is_positive and response.status_code == 400 and not _over_a_byte_limit(case, response):
         raise AssertionError(f"a schema-valid request was refused: {response.text[:300]}")
 
 
