@@ -9,11 +9,14 @@ test-output/screenshots/ (gitignored; CI keeps test output).
 
 from __future__ import annotations
 
+from http.client import HTTPConnection
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,16 +29,19 @@ from actors.web import pages
 from supervisor.embedded import free_port
 from tests.api.test_actor import http, http_ok
 from tests.conftest import EGW, ROOT, _kill_processes_with, wait_until
-from tests.servers import need_program
+from tests.servers import REQUIRE_ENV, need_program
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test extra: pip install -e '.[test]'")
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # the browser fixture skips (locally) or fails (in CI) with the reason
+    webdriver = None
 
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
-LIVE_CHANGE_S = 3.0  # the issue's promise: live values change on the overview within 3 s
+LIVE_CHANGE_S = 3.0  # the issue's promise: the overview shows a new reading within 3 s of the gateway sending it
 WAIT_S = 15.0  # what a page may take to show what it fetched (a loaded CI machine)
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-default-apps", "--window-size=412,915")  # a phone's viewport
@@ -84,6 +90,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    if webdriver is None:
+        reason = "selenium is not installed (a test extra: pip install -e '.[test]')"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 says this run must not skip the browser tests")
+        pytest.skip(reason)
     chromium = need_program("chromium", "chromium")
     chromedriver = need_program("chromedriver", "chromium-driver")
     options = webdriver.ChromeOptions()
@@ -110,13 +121,46 @@ def page(browser: Any, gateway: Gateway) -> Iterator[Any]:
     yield browser
 
 
+class FeedWatcher:
+    """Counts the `reading` events of one live topic as the gateway sends them (SSE, with the token)."""
+
+    def __init__(self, gateway: Gateway, topic: str) -> None:
+        self.connection = HTTPConnection("127.0.0.1", gateway.port, timeout=WAIT_S)
+        self.connection.request("GET", f"/api/live/sse?topic={urllib.parse.quote(topic)}", headers={"Authorization": f"Bearer {gateway.token}"})
+        response = self.connection.getresponse()
+        assert response.status == 200
+        self.readings = 0
+        self.thread = threading.Thread(target=self._read, args=(response,), daemon=True)
+        self.thread.start()
+
+    def _read(self, response: Any) -> None:
+        try:
+            for line in response:
+                if line.startswith(b"event: reading"):
+                    self.readings += 1
+        except (OSError, ValueError):  # closed by __exit__
+            return
+
+    def __enter__(self) -> FeedWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.connection.sock is not None:
+            self.connection.sock.shutdown(socket.SHUT_RDWR)  # the reader sees the end of the stream and returns
+        self.thread.join(5)
+        self.connection.close()
+
+
 def text(driver: Any, selector: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, selector).text
 
 
 def wait_for(driver: Any, condition: Any, what: str, timeout: float = WAIT_S) -> Any:
-    """Until `condition` holds; an element replaced while it was read (the page re-renders its tables) is read again."""
-    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+    """Until `condition` holds; an element replaced while it was read (the page re-renders what changed) is read again.
+
+    Chromium reports such a race as a stale element or, inside a click, as a plain WebDriverException
+    ("Node with given id does not belong to the document"); a real failure still ends in the timeout."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException, WebDriverException)).until(
         lambda d: condition(d), message=f"waiting for {what}")
 
 
@@ -155,8 +199,12 @@ def test_overview_shows_the_live_power_flow_and_it_changes(page, gateway):
     wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-charger="DEMO-CP1/1"]'), "the charger's tile")
     assert text(page, "#health") == "health: ok"
     shown = lambda d: (text(d, "#flow-updated"), text(d, "#flow-grid"), text(d, "#flow-house"))  # noqa: E731
-    before = wait_for(page, lambda d: "latest reading" in text(d, "#flow-updated") and shown(d), "a reading's time")
-    wait_for(page, lambda d: shown(d) != before, "the overview to change with the next readings", timeout=LIVE_CHANGE_S)
+    with FeedWatcher(gateway, "device/grid-meter") as feed:
+        before = wait_for(page, lambda d: "latest reading" in text(d, "#flow-updated") and shown(d), "a reading's time")
+        seen = feed.readings
+        # the gateway's cadence (device batches, harvest windows) is not the page's: count from the feed's next reading
+        wait_until(lambda: feed.readings > seen, timeout=WAIT_S, what="the next reading on the live feed")
+        wait_for(page, lambda d: shown(d) != before, "the overview to change with that reading", timeout=LIVE_CHANGE_S)
     screenshot(page, "overview")
 
 

@@ -71,7 +71,15 @@
     return (h ? h + " h " : "") + (h || m ? m + " min " : "") + (s % 60) + " s";
   }
   function when(iso) { return iso ? new Date(iso).toLocaleString() : "–"; }
-  function fill(node, ...children) { if (node) node.replaceChildren(...children.flat()); }
+  // Replace a section's content only when it changed, so a button is not swapped away under the user's finger.
+  function fill(node, ...children) {
+    if (!node) return;
+    const next = children.flat().filter((c) => c !== null && c !== undefined);
+    const html = next.map((c) => (c instanceof Node ? (c.outerHTML !== undefined ? c.outerHTML : c.textContent) : String(c))).join("");
+    if (node.dataset.rendered === html) return;
+    node.dataset.rendered = html;
+    node.replaceChildren(...next);
+  }
   function every(ms, fn) { fn(); return setInterval(fn, ms); }
 
   // ------------------------------------------------------------ sign-in, health
