@@ -29,7 +29,7 @@ import itertools
 import sqlite3
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from actors.energy import profiles
 from actors.energy.control import PLUGGED_STATUSES, ControlSettings, ControlState, Decision, Inputs, LoadpointConfig, step
 from actors.energy.messages import LoadpointModeSet, SetLoadpointMode
 from actors.energy.readings import device_values, live_events, rt_get, stack_level
+from actors.energy.runtime import Runtime, runtime_view
 from actors.live.publisher import LivePublisher
 from actors.ocpp.messages import (ChargerCommand, ClearChargingProfile, CommandOutcome, ConnectorStatus, GetCompositeSchedule,
                                   GetConfiguration, LiveUpdate, SetChargingProfile, Subscribe)
@@ -57,25 +58,6 @@ POWER_HISTORY = 64  # the charger's recent power samples, to pair the meter's re
 POWER_GRACE = 15.0  # after a start, hold a charging car's limit this long for its first power sample (then estimate from the limit)
 COMMAND_TIMEOUT = 60.0  # a command without an outcome by then is given up (the charger actor may have restarted)
 EXHAUSTED_RETRY = 300.0  # after every variant was rejected, try again this much later
-
-
-@dataclass
-class Runtime:
-    """One loadpoint's live bookkeeping (not persisted: rebuilt from the charger and the store)."""
-
-    state: ControlState
-    decision: Decision | None = None
-    decided_at: float | None = None
-    mode: str = "pv"
-    mode_source: str = "config"
-    sent_key: tuple | None = None  # what the charger accepted last
-    sent: dict[str, Any] | None = None  # the last profile sent and its answer, for REST
-    in_flight: tuple[str, float, tuple] | None = None  # (request id, monotonic time sent, decision key)
-    variant: str = profiles.VARIANTS[0]
-    zero_refused: bool = False
-    exhausted_until: float = 0.0
-    charger: dict[str, Any] = field(default_factory=dict)
-    schedule: dict[str, Any] | None = None
 
 
 class EnergyActor(SupervisedActor):
@@ -150,8 +132,9 @@ class EnergyActor(SupervisedActor):
 
     def receiveMsg_Tree(self, msg: Tree, sender: Any) -> None:  # noqa: N802
         self.values = device_values(msg.records)
+        granted: dict[str, float] = {}  # per surplus source: power this round's earlier loadpoints were given on top of what they drew
         for lp in self.loadpoints:
-            self._decide(lp)
+            self._decide(lp, granted)
         self._publish()
 
     # ------------------------------------------------------------- chargers
@@ -316,14 +299,31 @@ class EnergyActor(SupervisedActor):
         before = [w for t, w in history if t <= at]
         return before[-1] if before else None
 
-    def _decide(self, lp: LoadpointConfig) -> None:
+    def _decide(self, lp: LoadpointConfig, granted: dict[str, float] | None = None) -> None:
+        """Decide for one loadpoint; with `granted`, several loadpoints on one surplus share it instead of each taking all of it.
+
+        The meter shows what the cars drew, not what they were just allowed: a loadpoint
+        decided later in the same round sees the surplus less every increase granted before
+        it (decreases are not handed on before they show at the meter).
+        """
         rt = self.runtime[lp.id]
         now = time.monotonic()
         was_connected = rt.charger.get("connected")
         rt.charger = self._charger_state(lp)
         if rt.charger["connected"] and not was_connected:
             rt.sent_key = None  # a charger that was away (rebooted, replaced) is told its limit again
-        state, decision = step(lp, self.settings, rt.state, self._inputs(lp, rt, now))
+        inputs = self._inputs(lp, rt, now)
+        source = f"grid:{lp.grid_meter}" if lp.grid_meter else f"pv:{','.join(lp.pv)}"
+        given = (granted or {}).get(source, 0.0)
+        if given and inputs.grid_w is not None and lp.grid_meter:
+            inputs = replace(inputs, grid_w=inputs.grid_w + given)
+        elif given and inputs.loads_w is not None:
+            inputs = replace(inputs, loads_w=inputs.loads_w + given)
+        drawn = inputs.charge_w if inputs.charge_w is not None else (rt.state.current_a * lp.voltage * rt.state.phases if rt.state.enabled else 0.0)
+        state, decision = step(lp, self.settings, rt.state, inputs)
+        if granted is not None:
+            allowed = (decision.limit_a if decision.managed else lp.max_current) * lp.voltage * decision.phases if decision.enabled else 0.0
+            granted[source] = given + max(0.0, allowed - drawn)
         if decision.limit_a == 0.0 and rt.zero_refused and decision.managed:
             decision = Decision(lp.min_current, decision.phases, decision.enabled, decision.reason + f"; this charger model refuses 0 A, so it is held at the minimum {lp.min_current:g} A",
                                 True, decision.surplus_w, decision.fuse_limit_a, decision.timers)
@@ -378,18 +378,7 @@ class EnergyActor(SupervisedActor):
 
     # ------------------------------------------------------------ views
     def view(self, lp: LoadpointConfig) -> dict[str, Any]:
-        rt = self.runtime[lp.id]
-        d = rt.decision
-        return {
-            "id": lp.id, "mode": rt.mode, "mode_source": rt.mode_source,
-            "decision": None if d is None else {"limit_a": d.limit_a, "phases": d.phases, "enabled": d.enabled, "managed": d.managed,
-                                                "reason": d.reason, "surplus_w": d.surplus_w, "fuse_limit_a": d.fuse_limit_a,
-                                                "timers": dict(d.timers), "at": rt.decided_at},
-            "charger_state": {k: rt.charger.get(k) for k in ("connected", "status", "transaction_id", "power_w")},
-            "limit_sent": rt.sent, "accepted": rt.sent_key is not None and d is not None and rt.sent_key == d.key(),
-            "profile_variant": rt.variant, "zero_refused": rt.zero_refused, "composite_schedule": rt.schedule,
-            "starts": rt.state.starts, "stops": rt.state.stops,
-        }
+        return runtime_view(lp, self.runtime[lp.id])
 
     def _publish(self) -> None:
         views = {lp.id: self.view(lp) for lp in self.loadpoints}

@@ -21,9 +21,10 @@ from supervisor.messages import LookupResult, Tree
 
 
 class Shell:
-    def __init__(self, data_dir: Path, loadpoint: dict[str, Any], **settings: Any) -> None:
+    def __init__(self, data_dir: Path, loadpoint: dict[str, Any] | list[dict[str, Any]], **settings: Any) -> None:
         self.data_dir = data_dir
-        self.config = energy_children({"loadpoints": [loadpoint], "devices": [{"id": "grid"}], "data_dir": str(data_dir), **settings})[0].config
+        loadpoints = loadpoint if isinstance(loadpoint, list) else [loadpoint]
+        self.config = energy_children({"loadpoints": loadpoints, "devices": [{"id": "grid"}], "data_dir": str(data_dir), **settings})[0].config
         self.sent: list[tuple[Any, Any]] = []
         self.actor = self.start()
 
@@ -60,7 +61,7 @@ class Shell:
     def found(self, cp: str = "CP", stack_level: int = 8) -> None:
         self.actor.receiveMsg_LookupResult(LookupResult(f"chargers/{cp}", f"address-of-{cp}"), "root")
         request = self.last("GetConfiguration")
-        self.answer(request, {"configurationKey": [{"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": str(stack_level)}]})
+        self.answer(request, {"configurationKey": [{"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": str(stack_level)}]}, cp=cp)
 
     def last(self, action: str) -> Any:
         return next(msg for _, msg in reversed(self.sent) if getattr(getattr(msg, "request", None), "action", "") == action)
@@ -68,8 +69,8 @@ class Shell:
     def requests(self, action: str) -> list[Any]:
         return [msg for _, msg in self.sent if getattr(getattr(msg, "request", None), "action", "") == action]
 
-    def answer(self, command: Any, payload: dict[str, Any], outcome: str = "result") -> None:
-        self.actor.receiveMsg_CommandOutcome(CommandOutcome("CP", command.request_id, command.request.action, outcome, payload), "CP")
+    def answer(self, command: Any, payload: dict[str, Any], outcome: str = "result", cp: str = "CP") -> None:
+        self.actor.receiveMsg_CommandOutcome(CommandOutcome(cp, command.request_id, command.request.action, outcome, payload), cp)
 
     def limits(self) -> list[float]:
         return [float(m.request.cs_charging_profiles["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]) for m in self.requests("SetChargingProfile")]

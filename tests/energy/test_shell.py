@@ -143,3 +143,24 @@ def test_before_the_ocpp_listener_created_its_tables_no_charger_is_known(tmp_pat
     conn = connect(tmp_path / "egw.db")
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'chargers'").fetchone() is None  # never migrated by this actor
     conn.close()
+
+
+def test_two_loadpoints_on_one_meter_share_the_surplus_instead_of_each_taking_all_of_it(tmp_path):
+    garage = {"id": "garage", "charger": "CP1", "grid_meter": "grid", "phases": "1", "mode": "pv"}
+    street = {"id": "street", "charger": "CP2", "grid_meter": "grid", "phases": "1", "mode": "pv"}
+    shell = Shell(tmp_path, [garage, street])
+    conn = connect(tmp_path / "egw.db")
+    for lp in ("garage", "street"):
+        store.save_state(conn, lp, ControlState(enabled=True, current_a=6.0, phases=1, plugged=True, starts=1).to_dict())
+    conn.close()
+    for cp in ("CP1", "CP2"):
+        shell.charger_plugged_in(cp)
+    shell.start()
+    now = time.time()
+    for cp in ("CP1", "CP2"):
+        shell.car(1380.0, now - 3, cp)
+    # both at 6 A, 300 W still exported: the first may take one more amp (230 W), the second then sees 70 W, not 300 W
+    shell.meter(-300.0, now - 1)
+    decisions = {lp: shell.actor.runtime[lp].decision for lp in ("garage", "street")}
+    assert (decisions["garage"].surplus_w, decisions["garage"].limit_a) == (1680.0, 7.0)
+    assert (decisions["street"].surplus_w, decisions["street"].limit_a) == (1450.0, 6.0)
