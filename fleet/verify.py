@@ -79,8 +79,10 @@ def open_envelope(body: bytes) -> Envelope:
         raise BatchRefusedError(400, "malformed", f"malformed JWS: {exc}") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or not isinstance(header.get("kid"), str) or not header["kid"]:
         raise BatchRefusedError(400, "malformed", "JWS header must name alg ES256 and a kid")
+    if "crit" in header:  # RFC 7515 4.1.11: extensions a verifier does not understand are refused; we understand none
+        raise BatchRefusedError(400, "malformed", "JWS header names critical extensions this receiver does not understand")
     if len(signature) != 64:
-        raise BatchRefusedError(400, "malformed", "ES256 signature must be 64 bytes")
+        raise BatchRefusedError(400, "malformed", "ES256 signature must be 64 bytes (raw r||s, not DER)")
     return Envelope(jws, digest, header["kid"], f"{pieces[0]}.{pieces[1]}".encode("ascii"), signature, pieces[1])
 
 

@@ -72,6 +72,10 @@ def test_http_and_mqtt_gateways_land_in_the_same_database(fleet_db, dsn, broker,
     assert status == 401 and "unknown gateway key id" in body["error"]
     status, body = _post(f"{worker.url}/v1/batches", b"\xff\xfe")
     assert status == 400 and body["error"] == "body must be a compact JWS (ASCII)"
+    # the same signed batch under another text (padding on the signature) would have another hash: refused
+    genuine = build_signed_batch(over_http.signer, "gw-http", None, [OutboxItem(1, "inv-1", 1, 1, "reading", 1.0, "{}", 10)])
+    status, body = _post(f"{worker.url}/v1/batches", (genuine.jws + "==").encode())
+    assert status == 400 and body["error"].startswith("malformed JWS: not base64url")
     assert server.query(name, "SELECT count(*) AS n FROM fleet_items")[0]["n"] == 200
     metrics = worker.get("/metrics")
     assert 'egw_ingest_refused_total{worker="' in metrics and 'reason="unknown_key"} 1' in metrics
