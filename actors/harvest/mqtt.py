@@ -49,7 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from actors.harvest.mqtt_settings import topic_segment_problem
+from actors.harvest.mqtt_settings import gateway_topic_problem
 from actors.harvest.uplink import HttpReply, StepResult, TransportConfig, Uploader
 from storage.identity import Signer
 from storage.outbox import Outbox
@@ -64,9 +64,9 @@ ONLINE = b"online"
 
 def mqtt_topics(prefix: str, gateway: str) -> dict[str, str]:
     """The three topics of one gateway; ValueError when the gateway id cannot be a topic level."""
-    problem = topic_segment_problem(gateway, "gateway id") or ("gateway id must not contain '/'" if "/" in gateway else None)
+    problem = gateway_topic_problem(gateway)
     if problem:
-        raise ValueError(f"{problem} (it is a level of the MQTT topics)")
+        raise ValueError(problem)
     base = f"{prefix}/{gateway}"
     return {"batches": f"{base}/batches", "acks": f"{base}/acks", "presence": f"{base}/presence"}
 

@@ -58,6 +58,12 @@ def topic_segment_problem(value: str, what: str) -> str | None:
     return None
 
 
+def gateway_topic_problem(gateway_id: str) -> str | None:
+    """Why a gateway id cannot be the gateway's level in its MQTT topics; None when it can."""
+    problem = topic_segment_problem(gateway_id, "gateway id") or (f"gateway id {gateway_id!r} must not contain '/'" if "/" in gateway_id else None)
+    return f"{problem} (it is a level of the MQTT topics)" if problem else None
+
+
 def mqtt_settings_problems(settings: Any) -> list[str]:
     """Problems of an MQTT endpoint's own settings (a TransportConfig with kind 'mqtt'), each in words."""
     problems = []

@@ -7,7 +7,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from actors.harvest.mqtt_settings import mqtt_url_problem
+from actors.harvest.mqtt_settings import gateway_topic_problem, mqtt_url_problem
 from actors.harvest.uplink import TransportConfig, url_problem
 from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
 
@@ -102,5 +102,8 @@ def config_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
                 TransportConfig.from_dict(settings)
             except (ValueError, TypeError) as exc:
                 problems.append(f"{where}: {exc}")
+            gateway_id = values.get("gateway_id")
+            if not problems and entry.get("kind") == "mqtt" and isinstance(gateway_id, str) and gateway_id and gateway_topic_problem(gateway_id):
+                problems.append(f"{where}: gateway_id: {gateway_topic_problem(gateway_id)}")
         errors += [("uploads", problem) for problem in problems]
     return errors

@@ -26,8 +26,8 @@ from tests.harvest.test_sigkill import FAST, MANY, NEVER_PARK, pid_of
 DEVICES = ["inv1", "inv2", "meter1"]
 
 
-def _problems(entry: dict) -> list[str]:
-    return [problem for _key, problem in config_problems({"uploads": [entry], "upload_batch_max": 1000, "upload_batch_max_kb": 512})]
+def _problems(entry: dict, gateway_id: str = "") -> list[str]:
+    return [problem for _key, problem in config_problems({"uploads": [entry], "upload_batch_max": 1000, "upload_batch_max_kb": 512, "gateway_id": gateway_id})]
 
 
 def test_mqtt_upload_settings_are_checked_with_what_is_wrong(tmp_path) -> None:
@@ -49,6 +49,10 @@ def test_mqtt_upload_settings_are_checked_with_what_is_wrong(tmp_path) -> None:
     assert f"tls_cert: no such file {str(tmp_path / 'missing.pem')!r}" in problem and "hunter2" not in problem
     assert _problems({"name": "fleet", "kind": "carrier-pigeon", "url": "http://x/"}) == ["uploads[0]: transport 'fleet': kind must be 'http' or 'mqtt', got 'carrier-pigeon'"]
     assert _problems({"name": "fleet", "kind": "mqtt", "url": "mqtt://broker", "topic_prefx": "x"})[0].startswith("uploads[0].topic_prefx: unknown setting (did you mean topic_prefix?)")
+    assert _problems({"name": "fleet", "kind": "mqtt", "url": "mqtt://broker"}, gateway_id="site/7") == [
+        "uploads[0]: gateway_id: gateway id 'site/7' must not contain '/' (it is a level of the MQTT topics)"
+    ]
+    assert _problems({"name": "fleet", "url": "https://ingest.example.net/v1/batches"}, gateway_id="site/7") == []  # over HTTP any id goes
 
 
 def test_transport_actor_over_mqtt_sigkilled_mid_stream_delivers_every_reading_once(multiproc_system, tmp_path, fleet_db, dsn, broker, workers) -> None:  # noqa: F811
