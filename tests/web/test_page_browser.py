@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 
+from actors.api.app import build_app
 from storage.api_token import read_token, token_path
 from actors.web import pages
 from supervisor.embedded import free_port
+from tests.api.conftest import TOKEN, MemoryBackend, ServedApp
 from tests.api.test_actor import http, http_ok
 from tests.conftest import EGW, ROOT, _kill_processes_with, wait_until
 from tests.servers import REQUIRE_ENV, need_program
@@ -317,6 +319,25 @@ def test_every_page_loads_everything_from_the_gateway(page, gateway):
     origins = {urllib.parse.urlsplit(url)._replace(path="", query="", fragment="").geturl() for url in requested if not url.startswith("data:")}
     assert origins == {gateway.url, f"ws://127.0.0.1:{gateway.port}"}, origins  # the page itself, its REST calls and the live feed
     assert any(urllib.parse.urlsplit(url).path == "/assets/egw.js" for url in requested)
+
+
+def test_a_dead_letter_is_sent_again_from_the_uploads_page(browser):
+    """The demo's receiver accepts every batch, so the dead letters come from the in-memory backend the API tests use."""
+    backend = MemoryBackend()
+    backend.transports["fleet"] = {**backend.transports["ingest"], "name": "fleet", "state": "ok", "last_success": "2026-11-21T09:30:00Z"}
+    with ServedApp(build_app(backend, token=TOKEN)) as served:
+        site = Gateway(served.port, TOKEN, Path("."))
+        browser.get(site.url + "/assets/egw.css")
+        browser.delete_all_cookies()
+        sign_in(browser, site)
+        open_section(browser, site, "/uploads")
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-dead-letter="1"]'), "the dead letter")
+        assert "HTTP 413: too large" in text(browser, 'tr[data-dead-letter="1"]')
+        assert "Backlog\n1200 items · 64.0 KiB" in text(browser, "#outbox")
+        click(browser, 'button[data-resend="fleet"]')
+        wait_for(browser, lambda d: text(d, "#resend-result") == "fleet: 1 queued again", "the re-send answered")
+        assert backend.writes == [("resend_dead_letters", ("fleet", None))]
+        screenshot(browser, "uploads")
 
 
 def _actor(records: list[dict[str, Any]], path: str) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
       else node.setAttribute(k, v === true ? "" : v);
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined) continue;
       node.append(child instanceof Node ? child : String(child));
     }
@@ -74,7 +74,7 @@
   // Replace a section's content only when it changed, so a button is not swapped away under the user's finger.
   function fill(node, ...children) {
     if (!node) return;
-    const next = children.flat().filter((c) => c !== null && c !== undefined);
+    const next = children.flat(Infinity).filter((c) => c !== null && c !== undefined);
     const html = next.map((c) => (c instanceof Node ? (c.outerHTML !== undefined ? c.outerHTML : c.textContent) : String(c))).join("");
     if (node.dataset.rendered === html) return;
     node.dataset.rendered = html;
@@ -377,7 +377,7 @@
       const o = outbox.data;
       const facts = [["Backlog", o.pending_items + " items · " + energyBytes(o.bytes)], ["Oldest unsent", o.oldest_pending ? when(o.oldest_pending) + " (" + age(o.oldest_pending) + ")" : "nothing waiting"],
         ["Uploaded", o.acknowledged_items + " items acknowledged"], ["Gaps", String(o.gaps)], ["Budget", Math.round((o.budget_used || 0) * 100) + " % of " + energyBytes(o.budget_bytes)],
-        ["Dead letters", String(o.dead_letters)]];
+        ["Dead letters", o.dead_letters === undefined || o.dead_letters === null ? "–" : String(o.dead_letters)]];
       if (o.disk_full) facts.push(["Disk", "full: readings are being dropped"]);
       fill($("#outbox"), facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
       fill($("#transports tbody"), (o.transports || []).map((t) => el("tr", { "data-transport": t.name }, el("td", {}, el("strong", {}, t.name), el("br"), el("span", { class: "sub" }, t.url || "")),
@@ -386,8 +386,9 @@
       const letters = dead.ok ? dead.data.dead_letters : [];
       if (!letters.length) { fill($("#dead-letters"), el("p", { class: "muted" }, dead.ok ? "none: every batch was accepted" : problem(dead))); return; }
       const byTransport = [...new Set(letters.map((d) => d.transport))];
-      fill($("#dead-letters"), el("div", { class: "scroll" }, el("table", {}, el("thead", {}, el("tr", {}, ["Id", "Transport", "Parked", "Readings", "Reason"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, letters.map((d) => el("tr", {}, el("td", {}, String(d.id)), el("td", {}, d.transport), el("td", {}, when(d.created)), el("td", {}, String(d.items)), el("td", {}, d.error)))))),
+      fill($("#dead-letters"), el("div", { class: "scroll" }, el("table", {}, el("thead", {}, el("tr", {}, ["Id", "Transport", "Parked", "Items", "Reason"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, letters.map((d) => el("tr", { "data-dead-letter": d.id }, el("td", {}, String(d.id)), el("td", {}, d.transport), el("td", {}, when(d.parked_at)),
+          el("td", {}, String(d.items)), el("td", {}, (d.error || (d.http_status ? "HTTP " + d.http_status : "")) + (d.queued_to_resend ? " · queued to send again" : ""))))))),
         byTransport.map((name) => el("button", { type: "button", "data-resend": name, onclick: async () => {
           const r = await api("POST", "/api/transports/" + encodeURIComponent(name) + "/dead-letters/resend", {});
           say($("#resend-result"), r.ok ? name + ": " + r.data.queued + " queued again" : problem(r), r.ok ? "done" : "error");
