@@ -382,7 +382,7 @@
       fill($("#outbox"), facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
       fill($("#transports tbody"), (o.transports || []).map((t) => el("tr", { "data-transport": t.name }, el("td", {}, el("strong", {}, t.name), el("br"), el("span", { class: "sub" }, t.url || "")),
         el("td", { class: "state-" + t.state }, t.state + (t.backoff_s ? " · retry in " + Math.round(t.backoff_s) + " s" : "")), el("td", {}, t.last_success ? when(t.last_success) + " (" + age(t.last_success) + ")" : "never"),
-        el("td", {}, String(t.pending)), el("td", { class: "bad" }, t.last_error || ""))));
+        el("td", {}, (t.pending === undefined || t.pending === null ? "?" : t.pending) + " pending"), el("td", { class: "bad" }, t.last_error || ""))));
       const letters = dead.ok ? dead.data.dead_letters : [];
       if (!letters.length) { fill($("#dead-letters"), el("p", { class: "muted" }, dead.ok ? "none: every batch was accepted" : problem(dead))); return; }
       const byTransport = [...new Set(letters.map((d) => d.transport))];
