@@ -75,7 +75,8 @@ class MemoryBackend:
         self.transports = {"ingest": {"name": "ingest", "url": "http://127.0.0.1:9/ingest", "enabled": True, "state": "backoff", "last_success": None,
                                       "backoff_s": 4.0, "acked_seq": {"inv1": 41}, "dead_letters": 0, "uploaded_readings": 41, "uploaded_batches": 3, "upload_errors": 2}}
         self.config_data = {"gateway": {"name": "site-7"}, "api_port": 8080, "wifi": {"ssid": "home", "psk": "hunter22"},
-                            "transports": [{"name": "ingest", "url": "https://user:s3cret@example.invalid/ingest", "api_key": "abc"}]}
+                            "transports": [{"name": "ingest", "url": "https://user:s3cret@example.invalid/ingest", "api_key": "abc"}],
+                            "loadpoints": [{"id": "garage", "charger": "CP-1", "grid_meter": "meter1", "pv": ["inv1"]}]}
 
     async def _enter(self, target: str | None = None) -> None:
         if self.hang:

@@ -46,8 +46,9 @@ def test_status_json_for_scripts(served, backend):
     code, out, _ = run_status(["--url", served.url, "--json"])
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"health", "actors", "devices", "outbox", "chargers"}
+    assert set(data) == {"health", "actors", "devices", "outbox", "chargers", "loadpoints"}  # loadpoints: this gateway has one
     assert [d["id"] for d in data["devices"]["devices"]] == ["inv1", "meter1"]
+    assert [lp["id"] for lp in data["loadpoints"]["loadpoints"]] == ["garage"]
 
 
 def test_status_shows_a_restarting_part_instead_of_failing(served, backend):

@@ -190,7 +190,7 @@ def known_ids(port: int, token: str | None = None) -> dict[str, list[str]]:
     auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
     for url, collection, key, field in (("/api/devices", "/api/devices/", "devices", "id"), ("/api/chargers", "/api/chargers/", "chargers", "id"),
                                         ("/api/transactions", "/api/transactions/", "transactions", "id"), ("/api/outbox", "/api/transports/", "transports", "name"),
-                                        ("/api/reservations", "/api/reservations/", "reservations", "id")):
+                                        ("/api/reservations", "/api/reservations/", "reservations", "id"), ("/api/loadpoints", "/api/loadpoints/", "loadpoints", "id")):
         status, _, raw = send(port, "GET", url, None, auth)
         if status == 401 and token is None:  # personal data (transactions carry idTags) needs the token
             ids[collection] = []
