@@ -131,7 +131,7 @@ CORE_ROUTES: tuple[Route, ...] = (
 )
 
 ROUTES: tuple[Route, ...] = CORE_ROUTES + charger_admin.ROUTES + loadpoints.ROUTES
-ROUTES += web_page.ROUTES  # the local web page's sign-in and today's energy (actors/web/api.py)
+ROUTES += web_page.ROUTES  # the local web page's sign-in, today's energy and warnings (actors/web/api.py)
 
 
 def route_for(method: str, path: str) -> Route | None:
