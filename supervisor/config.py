@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.redaction import REDACTED
+from supervisor.redaction import REDACTED, redact
 
 ENV_PREFIX = "EGW_"
 # A schema-valid StopTransaction with 12 h of transactionData is ~174 KB: never below 1 MiB.
@@ -124,11 +124,15 @@ class GatewayConfig:
             raise AttributeError(key) from None
 
     def redacted(self) -> dict[str, Any]:
-        """The configuration as shown by the API: secrets replaced by '***' when set."""
+        """The configuration as `egw config` shows it: secrets replaced by '***' when set.
+
+        Secret settings whole, and inside the others whatever `supervisor.redaction.redact`
+        finds: an upload URL's password and query values, a field named like a secret.
+        """
         shown = {}
         for setting in SETTINGS:
             value = self.values[setting.key]
-            shown[setting.key] = REDACTED if setting.secret and value else value
+            shown[setting.key] = REDACTED if setting.secret and value else redact(value)
         return shown
 
     def with_values(self, **changes: Any) -> GatewayConfig:

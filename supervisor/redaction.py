@@ -21,7 +21,11 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
 
 
 def redact_url(url: str) -> str:
-    """`url` with its password and query values replaced; a string that does not parse as a URL is masked whole."""
+    """`url` with its password and query values replaced.
+
+    A string that does not parse as a URL (`http://[x`) still loses whatever sits where
+    credentials and a query would be: everything between "://" and an "@", and after a "?".
+    """
     try:
         parts = urllib.parse.urlsplit(url)
         netloc = parts.netloc
@@ -32,7 +36,8 @@ def redact_url(url: str) -> str:
         query = "&".join(f"{name}={REDACTED}" if sep else name for name, sep, _ in (p.partition("=") for p in parts.query.split("&") if p)) if parts.query else ""
         return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
     except ValueError:
-        return REDACTED
+        masked = re.sub(r"(://)[^/]*@", rf"\1{REDACTED}@", url)
+        return re.sub(r"\?.*$", f"?{REDACTED}", masked, flags=re.DOTALL)
 
 
 def redact_urls_in(text: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from actors.harvest.mqtt_settings import gateway_topic_problem, mqtt_url_problem
 from actors.harvest.uplink import TransportConfig, url_problem
+from supervisor.redaction import redact_url
 from supervisor.spec import ChildSpec, SupervisorSpec, supervisor_child
 
 HARVEST_ACTOR = "actors.harvest.actor.HarvestActor"
@@ -93,7 +94,7 @@ def config_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
             names.add(name)
         if isinstance(entry.get("url"), str):
             check = mqtt_url_problem if entry.get("kind") == "mqtt" else url_problem
-            problem = check(entry["url"], shown=repr(entry["url"]))
+            problem = check(entry["url"], shown=repr(redact_url(entry["url"])))  # quoted without its password or query values
             if problem:
                 problems.append(f"{where}.url: {problem}")
         if not problems:  # the transport's own checks, on the settings the tree hands it

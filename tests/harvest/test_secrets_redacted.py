@@ -42,3 +42,27 @@ def test_a_running_gateway_never_shows_or_logs_its_upload_credentials(tmp_path: 
     for where, text in {"log": logged, **reads}.items():
         assert PASSWORD not in text and KEY not in text, f"a secret in {where}"
     assert "127.0.0.1" in reads["/api/outbox"]  # where data goes is still visible
+
+
+def test_egw_config_shows_where_uploads_go_but_not_their_credentials(tmp_path: Path):
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[[uploads]]\nname = "fleet"\nkind = "mqtt"\nurl = "mqtts://fleet:{PASSWORD}@broker.example.net:8883"\n')
+    done = subprocess.run([*EGW, "config", "--config", str(config), "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)["values"]["uploads"][0]
+    assert shown["url"] == "mqtts://fleet:***@broker.example.net:8883"
+    assert PASSWORD not in done.stdout and KEY not in done.stdout
+
+
+def test_a_url_that_does_not_parse_still_loses_its_credentials():
+    assert redact_url(f"http://fleet:{PASSWORD}@[x/v1?api_key={KEY}") == "http://***@[x/v1?***"
+    assert redact_url("http://[x") == "http://[x"  # nothing to hide: the configuration error can quote it as it is
+
+
+def test_a_configuration_error_about_an_upload_url_quotes_it_without_its_password(tmp_path: Path):
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[[uploads]]\nname = "fleet"\nkind = "mqtt"\nurl = "mqtts://fleet:{PASSWORD}@broker.example.net:8883/path?key={KEY}"\n')
+    done = subprocess.run([*EGW, "config", "--check", str(config), "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "uploads[0].url: must be just the broker" in done.stderr and "got 'mqtts://fleet:***@broker.example.net:8883/path?key=***'" in done.stderr
+    assert PASSWORD not in done.stderr + done.stdout and KEY not in done.stderr + done.stdout
