@@ -47,6 +47,7 @@ ROOT_SILENCE_LIMIT = 30.0  # seconds without a Pong before the launcher gives up
 ACTOR_MODULES = (
     "supervisor.supervisor", "actors.device.actor", "actors.device.sunspec", "actors.harvest.actor", "actors.harvest.transport",
     "actors.ocpp.listener", "actors.ocpp.charger", "actors.api.actor", "actors.ble.actor", "actors.live.hub", "storage.outbox",
+    "actors.energy.actor", "actors.harvest.mqtt",
 )
 
 
@@ -63,6 +64,7 @@ def preimport_heavy_libraries() -> None:
     import dbus_next.aio  # noqa: F401
     import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401
     import ocpp.v16  # noqa: F401
+    import paho.mqtt.client  # noqa: F401 - the MQTT upload transport
     import pymodbus.client  # noqa: F401
     import sqlite_utils  # noqa: F401
 
