@@ -338,6 +338,10 @@ def test_a_dead_letter_is_sent_again_from_the_uploads_page(browser):
         wait_for(browser, lambda d: text(d, "#resend-result") == "fleet: 1 queued again", "the re-send answered")
         assert backend.writes == [("resend_dead_letters", ("fleet", None))]
         screenshot(browser, "uploads")
+        open_section(browser, site, "/chargers")  # a loadpoint configured while the energy manager is not running
+        card = '[data-loadpoint="garage"]'
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'{card} button[data-mode="pv"][aria-pressed="true"]'), "the stored mode")
+        assert text(browser, f"{card} [data-decision]") == "controller: energy manager not running"
 
 
 def _actor(records: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
