@@ -124,6 +124,16 @@
     live.topics.add(topic);
     if (live.open) live.socket.send(JSON.stringify({ op: "subscribe", topic }));
   }
+  // A session's topic is dropped once it is no longer running: a subscriber may hold only 32 topics.
+  function liveRetainSessions(chargers) {
+    const running = new Set();
+    for (const c of chargers) for (const conn of c.connectors || []) if (conn.transaction_id) running.add("transaction/" + conn.transaction_id);
+    for (const topic of [...live.topics]) {
+      if (!topic.startsWith("transaction/") || running.has(topic)) continue;
+      live.topics.delete(topic);
+      if (live.open) live.socket.send(JSON.stringify({ op: "unsubscribe", topic }));
+    }
+  }
   function liveStart(onEvent) {
     if (!signedIn || !("WebSocket" in window)) { $("#live-state").textContent = "updates every 2 s · sign in for the live feed"; return false; }
     live.handlers.push(onEvent);
@@ -209,6 +219,7 @@
       }
       if (chargers.ok) {
         state.chargers = chargers.data.chargers;
+        liveRetainSessions(state.chargers);
         for (const c of state.chargers) {
           liveSubscribe("charger/" + c.id);
           for (const conn of c.connectors || []) {
@@ -310,6 +321,7 @@
     const refresh = async () => {
       const res = await api("GET", "/api/chargers");
       if (!res.ok) { fill($("#chargers"), el("p", { class: "bad" }, problem(res))); return; }
+      liveRetainSessions(res.data.chargers);
       const cards = [];
       for (const c of res.data.chargers) {
         const rows = [];
