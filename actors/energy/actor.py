@@ -82,7 +82,7 @@ class EnergyActor(SupervisedActor):
         self.looked_up: dict[str, float] = {}
         self.stack_levels: dict[str, int] = {}
         self.power: dict[tuple[str, int], tuple[float, float, int]] = {}  # (cp, connector) -> (W, monotonic, transaction id)
-        self.power_history: dict[tuple[str, int], deque[tuple[float, float]]] = {}  # (cp, connector) -> (charger's wall time, W), recent
+        self.power_history: dict[tuple[str, int], deque[tuple[float, float]]] = {}  # (cp, connector) -> (sample's wall time, W), recent
         self._ids = itertools.count(1)
         self.pending: dict[str, tuple[str, str, Any]] = {}  # request id -> (kind, loadpoint or charger, extra)
         self.pending_since: dict[str, float] = {}  # request id -> monotonic time sent (answers lost with a charger actor are dropped)
@@ -161,7 +161,11 @@ class EnergyActor(SupervisedActor):
         if msg.power_w is not None:
             key = (msg.charge_point_id, msg.connector_id)
             self.power[key] = (float(msg.power_w), time.monotonic(), msg.transaction_id)
-            self.power_history.setdefault(key, deque(maxlen=POWER_HISTORY)).append((float(msg.timestamp), float(msg.power_w)))
+            # the charger's own time of the sample, but never later than when it reached us: a charger
+            # whose clock runs ahead would otherwise never pair with a meter value (held forever);
+            # one whose clock runs behind pairs with the latest sample, as without pairing
+            stamp = min(float(msg.timestamp), time.time())
+            self.power_history.setdefault(key, deque(maxlen=POWER_HISTORY)).append((stamp, float(msg.power_w)))
 
     def receiveMsg_ConnectorStatus(self, msg: ConnectorStatus, sender: Any) -> None:  # noqa: N802
         for lp in self.loadpoints:  # a car plugged in or left: decide now, not at the next tick

@@ -164,3 +164,17 @@ def test_two_loadpoints_on_one_meter_share_the_surplus_instead_of_each_taking_al
     decisions = {lp: shell.actor.runtime[lp].decision for lp in ("garage", "street")}
     assert (decisions["garage"].surplus_w, decisions["garage"].limit_a) == (1680.0, 7.0)
     assert (decisions["street"].surplus_w, decisions["street"].limit_a) == (1450.0, 6.0)
+
+
+def test_a_charger_whose_clock_runs_an_hour_ahead_is_still_followed(tmp_path):
+    shell = Shell(tmp_path, {**LOADPOINT, "mode": "pv"})
+    shell.charger_plugged_in()
+    conn = connect(tmp_path / "egw.db")
+    store.save_state(conn, "lp", ControlState(enabled=True, current_a=16.0, phases=1, plugged=True, starts=1).to_dict())
+    conn.close()
+    shell.start()
+    now = time.time()
+    shell.car(2300.0, now + 3600)  # its MeterValues say an hour from now
+    shell.meter(1180.0, now + 1)  # read a second after the sample arrived: they belong together
+    decision = shell.actor.runtime["lp"].decision
+    assert (decision.surplus_w, decision.limit_a) == (1120.0, 6.0)  # 2300 − 1180 W: not held at 16 A
