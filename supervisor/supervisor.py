@@ -105,6 +105,7 @@ class ChildState:
     backoff: BackoffSchedule
     window: RestartIntensity  # this child's own failures, for containment
     address: Any = None
+    previous_address: Any = None  # the last incarnation's, for a message that comes after its exit
     pid: int | None = None
     process: ProcessIdentity | None = None  # the child's process as the kernel knows it
     state: str = "stopped"
@@ -354,6 +355,13 @@ class Supervisor(SupervisedActor):
         if child is not None:
             child.failed, child.last_error = True, f"escalated: {msg.reason}"
             self._changed()
+            return
+        # The escalating supervisor exits right after sending this, and thespian may deliver
+        # its exit notice first: the exit is already counted, but its cause is this reason.
+        child = next((c for c in self.children.values() if sender is not None and c.previous_address == sender and c.address is None), None)
+        if child is not None and child.last_error == "process exited unexpectedly":
+            child.last_error = f"escalated: {msg.reason}"
+            self._changed()
 
     def receiveMsg_StatusUpdate(self, msg: StatusUpdate, sender: Any) -> None:  # noqa: N802
         child = self._named(msg.name, sender)
@@ -388,6 +396,7 @@ class Supervisor(SupervisedActor):
         """
         if cause is not None:
             child.failed, child.last_error = True, cause
+        child.previous_address = child.address
         child.address, child.pid, child.process = None, None, None
         child.started_ok = False
         if self.queue and not self.step_armed and not self.exiting:
