@@ -72,7 +72,10 @@ def test_pv_mode_follows_the_meter_through_a_cloud_and_an_actor_restart(multipro
         # 20 kW of PV at noon, 1.2 kW of house: about 18 kW exported; enabled once 23 Wh above 1380 W gathered, then +1 A a second
         wait_until(lambda: cp.effective_limit(1) == (16.0, 1), timeout=30, what="the car ramped up to 16 A on one phase")
         limits = [float(p["cs_charging_profiles"]["charging_schedule"]["charging_schedule_period"][0]["limit"]) for p in cp.received["SetChargingProfile"]]
-        assert limits == [0.0, *range(7, 17)]  # paused until enabled, then from the 6 A minimum up by 1 A a loop (0.3 A/s, whole amps)
+        # paused until enabled, then from the 6 A minimum up by 1 A a loop (0.3 A/s, whole amps); a loop whose limit
+        # could not be sent while the previous one was in flight (a slow machine) folds into the next, so steps may be 2 A
+        steps = [b - a for a, b in zip(limits[1:-1], limits[2:], strict=True)]
+        assert limits[:2] == [0.0, 7.0] and limits[-1] == 16.0 and all(1.0 <= s <= 2.0 for s in steps), limits
         wait_until(lambda: cp.car_power_w() == 16 * 230.0, timeout=10, what="the car drawing 16 A")
         view = api(api_port, "GET", "/api/loadpoints/carport")[1]
         assert view["decision"]["enabled"] and view["starts"] == 1 and view["decision"]["reason"].startswith("mode pv: surplus ")
