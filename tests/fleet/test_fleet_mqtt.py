@@ -149,8 +149,10 @@ def test_worker_sigkilled_mid_batch_the_other_one_stores_it_once(fleet_db, dsn, 
     assert not drained.is_alive() and gateway.pending() == 0
     # the broker had the batch, but the killed worker never acknowledged it: the rows stayed
     # until the gateway published it again and the survivor committed and acknowledged it
-    assert "the broker has the batch (PUBACK) but no receiver acknowledged it" in gateway.steps[0].error
-    assert [s.outcome for s in gateway.steps[1:]] == ["sent", "idle"]
+    # (on a slow machine the gateway may give up waiting more than once before the kill: each such try is the same retry)
+    *unanswered, sent, idle = gateway.steps
+    assert unanswered and all("the broker has the batch (PUBACK) but no receiver acknowledged it" in s.error for s in unanswered)
+    assert (sent.outcome, idle.outcome) == ("sent", "idle")
     assert _items(fleet_db) == (100, 100)
     survivor = next(w for pid, w in pair.items() if pid != victim)
     assert survivor.metric("egw_ingest_items_stored_total") == 100
