@@ -125,7 +125,8 @@
     if (live.open) live.socket.send(JSON.stringify({ op: "subscribe", topic }));
   }
   // A session's topic is dropped once it is no longer running: a subscriber may hold only 32 topics.
-  function liveRetainSessions(chargers) {
+  function liveRetainSessions(chargers, sessions) {
+    // a page left open for days sees hundreds of sessions: keep the topics and figures of running ones only
     const running = new Set();
     for (const c of chargers) for (const conn of c.connectors || []) if (conn.transaction_id) running.add("transaction/" + conn.transaction_id);
     for (const topic of [...live.topics]) {
@@ -133,6 +134,7 @@
       live.topics.delete(topic);
       if (live.open) live.socket.send(JSON.stringify({ op: "unsubscribe", topic }));
     }
+    for (const id of Object.keys(sessions)) if (!running.has("transaction/" + id)) delete sessions[id];
   }
   function liveStart(onEvent) {
     if (!signedIn || !("WebSocket" in window)) { $("#live-state").textContent = "updates every 2 s · sign in for the live feed"; return false; }
@@ -219,7 +221,7 @@
       }
       if (chargers.ok) {
         state.chargers = chargers.data.chargers;
-        liveRetainSessions(state.chargers);
+        liveRetainSessions(state.chargers, state.sessions);
         for (const c of state.chargers) {
           liveSubscribe("charger/" + c.id);
           for (const conn of c.connectors || []) {
@@ -321,7 +323,7 @@
     const refresh = async () => {
       const res = await api("GET", "/api/chargers");
       if (!res.ok) { fill($("#chargers"), el("p", { class: "bad" }, problem(res))); return; }
-      liveRetainSessions(res.data.chargers);
+      liveRetainSessions(res.data.chargers, sessions);
       const cards = [];
       for (const c of res.data.chargers) {
         const rows = [];
