@@ -78,6 +78,8 @@ from supervisor.spec import ChildSpec, Containment, Heartbeat, Intensity, Superv
 _HEARTBEAT = "heartbeat"
 _REPORT = "report"
 _START_STEP = "start-step"
+_ESCALATE_EXIT = "escalate-exit"
+ESCALATE_GRACE = timedelta(seconds=2.0)  # a nested supervisor that escalated exits by itself after this, if its parent has not ended it
 # A subtree report carries every child's record (a device's values among them) to the
 # parent: changes within this window travel as one report. At 100 devices, 0.2 s meant
 # five reports of 100 records a second, pickled twice on their way to the root.
@@ -354,6 +356,8 @@ class Supervisor(SupervisedActor):
         child = self._by_address(sender)
         if child is not None:
             child.failed, child.last_error = True, f"escalated: {msg.reason}"
+            self._tree_event("escalated", {"supervisor": self._child_path(child.spec.name), "reason": msg.reason})
+            self.send(sender, ActorExitRequest())  # it waits for this; its exit then counts as a failure
             self._changed()
             return
         # The escalating supervisor exits right after sending this, and thespian may deliver
@@ -361,6 +365,7 @@ class Supervisor(SupervisedActor):
         child = next((c for c in self.children.values() if sender is not None and c.previous_address == sender and c.address is None), None)
         if child is not None and child.last_error == "process exited unexpectedly":
             child.last_error = f"escalated: {msg.reason}"
+            self._tree_event("escalated", {"supervisor": self._child_path(child.spec.name), "reason": msg.reason})
             self._changed()
 
     def receiveMsg_StatusUpdate(self, msg: StatusUpdate, sender: Any) -> None:  # noqa: N802
@@ -505,12 +510,22 @@ class Supervisor(SupervisedActor):
     def _escalate(self, reason: str) -> None:
         self.escalated = True
         self.log.error("restart intensity exceeded; escalating", reason=reason)
-        self._tree_event("escalated", {"supervisor": self.path or "root", "reason": reason})
         if self.parent is not None:
             self.send(self.parent, Escalate(self.name, reason))
+        # Only the Escalate goes to a parent supervisor, which tells the observers: this process
+        # exits next, and thespian sends to one address one at a time, so a message queued
+        # before the Escalate could keep it from leaving at all.
+        if not self.parent_is_supervisor:
+            self._tree_event("escalated", {"supervisor": "root", "reason": reason})
         for child in self.children.values():
             self._stop(child)
-        self.send(self.myAddress, ActorExitRequest())
+        if self.parent_is_supervisor:
+            # The parent ends this process once the Escalate has arrived, so the reason cannot be
+            # lost with an exit that overtakes it (seen in thespian under load); failing that,
+            # this process ends itself after ESCALATE_GRACE.
+            self.wakeupAfter(ESCALATE_GRACE, payload=_ESCALATE_EXIT)
+        else:
+            self.send(self.myAddress, ActorExitRequest())
 
     def receiveMsg_PoisonMessage(self, msg: Any, sender: Any) -> None:  # noqa: N802
         """A message to a child that could not be created or handle it; its exit is what counts."""
@@ -524,6 +539,8 @@ class Supervisor(SupervisedActor):
         elif payload == _REPORT:
             self.report_pending = False
             self._report()
+        elif payload == _ESCALATE_EXIT:
+            self.send(self.myAddress, ActorExitRequest())
         elif payload == _START_STEP:
             self.step_armed, self.step_budget = False, START_BATCH
             self._pump()
