@@ -360,8 +360,8 @@ class Supervisor(SupervisedActor):
             self.send(sender, ActorExitRequest())  # it waits for this; its exit then counts as a failure
             self._changed()
             return
-        # The escalating supervisor exits right after sending this, and thespian may deliver
-        # its exit notice first: the exit is already counted, but its cause is this reason.
+        # The escalating supervisor ended itself (ESCALATE_GRACE passed before this arrived) and
+        # its exit notice came first: the exit is already counted, but its cause is this reason.
         child = next((c for c in self.children.values() if sender is not None and c.previous_address == sender and c.address is None), None)
         if child is not None and child.last_error == "process exited unexpectedly":
             child.last_error = f"escalated: {msg.reason}"
@@ -512,9 +512,8 @@ class Supervisor(SupervisedActor):
         self.log.error("restart intensity exceeded; escalating", reason=reason)
         if self.parent is not None:
             self.send(self.parent, Escalate(self.name, reason))
-        # Only the Escalate goes to a parent supervisor, which tells the observers: this process
-        # exits next, and thespian sends to one address one at a time, so a message queued
-        # before the Escalate could keep it from leaving at all.
+        # Only the Escalate goes to a parent supervisor, which tells the observers: thespian sends
+        # to one address one at a time, and the Escalate is the message that must arrive.
         if not self.parent_is_supervisor:
             self._tree_event("escalated", {"supervisor": "root", "reason": reason})
         for child in self.children.values():
