@@ -29,6 +29,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+STARTUP_ATTEMPTS = 3
+
+
 @contextmanager
 def private_actor_system(log_defs: dict | None = None) -> Iterator[Any]:
     """A multiprocTCPBase actor system on a free loopback admin port, torn down with its family."""
@@ -39,8 +42,19 @@ def private_actor_system(log_defs: dict | None = None) -> Iterator[Any]:
     options: dict[str, Any] = {"transientUnique": True}
     if log_defs is not None:
         options["logDefs"] = log_defs
+    from thespian.actors import InvalidActorAddress
+
     before = set(descendants(os.getpid()))
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, **options)
+    for attempt in range(STARTUP_ATTEMPTS):
+        try:
+            asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port(), "Process Startup Method": "fork"}, **options)
+            break
+        except InvalidActorAddress:
+            # the admin did not answer on its port (taken between free_port and its bind, or too
+            # slow on a loaded machine): end what it started and try again on another port
+            end_family(sorted(set(descendants(os.getpid())) - before), grace=1.0)
+            if attempt == STARTUP_ATTEMPTS - 1:
+                raise
     # the admin and logger (and whatever they fork) are the family; other children of this
     # process, such as a test's dbus-daemon or simulator, are not ours to end
     roots = set(descendants(os.getpid())) - before
