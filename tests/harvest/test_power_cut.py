@@ -306,7 +306,8 @@ def small_filesystem(tmp_path):
 
 def fill(mount: Path) -> Path:
     filler = mount / "filler"
-    with filler.open("wb") as fh:
+    # unbuffered: a buffered file would try the last block again at close and raise ENOSPC there
+    with filler.open("wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
